@@ -1,0 +1,52 @@
+# sinkbench build. `make` builds bin/sinkbench; `make test` runs the suite.
+# Sources are picked up by wildcard per module directory, so a new file needs no edit here.
+CC      ?= cc
+PKGS    := openblas hdf5-serial zlib libcjson inih
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -Wall -Wextra -Werror -pthread -fopenmp -D_GNU_SOURCE -I. \
+           $(shell pkg-config --cflags $(PKGS))
+LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lm -fopenmp -pthread
+BUILD   ?= build
+
+MODULES := engine tokenizer datasets eval train
+LIB_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/*.c))
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_HELPERS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/helpers/*.c))
+
+.PHONY: all test bench clean datasets models
+all: bin/sinkbench $(TEST_BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libsinkbench.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+bin/sinkbench: $(CLI_OBJ) $(BUILD)/libsinkbench.a
+	@mkdir -p bin
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libsinkbench.a $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(TEST_HELPERS) $(BUILD)/libsinkbench.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -o $@ $< $(TEST_HELPERS) $(BUILD)/libsinkbench.a $(LDLIBS) -lcmocka
+
+# The suite: every cmocka binary plus the shell tests, summarised as "N passed, N failed".
+test: all
+	@tests/run_tests.sh $(BUILD)/tests
+
+bench: bin/sinkbench
+	@bench/run_bench.sh
+
+datasets:
+	@datasets/make_datasets.sh
+
+clean:
+	rm -rf $(BUILD) bin
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_HELPERS:.o=.d)
