@@ -108,4 +108,30 @@ int sb_model_load(sb_model *m, const char *dir);
 int sb_model_save(const sb_model *m, const char *dir);
 void sb_model_free(sb_model *m);
 
+/* ---- additions (engine core): tensor listing shared by init, save, load and the trainer ---- */
+
+/* One checkpoint tensor: its Hugging Face name, shape and place in params. */
+typedef struct {
+    char name[96];
+    int ndim;                         /* 1 or 2 */
+    int64_t shape[2];
+    size_t numel;
+    size_t offset;                    /* floats from m->params (same layout for gradients) */
+    float *data;                      /* m->params + offset, NULL when listed from a config */
+} sb_tensor_ref;
+
+/* Number of tensors stored in the checkpoint of cfg (lm_head omitted when tied). */
+int sb_model_tensor_count(const sb_model_config *c);
+/* Fill out[0..count) in storage order (the order of params); m may be NULL (data then NULL).
+ * Returns count. */
+int sb_model_tensor_list(const sb_model_config *c, const sb_model *m, sb_tensor_ref *out);
+/* Parameter count with overflow check: false when the config's sizes overflow size_t. */
+bool sb_model_param_count_checked(const sb_model_config *c, size_t *out);
+/* Check a checkpoint directory without loading the weights: parse config.json, map the
+ * safetensors file(s) and verify every tensor's presence, shape and dtype. file_bytes
+ * (optional) receives the total size of the weight files. */
+int sb_model_inspect(const char *dir, sb_model_config *cfg, uint64_t *file_bytes);
+/* sb_model_load sets cfg.dtype to the file's storage dtype (of its first tensor), so a
+ * load -> save roundtrip keeps it. */
+
 #endif

@@ -1,0 +1,173 @@
+#include "eval/provenance.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <omp.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/common.h"
+#include "datasets/sha256.h"
+
+extern char **environ;
+
+/* Run argv (no shell, so paths need no quoting) and capture the first cap-1 bytes of its
+ * stdout; stderr goes to /dev/null. Returns the exit status, or -1 if it could not run. */
+static int run_capture(char *const argv[], char *out, size_t cap) {
+    out[0] = '\0';
+    int fds[2];
+    if (pipe(fds) != 0) return -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+    posix_spawn_file_actions_addclose(&fa, fds[0]);
+    posix_spawn_file_actions_addclose(&fa, fds[1]);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    pid_t pid;
+    int err = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fds[1]);
+    if (err != 0) {
+        close(fds[0]);
+        return -1;
+    }
+    size_t n = 0;
+    char drain[4096];
+    ssize_t r;
+    for (;;) { /* read everything so the child never blocks on a full pipe */
+        if (n + 1 < cap) r = read(fds[0], out + n, cap - 1 - n);
+        else r = read(fds[0], drain, sizeof drain);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        if (n + 1 < cap) n += (size_t)r;
+    }
+    out[n] = '\0';
+    close(fds[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void trim(char *s) {
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = '\0';
+    size_t i = 0;
+    while (s[i] == ' ' || s[i] == '\t') i++;
+    if (i) memmove(s, s + i, n - i + 1);
+}
+
+void sb_provenance_git_rev(const char *dir, char *out, size_t cap) {
+    snprintf(out, cap, "unknown");
+    char rev[64];
+    char *rev_argv[] = {"git", "-C", (char *)dir, "rev-parse", "--short", "HEAD", NULL};
+    if (run_capture(rev_argv, rev, sizeof rev) != 0) return;
+    trim(rev);
+    if (!rev[0]) return;
+    char st[8];
+    char *st_argv[] = {"git", "-C", (char *)dir, "status", "--porcelain", "--untracked-files=no", NULL};
+    int rc = run_capture(st_argv, st, sizeof st);
+    snprintf(out, cap, "%s%s", rev, rc == 0 && st[0] ? "-dirty" : "");
+}
+
+static void cpu_model(char *out, size_t cap) {
+    snprintf(out, cap, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) != 0) continue;
+        char *colon = strchr(line, ':');
+        if (!colon) continue;
+        snprintf(out, cap, "%s", colon + 1);
+        trim(out);
+        break;
+    }
+    fclose(f);
+}
+
+void sb_provenance_collect(sb_provenance *p) {
+    memset(p, 0, sizeof *p);
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        sb_provenance_git_rev(dirname(exe), p->git_rev, sizeof p->git_rev);
+    }
+    if (n <= 0 || !strcmp(p->git_rev, "unknown")) sb_provenance_git_rev(".", p->git_rev, sizeof p->git_rev);
+    if (gethostname(p->hostname, sizeof p->hostname) != 0 || !p->hostname[0])
+        snprintf(p->hostname, sizeof p->hostname, "unknown");
+    p->hostname[sizeof p->hostname - 1] = '\0';
+    cpu_model(p->cpu_model, sizeof p->cpu_model);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    p->cores = cores > 0 ? (int)cores : 1;
+    p->blas_threads = openblas_get_num_threads();
+    p->omp_threads = omp_get_max_threads();
+    const char *cfg = openblas_get_config();
+    snprintf(p->blas_config, sizeof p->blas_config, "%s", cfg ? cfg : "unknown");
+    trim(p->blas_config);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(p->date_utc, sizeof p->date_utc, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int hash_into(sb_sha256_ctx *s, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return sb_error("%s: cannot open: %s", path, strerror(errno));
+    static _Thread_local unsigned char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sb_sha256_update(s, buf, n);
+    int bad = ferror(f);
+    fclose(f);
+    return bad ? sb_error("%s: read error", path) : SB_OK;
+}
+
+int sb_provenance_hash_model(const char *dir, char hex[65]) {
+    hex[0] = '\0';
+    char path[4096];
+    sb_sha256_ctx s;
+    sb_sha256_init(&s);
+    static const char *const files[] = {"config.json", "model.safetensors"};
+    for (size_t i = 0; i < 2; i++) {
+        if (snprintf(path, sizeof path, "%s/%s", dir, files[i]) >= (int)sizeof path)
+            return sb_error("%s: path too long", dir);
+        int rc = hash_into(&s, path);
+        if (rc) return rc;
+    }
+    uint8_t d[32];
+    sb_sha256_final(&s, d);
+    sb_sha256_hex(d, hex);
+    return SB_OK;
+}
+
+int sb_provenance_to_h5(const sb_provenance *p, sb_h5 *f) {
+    int rc = 0;
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "git_rev", p->git_rev);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "hostname", p->hostname);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "cpu_model", p->cpu_model);
+    rc = rc ? rc : sb_h5_attr_i64(f, NULL, "cores", p->cores);
+    rc = rc ? rc : sb_h5_attr_i64(f, NULL, "blas_threads", p->blas_threads);
+    rc = rc ? rc : sb_h5_attr_i64(f, NULL, "omp_threads", p->omp_threads);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "blas_config", p->blas_config);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "date_utc", p->date_utc);
+    return rc;
+}
+
+void sb_provenance_to_json(const sb_provenance *p, cJSON *obj) {
+    cJSON_AddStringToObject(obj, "git_rev", p->git_rev);
+    cJSON_AddStringToObject(obj, "hostname", p->hostname);
+    cJSON_AddStringToObject(obj, "cpu_model", p->cpu_model);
+    cJSON_AddNumberToObject(obj, "cores", p->cores);
+    cJSON_AddNumberToObject(obj, "blas_threads", p->blas_threads);
+    cJSON_AddNumberToObject(obj, "omp_threads", p->omp_threads);
+    cJSON_AddStringToObject(obj, "blas_config", p->blas_config);
+    cJSON_AddStringToObject(obj, "date_utc", p->date_utc);
+}

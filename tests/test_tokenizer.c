@@ -1,0 +1,599 @@
+/* Tests of tokenizer/: GPT-2 pre-tokenizer, BPE training, encode/decode round trips,
+ * special tokens, tokenizer.json save/load and its errors, golden ids when present. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine/common.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/tokenizer_internal.h"
+
+/* ---- helpers ---- */
+
+static uint64_t rng_state = 0x243F6A8885A308D3ull;
+static uint32_t rnd(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 11);
+}
+
+static const char *WORDS[] = {
+    "the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on",
+    "not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "had", "they",
+    "you", "were", "their", "one", "all", "we", "can", "her", "has", "there", "been", "if", "more", "when",
+    "will", "would", "who", "so", "no", "streaming", "attention", "sink", "token", "window", "cache",
+    "don't", "it's", "we're", "I'll", "they've", "1984", "3.14", "naïve", "café", "—", "\"quoted\"", "(paren)",
+};
+
+/* Pseudo-English: sentences of common words, paragraphs, documents separated by <|endoftext|>. */
+static char *make_text(size_t target, size_t *len) {
+    size_t cap = target + 256, n = 0;
+    char *s = malloc_check(cap);
+    size_t nw = sizeof WORDS / sizeof WORDS[0];
+    while (n + 64 < target) {
+        const char *w = WORDS[rnd() % nw];
+        char syl[32];
+        if (rnd() % 5 == 0) { /* a made-up word, so there is plenty to merge */
+            static const char *S[] = {"ka", "ro", "mi", "ten", "sh", "qu", "ell", "ing", "ed", "pra", "vo", "x"};
+            size_t k = 0;
+            for (uint32_t i = 0, m = 1 + rnd() % 4; i < m; i++) k += (size_t)sprintf(syl + k, "%s", S[rnd() % 12]);
+            w = syl;
+        }
+        size_t wl = strlen(w);
+        memcpy(s + n, w, wl);
+        n += wl;
+        uint32_t r = rnd() % 100;
+        const char *sep = r < 80 ? " " : r < 90 ? ". " : r < 95 ? ",  " : r < 98 ? ".\n\n" : ".\n<|endoftext|>";
+        memcpy(s + n, sep, strlen(sep));
+        n += strlen(sep);
+    }
+    s[n] = '\0';
+    *len = n;
+    return s;
+}
+
+static sb_tokenizer *train_small(int32_t vocab, int threads) {
+    rng_state = 0x243F6A8885A308D3ull;
+    size_t len;
+    char *text = make_text(200000, &len);
+    const char *sp[] = {SB_TOKEN_ENDOFTEXT, SB_TOKEN_SINK};
+    sb_bpe_train_opts o = {.vocab_size = vocab, .special = sp, .n_special = 2, .threads = threads};
+    sb_tokenizer *t = NULL;
+    assert_int_equal(sb_bpe_train(&t, text, len, &o), SB_OK);
+    free(text);
+    return t;
+}
+
+static char tmpdir[] = "/tmp/sb_test_tok_XXXXXX";
+
+static int setup_dir(void **state) {
+    (void)state;
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown_dir(void **state) {
+    (void)state;
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void write_file(const char *path, const char *s) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(s, f);
+    fclose(f);
+}
+
+/* ---- pre-tokenizer ---- */
+
+/* Expected pieces joined by '|' (hand-derived from the regex's alternation order). */
+static const struct {
+    const char *in, *want;
+} SPLITS[] = {
+    {"Hello world", "Hello| world"},
+    {"Hello  world", "Hello| | world"},
+    {"Hello   world", "Hello|  | world"},
+    {"don't", "don|'t"},
+    {"I'm you're we've they'll he'd it's", "I|'m| you|'re| we|'ve| they|'ll| he|'d| it|'s"},
+    {"DON'T", "DON|'|T"},
+    {"'sup", "'s|up"},
+    {"?'s", "?'|s"},
+    {"it''s", "it|''|s"},
+    {"'re'", "'re|'"},
+    {"a\nb", "a|\n|b"},
+    {"a \nb", "a| |\n|b"},
+    {"a\n\nb", "a|\n|\n|b"},
+    {"a\n\n\nb", "a|\n\n|\n|b"},
+    {"a \tb", "a| |\t|b"},
+    {"x\t y", "x|\t| y"},
+    {"a\r\nb", "a|\r|\n|b"},
+    {"end  ", "end|  "},
+    {"   ", "   "},
+    {" ", " "},
+    {"\n", "\n"},
+    {"123abc", "123|abc"},
+    {" 123 456", " 123| 456"},
+    {"3.14", "3|.|14"},
+    {"hello!!! world", "hello|!!!| world"},
+    {" !!!x", " !!!|x"},
+    {"a-b_c", "a|-|b|_|c"},
+    {"<|endoftext|>", "<||endoftext||>"}, /* "<|" "endoftext" "|>" */
+    {"naïve café", "na\xc3\xafve| caf\xc3\xa9"},
+    {"日本語 テキスト", "日本語| テキスト"},
+    {"x² ½", "x|²| ½"},
+    {"x Ⅻ", "x| Ⅻ"},
+    {"€5", "€|5"},
+    {"emoji 😀😀 ok", "emoji| 😀😀| ok"},
+    {"a\xc2\xa0" "b", "a|\xc2\xa0|b"},             /* NBSP is whitespace but not the optional space */
+    {"a\xc2\xa0 b", "a|\xc2\xa0| b"},
+    {"a \xc2\xa0" "b", "a| |\xc2\xa0|b"},
+    {"a\xe3\x80\x80\xe3\x80\x80" "b", "a|\xe3\x80\x80|\xe3\x80\x80|b"}, /* ideographic spaces: one char backtracked */
+    {"a\xc2\x85" "b", "a|\xc2\x85|b"},              /* NEL is \s in Oniguruma */
+    {"a\x1c" "b", "a|\x1c|b"},                      /* but U+001C is not */
+    {"a\xff\xfe" "b", "a|\xff\xfe|b"},              /* invalid UTF-8: one "other" char per byte */
+    {" \xff" "b", " \xff|b"},
+    {"\xe2\x82", "\xe2\x82"},                       /* truncated sequence */
+    {"\xed\xa0\x80x", "\xed\xa0\x80|x"},            /* surrogate: invalid */
+};
+
+static void test_pretokenize_table(void **state) {
+    (void)state;
+    for (size_t k = 0; k < sizeof SPLITS / sizeof SPLITS[0]; k++) {
+        const uint8_t *s = (const uint8_t *)SPLITS[k].in;
+        size_t len = strlen(SPLITS[k].in), pos = 0;
+        char got[512] = "";
+        size_t gl = 0;
+        while (pos < len) {
+            size_t e = sb_pretokenize_next(s, len, pos);
+            assert_true(e > pos && e <= len);
+            if (pos) got[gl++] = '|';
+            memcpy(got + gl, s + pos, e - pos);
+            gl += e - pos;
+            pos = e;
+        }
+        got[gl] = '\0';
+        if (strcmp(got, SPLITS[k].want)) fail_msg("split of [%s]: got [%s], want [%s]", SPLITS[k].in, got, SPLITS[k].want);
+    }
+}
+
+/* ---- training ---- */
+
+static void test_train_classic_example(void **state) {
+    (void)state;
+    /* "aaabdaaabac": aa (4) first; then ab and (aa,a) tie at 2 and the smaller ids win */
+    const char *text = "aaabdaaabac";
+    sb_bpe_train_opts o = {.vocab_size = 259, .special = NULL, .n_special = 0, .threads = 1};
+    sb_tokenizer *t;
+    assert_int_equal(sb_bpe_train(&t, text, strlen(text), &o), SB_OK);
+    assert_int_equal(sb_tokenizer_vocab_size(t), 259);
+    assert_int_equal(t->n_merges, 3);
+    assert_int_equal(t->merges[0][0], 'a');
+    assert_int_equal(t->merges[0][1], 'a');
+    assert_int_equal(t->merges[1][0], 'a');
+    assert_int_equal(t->merges[1][1], 'b');
+    assert_int_equal(t->merges[2][0], 256);
+    assert_int_equal(t->merges[2][1], 257);
+    assert_int_equal(sb_tokenizer_token_id(t, "aaab"), 258);
+    int32_t *ids;
+    size_t n;
+    assert_int_equal(sb_tokenizer_encode(t, text, strlen(text), &ids, &n), SB_OK);
+    int32_t want[] = {258, 'd', 258, 'a', 'c'};
+    assert_int_equal(n, 5);
+    assert_memory_equal(ids, want, sizeof want);
+    free(ids);
+    sb_tokenizer_free(t);
+}
+
+static void test_train_deterministic_across_threads(void **state) {
+    (void)state;
+    sb_tokenizer *t1 = train_small(1024, 1), *t2 = train_small(1024, 2), *t3 = train_small(1024, 2);
+    assert_int_equal(sb_tokenizer_vocab_size(t1), 1024);
+    assert_int_equal(t1->n_merges, t2->n_merges);
+    assert_memory_equal(t1->merges, t2->merges, sizeof t1->merges[0] * (size_t)t1->n_merges);
+    assert_memory_equal(sb_tokenizer_hash(t1), sb_tokenizer_hash(t2), SB_TOKENIZER_HASH_BYTES);
+    assert_memory_equal(sb_tokenizer_hash(t2), sb_tokenizer_hash(t3), SB_TOKENIZER_HASH_BYTES);
+    /* specials are the last ids; common words became single tokens with their space */
+    assert_int_equal(sb_tokenizer_token_id(t1, SB_TOKEN_ENDOFTEXT), 1022);
+    assert_int_equal(sb_tokenizer_token_id(t1, SB_TOKEN_SINK), 1023);
+    assert_true(sb_tokenizer_is_special(t1, 1023));
+    assert_false(sb_tokenizer_is_special(t1, 300));
+    assert_true(sb_tokenizer_token_id(t1, " the") >= 256);
+    assert_true(sb_tokenizer_token_id(t1, " attention") >= 256);
+    for (int b = 0; b < 256; b++) {
+        char s[2] = {(char)b, 0};
+        if (b) assert_int_equal(sb_tokenizer_token_id(t1, s), b);
+    }
+    /* the special's pieces were never counted, so never learned */
+    assert_int_equal(sb_tokenizer_token_id(t1, "endoftext"), -1);
+    assert_int_equal(sb_tokenizer_token_id(t1, "<|"), -1);
+    sb_tokenizer_free(t1);
+    sb_tokenizer_free(t2);
+    sb_tokenizer_free(t3);
+}
+
+static void test_train_bad_options(void **state) {
+    (void)state;
+    sb_tokenizer *t;
+    const char *sp[] = {"<a>", "<a>"};
+    sb_bpe_train_opts o = {.vocab_size = 100, .special = NULL, .n_special = 0, .threads = 1};
+    assert_int_equal(sb_bpe_train(&t, "abc", 3, &o), SB_ERR_USAGE);
+    assert_null(t);
+    o = (sb_bpe_train_opts){.vocab_size = 300, .special = sp, .n_special = 2, .threads = 1};
+    assert_int_equal(sb_bpe_train(&t, "abc", 3, &o), SB_ERR_USAGE);
+    assert_non_null(strstr(sb_last_error(), "twice"));
+    const char *bad[] = {"<\xff>"};
+    o = (sb_bpe_train_opts){.vocab_size = 300, .special = bad, .n_special = 1, .threads = 1};
+    assert_int_equal(sb_bpe_train(&t, "abc", 3, &o), SB_ERR_USAGE);
+    /* empty text: a valid tokenizer of bytes + specials */
+    o = (sb_bpe_train_opts){.vocab_size = 300, .special = sp, .n_special = 1, .threads = 1};
+    assert_int_equal(sb_bpe_train(&t, "", 0, &o), SB_OK);
+    assert_int_equal(sb_tokenizer_vocab_size(t), 257);
+    sb_tokenizer_free(t);
+}
+
+/* ---- encoding ---- */
+
+/* Reference BPE: repeatedly merge the lowest-rank adjacent pair, leftmost first. Equal to
+ * the priority-queue algorithm for vocabularies without two merges yielding one token. */
+static size_t naive_bpe(const sb_tokenizer *t, int32_t *sym, size_t n) {
+    for (;;) {
+        int32_t best = INT32_MAX, merged = -1;
+        size_t at = 0;
+        for (size_t i = 0; i + 1 < n; i++) {
+            int32_t r, m;
+            if (sb_pair_map_get(&t->pairs, sym[i], sym[i + 1], &r, &m) && r < best) {
+                best = r;
+                merged = m;
+                at = i;
+            }
+        }
+        if (merged < 0) return n;
+        sym[at] = merged;
+        memmove(sym + at + 1, sym + at + 2, (n - at - 2) * sizeof *sym);
+        n--;
+    }
+}
+
+static void test_merge_word_matches_reference(void **state) {
+    (void)state;
+    sb_tokenizer *t = train_small(1024, 1);
+    int32_t a[400], b[400];
+    for (int iter = 0; iter < 3000; iter++) {
+        /* long words take the heap path with malloc'd scratch */
+        size_t n = iter % 10 == 0 ? 65 + rnd() % 300 : 1 + rnd() % 40;
+        const char *alpha = "theaonsirdlu ";
+        for (size_t i = 0; i < n; i++) a[i] = b[i] = (uint8_t)alpha[rnd() % 13];
+        size_t na = sb_bpe_merge_word(&t->pairs, a, n), nb = naive_bpe(t, b, n);
+        assert_int_equal(na, nb);
+        assert_memory_equal(a, b, na * sizeof *a);
+    }
+    sb_tokenizer_free(t);
+}
+
+static void roundtrip(const sb_tokenizer *t, const char *s, size_t len) {
+    int32_t *ids;
+    size_t n;
+    assert_int_equal(sb_tokenizer_encode(t, s, len, &ids, &n), SB_OK);
+    assert_non_null(ids);
+    for (size_t i = 0; i < n; i++) assert_true(ids[i] >= 0 && ids[i] < sb_tokenizer_vocab_size(t));
+    char *out;
+    size_t ol;
+    assert_int_equal(sb_tokenizer_decode(t, ids, n, &out, &ol), SB_OK);
+    assert_int_equal(ol, len);
+    assert_memory_equal(out, s, len);
+    assert_int_equal(out[ol], '\0');
+    free(out);
+    free(ids);
+}
+
+static void test_roundtrip_random_bytes(void **state) {
+    (void)state;
+    sb_tokenizer *t = train_small(1024, 2);
+    static const char *frags[] = {"the", " ", "  ", "\n", "'s", "é", "日", "😀", "<|endoftext|>", "<sink>",
+                                  "<|endoftext", "\xc2\xa0", "123", "!?", "\xe2\x82", "\xf0\x9f", "\xed\xa0\x80"};
+    char buf[512];
+    for (int iter = 0; iter < 10000; iter++) {
+        size_t len = 0, target = rnd() % 300;
+        int mode = iter % 3;
+        while (len < target) {
+            if (mode == 0) { /* raw random bytes: mostly invalid UTF-8 */
+                buf[len++] = (char)rnd();
+            } else if (mode == 1) { /* fragments, valid and invalid */
+                const char *f = frags[rnd() % (sizeof frags / sizeof frags[0])];
+                size_t fl = strlen(f);
+                if (len + fl > sizeof buf) break;
+                memcpy(buf + len, f, fl);
+                len += fl;
+            } else { /* ASCII with control characters */
+                buf[len++] = (char)(rnd() % 128);
+            }
+        }
+        roundtrip(t, buf, len);
+    }
+    roundtrip(t, "", 0);
+    sb_tokenizer_free(t);
+}
+
+static void test_specials_never_split(void **state) {
+    (void)state;
+    sb_tokenizer *t = train_small(1024, 1);
+    int32_t eot = sb_tokenizer_token_id(t, SB_TOKEN_ENDOFTEXT), sink = sb_tokenizer_token_id(t, SB_TOKEN_SINK);
+    const char *s = "a<|endoftext|>b<sink><|endoftext|><|endoftext|> <|endoftext|> x<|endoftext|";
+    int32_t *ids;
+    size_t n;
+    assert_int_equal(sb_tokenizer_encode(t, s, strlen(s), &ids, &n), SB_OK);
+    int32_t sp_a = sb_tokenizer_token_id(t, " "), a = 'a', b = 'b';
+    int32_t want_prefix[] = {a, eot, b, sink, eot, eot, sp_a, eot};
+    assert_true(n > 8);
+    assert_memory_equal(ids, want_prefix, sizeof want_prefix);
+    for (size_t i = 8; i < n; i++) assert_int_not_equal(ids[i], eot); /* the incomplete one is text */
+    char *rest;
+    size_t rl;
+    assert_int_equal(sb_tokenizer_decode(t, ids + 8, n - 8, &rest, &rl), SB_OK);
+    assert_string_equal(rest, " x<|endoftext|");
+    free(rest);
+    free(ids);
+    /* the special's literal text is one id wherever it sits, even inside a word */
+    const char *w = "xx<sink>yy";
+    assert_int_equal(sb_tokenizer_encode(t, w, strlen(w), &ids, &n), SB_OK);
+    int found = 0;
+    for (size_t i = 0; i < n; i++) found += ids[i] == sink;
+    assert_int_equal(found, 1);
+    free(ids);
+    sb_tokenizer_free(t);
+}
+
+static void test_decode_bad_id(void **state) {
+    (void)state;
+    sb_tokenizer *t = train_small(512, 1);
+    int32_t ids[] = {5, 512};
+    char *out;
+    size_t n;
+    assert_int_equal(sb_tokenizer_decode(t, ids, 2, &out, &n), SB_ERR);
+    assert_null(out);
+    assert_non_null(strstr(sb_last_error(), "position 1"));
+    ids[1] = -1;
+    assert_int_equal(sb_tokenizer_decode(t, ids, 2, &out, &n), SB_ERR);
+    size_t bl;
+    assert_null(sb_tokenizer_token_bytes(t, 512, &bl));
+    assert_string_equal(sb_tokenizer_token_bytes(t, 'A', &bl), "A");
+    sb_tokenizer_free(t);
+}
+
+/* ---- tokenizer.json ---- */
+
+static void test_save_load_identical(void **state) {
+    (void)state;
+    sb_tokenizer *t = train_small(1024, 2);
+    char path[512];
+    snprintf(path, sizeof path, "%s", tmpdir);
+    assert_int_equal(sb_tokenizer_save(t, path), SB_OK); /* a directory: DIR/tokenizer.json */
+    sb_tokenizer *u;
+    if (sb_tokenizer_load(&u, path) != SB_OK) fail_msg("%s", sb_last_error());
+    assert_int_equal(sb_tokenizer_vocab_size(u), sb_tokenizer_vocab_size(t));
+    assert_memory_equal(sb_tokenizer_hash(u), sb_tokenizer_hash(t), SB_TOKENIZER_HASH_BYTES);
+    /* the hash is SHA-256 of the file's bytes */
+    char file[600], *data;
+    size_t size;
+    snprintf(file, sizeof file, "%s/tokenizer.json", tmpdir);
+    assert_int_equal(sb_read_file(file, &data, &size), SB_OK);
+    uint8_t h[32];
+    sb_tokenizer_sha256(data, size, h);
+    assert_memory_equal(h, sb_tokenizer_hash(t), 32);
+
+    /* Hugging Face structure */
+    cJSON *root = cJSON_Parse(data);
+    assert_non_null(root);
+    cJSON *model = cJSON_GetObjectItem(root, "model");
+    assert_string_equal(cJSON_GetObjectItem(model, "type")->valuestring, "BPE");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(root, "pre_tokenizer"), "type")->valuestring,
+                        "ByteLevel");
+    assert_false(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(root, "pre_tokenizer"), "add_prefix_space")));
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(root, "decoder"), "type")->valuestring, "ByteLevel");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(model, "vocab")), 1024);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(model, "merges")), 1024 - 256 - 2);
+    assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(model, "vocab"), "\xc4\xa0" "the")->valueint,
+                     sb_tokenizer_token_id(t, " the")); /* "Ġthe" */
+    cJSON *added = cJSON_GetObjectItem(root, "added_tokens");
+    assert_int_equal(cJSON_GetArraySize(added), 2);
+    cJSON *a0 = cJSON_GetArrayItem(added, 0);
+    assert_string_equal(cJSON_GetObjectItem(a0, "content")->valuestring, SB_TOKEN_ENDOFTEXT);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(a0, "special")));
+    cJSON_Delete(root);
+    free(data);
+
+    rng_state = 99;
+    size_t len;
+    char *text = make_text(100000, &len);
+    int32_t *i1, *i2;
+    size_t n1, n2;
+    assert_int_equal(sb_tokenizer_encode(t, text, len, &i1, &n1), SB_OK);
+    assert_int_equal(sb_tokenizer_encode(u, text, len, &i2, &n2), SB_OK);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(i1, i2, n1 * sizeof *i1);
+    assert_true(n1 < len / 2); /* it compresses */
+    free(i1);
+    free(i2);
+    free(text);
+    sb_tokenizer_free(t);
+    sb_tokenizer_free(u);
+}
+
+static void expect_load_error(const char *name, const char *content, const char *needle) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    if (content) write_file(path, content);
+    sb_tokenizer *t = (sb_tokenizer *)1;
+    sb_clear_error();
+    assert_int_equal(sb_tokenizer_load(&t, path), SB_ERR);
+    assert_null(t);
+    const char *msg = sb_last_error();
+    if (!strstr(msg, path) || !strstr(msg, needle) || strchr(msg, '\n'))
+        fail_msg("load %s: message [%s] should name the file and contain [%s]", name, msg, needle);
+}
+
+/* A minimal valid byte-level file with the given vocab extras and merges. */
+static char *mini_json(const char *extra_vocab, const char *merges) {
+    char *s = malloc_check(65536);
+    size_t n = (size_t)sprintf(s, "{\"added_tokens\":[],\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"ByteLevel\","
+                                  "\"add_prefix_space\":false},\"model\":{\"type\":\"BPE\",\"vocab\":{");
+    for (int b = 0; b < 256; b++) {
+        uint32_t cp = sb_bytelevel_char((uint8_t)b);
+        char u[8];
+        int ul = cp < 0x80 ? (u[0] = (char)cp, 1) : (u[0] = (char)(0xC0 | (cp >> 6)), u[1] = (char)(0x80 | (cp & 0x3F)), 2);
+        u[ul] = 0;
+        if (cp == '"' || cp == '\\') n += (size_t)sprintf(s + n, "\"\\%s\":%d,", u, b);
+        else n += (size_t)sprintf(s + n, "\"%s\":%d,", u, b);
+    }
+    n += (size_t)sprintf(s + n, "%s}, \"merges\":[%s]}}", extra_vocab, merges);
+    return s;
+}
+
+static void test_load_errors(void **state) {
+    (void)state;
+    char missing[600];
+    snprintf(missing, sizeof missing, "%s/nope/tokenizer.json", tmpdir);
+    sb_tokenizer *t;
+    assert_int_equal(sb_tokenizer_load(&t, missing), SB_ERR);
+    assert_non_null(strstr(sb_last_error(), missing));
+
+    expect_load_error("bad.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {", "invalid JSON");
+    expect_load_error("empty.json", "", "invalid JSON");
+    expect_load_error("nomodel.json", "{}", "model");
+    expect_load_error("wordpiece.json", "{\"model\":{\"type\":\"WordPiece\",\"vocab\":{}}}", "WordPiece");
+    char *j = mini_json("\"ab\":256", "\"a b\", \"a zz\"");
+    expect_load_error("unknown_merge.json", j, "unknown token 'zz'");
+    free(j);
+    j = mini_json("\"ab\":256", "\"a b\", \"b a\"");
+    expect_load_error("merge_not_in_vocab.json", j, "merge 1");
+    free(j);
+    j = mini_json("\"ab\":1000000000", "");
+    expect_load_error("huge_id.json", j, "bad id");
+    free(j);
+    j = mini_json("\"ab\":-1", "");
+    expect_load_error("neg_id.json", j, "bad id");
+    free(j);
+    j = mini_json("\"ab\":\"x\"", "");
+    expect_load_error("str_id.json", j, "bad id");
+    free(j);
+    j = mini_json("\"ab\":255", "");
+    expect_load_error("dup_id.json", j, "twice");
+    free(j);
+    j = mini_json("\"ab\":256", "\"ab\"");
+    expect_load_error("bad_merge.json", j, "merge 0");
+    free(j);
+    /* a valid one loads, and its truncations fail cleanly */
+    j = mini_json("\"ab\":256", "\"a b\"");
+    char path[600];
+    snprintf(path, sizeof path, "%s/ok.json", tmpdir);
+    write_file(path, j);
+    assert_int_equal(sb_tokenizer_load(&t, path), SB_OK);
+    int32_t *ids;
+    size_t n;
+    assert_int_equal(sb_tokenizer_encode(t, "abab", 4, &ids, &n), SB_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(ids[0], 256);
+    free(ids);
+    sb_tokenizer_free(t);
+    size_t jl = strlen(j);
+    for (size_t cut = 0; cut < jl; cut += 97) {
+        char saved = j[cut];
+        j[cut] = '\0';
+        expect_load_error("trunc.json", j, "invalid JSON");
+        j[cut] = saved;
+    }
+    free(j);
+    /* a normalizer we do not implement is refused, not ignored */
+    expect_load_error("nfc.json",
+                      "{\"normalizer\":{\"type\":\"NFC\"},\"pre_tokenizer\":{\"type\":\"ByteLevel\"},"
+                      "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}",
+                      "NFC");
+}
+
+/* ---- golden ids from the Python tokenizers library (tests/fixtures/tokenizers/) ---- */
+
+/* Walks the golden file: any object with "text" and "ids" is a case, encoded with the
+ * tokenizer named by the nearest enclosing "tokenizer"/"file"/"path" string or by the key of
+ * an enclosing member whose name ends in ".json". */
+static int golden_walk(const cJSON *node, const char *dir, const char *tokname) {
+    int checked = 0;
+    if (cJSON_IsObject(node)) {
+        const char *own = NULL;
+        const char *keys[] = {"tokenizer", "file", "path"};
+        for (int k = 0; k < 3 && !own; k++) own = cJSON_GetStringValue(cJSON_GetObjectItem(node, keys[k]));
+        if (own) tokname = own;
+        const char *text = cJSON_GetStringValue(cJSON_GetObjectItem(node, "text"));
+        const cJSON *want = cJSON_GetObjectItem(node, "ids");
+        if (text && cJSON_IsArray(want)) {
+            if (!tokname) fail_msg("golden: a case has no tokenizer file");
+            char tpath[1024];
+            snprintf(tpath, sizeof tpath, "%s/%s", dir, tokname);
+            sb_tokenizer *t;
+            if (sb_tokenizer_load(&t, tpath) != SB_OK) fail_msg("golden: %s", sb_last_error());
+            int32_t *ids;
+            size_t n;
+            assert_int_equal(sb_tokenizer_encode(t, text, strlen(text), &ids, &n), SB_OK);
+            int wn = cJSON_GetArraySize(want);
+            int ok = (size_t)wn == n;
+            for (int i = 0; ok && i < wn; i++) ok = ids[i] == cJSON_GetArrayItem(want, i)->valueint;
+            if (!ok) fail_msg("golden %s: text [%.80s] encodes differently (%zu ids, want %d)", tokname, text, n, wn);
+            free(ids);
+            sb_tokenizer_free(t);
+            return 1;
+        }
+    }
+    const cJSON *c;
+    cJSON_ArrayForEach(c, node) {
+        const char *name = tokname;
+        if (c->string && strlen(c->string) > 5 && !strcmp(c->string + strlen(c->string) - 5, ".json")) name = c->string;
+        checked += golden_walk(c, dir, name);
+    }
+    return checked;
+}
+
+static void test_golden(void **state) {
+    (void)state;
+    const char *dir = "tests/fixtures/tokenizers";
+    char path[512];
+    snprintf(path, sizeof path, "%s/golden.json", dir);
+    if (access(path, R_OK) != 0) {
+        printf("SKIP golden: %s not present\n", path);
+        skip();
+    }
+    char *data;
+    size_t size;
+    assert_int_equal(sb_read_file(path, &data, &size), SB_OK);
+    cJSON *root = cJSON_Parse(data);
+    assert_non_null(root);
+    assert_true(golden_walk(root, dir, NULL) > 0);
+    cJSON_Delete(root);
+    free(data);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pretokenize_table),
+        cmocka_unit_test(test_train_classic_example),
+        cmocka_unit_test(test_train_deterministic_across_threads),
+        cmocka_unit_test(test_train_bad_options),
+        cmocka_unit_test(test_merge_word_matches_reference),
+        cmocka_unit_test(test_roundtrip_random_bytes),
+        cmocka_unit_test(test_specials_never_split),
+        cmocka_unit_test(test_decode_bad_id),
+        cmocka_unit_test(test_save_load_identical),
+        cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_golden),
+    };
+    return cmocka_run_group_tests_name("tokenizer", tests, setup_dir, teardown_dir);
+}

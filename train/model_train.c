@@ -1,0 +1,256 @@
+/* Forward and backward of the whole Llama model over a micro-batch, keeping activations. */
+#include "train/train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/common.h"
+#include "engine/ops.h"
+#include "engine/rng.h"
+#include "train/train_layers.h"
+
+int sb_train_model_check_config(const sb_model_config *c) {
+    if (sb_model_config_validate(c)) return SB_ERR;
+    if (c->norm != SB_NORM_RMS) return sb_error("trainer: norm must be rms");
+    if (c->pos != SB_POS_ROPE) return sb_error("trainer: positions must be rope");
+    if (c->rotary_dim != c->head_dim || c->head_dim % 2 != 0)
+        return sb_error("trainer: rotary_dim %d must equal an even head_dim %d", c->rotary_dim, c->head_dim);
+    if (c->mlp != SB_MLP_SWIGLU || c->act != SB_ACT_SILU) return sb_error("trainer: mlp must be swiglu (silu)");
+    if (c->parallel_residual || c->shared_norm) return sb_error("trainer: parallel residual is not supported");
+    if (c->norm_bias || c->mlp_bias || c->qkv_bias || c->out_bias) return sb_error("trainer: biases are not supported");
+    if (c->clip_qkv > 0.0f) return sb_error("trainer: clip_qkv is not supported");
+    return SB_OK;
+}
+
+/* Allocation of activation buffers: sizes are products of config dims and B, T, so each is
+ * overflow-checked; a failure becomes an error, not an abort. */
+typedef struct {
+    bool failed;
+    size_t bytes;
+} alloc_ctx;
+
+static float *alloc_f(alloc_ctx *a, size_t n0, size_t n1, size_t n2) {
+    size_t n, b;
+    if (a->failed) return NULL;
+    if (!sb_mul_size(n0, n1, &n) || !sb_mul_size(n, n2, &n) || !sb_mul_size(n, sizeof(float), &b)) {
+        a->failed = true;
+        return NULL;
+    }
+    float *p = calloc(n ? n : 1, sizeof(float));
+    if (!p) a->failed = true;
+    if (!sb_add_size(a->bytes, b, &a->bytes)) a->failed = true;
+    return p;
+}
+
+void sb_train_model_free(sb_train_model *tm) {
+    if (!tm) return;
+    float **bufs[] = {&tm->x,      &tm->xmid, &tm->xn1,     &tm->xn2,     &tm->q,    &tm->k,     &tm->v,
+                      &tm->att,    &tm->probs, &tm->extra_p, &tm->gate,   &tm->up,   &tm->hmlp,  &tm->xnf,
+                      &tm->logits, &tm->losses, &tm->rope_cos, &tm->rope_sin, &tm->dx, &tm->dxn, &tm->dq,
+                      &tm->dk,     &tm->dv,   &tm->datt,    &tm->dh,      &tm->dgate, &tm->dup};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        free(*bufs[i]);
+        *bufs[i] = NULL;
+    }
+    free(tm->tokens);
+    free(tm->targets);
+    sb_model_free(&tm->grad);
+    memset(tm, 0, sizeof *tm);
+}
+
+int sb_train_model_init(sb_train_model *tm, sb_model *m, int B, int T) {
+    memset(tm, 0, sizeof *tm);
+    const sb_model_config *c = &m->cfg;
+    if (sb_train_model_check_config(c)) return SB_ERR;
+    if (B < 1 || T < 1) return sb_error("trainer: batch %d and sequence length %d must be >= 1", B, T);
+    tm->m = m;
+    tm->cap_B = B;
+    tm->cap_T = T;
+    if (sb_model_alloc(&tm->grad, c)) return SB_ERR;
+    size_t N = (size_t)B * T, L = (size_t)c->n_layers, C = (size_t)c->dim, F = (size_t)c->ffn_dim;
+    size_t HD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
+    size_t BHT = (size_t)B * c->n_heads * T, V = (size_t)c->vocab_size;
+    alloc_ctx a = {0};
+    tm->x = alloc_f(&a, L + 1, N, C);
+    tm->xmid = alloc_f(&a, L, N, C);
+    tm->xn1 = alloc_f(&a, L, N, C);
+    tm->xn2 = alloc_f(&a, L, N, C);
+    tm->q = alloc_f(&a, L, N, HD);
+    tm->k = alloc_f(&a, L, N, KD);
+    tm->v = alloc_f(&a, L, N, KD);
+    tm->att = alloc_f(&a, L, N, HD);
+    tm->probs = alloc_f(&a, L, BHT, (size_t)T);
+    tm->extra_p = alloc_f(&a, L, BHT, 1);
+    tm->gate = alloc_f(&a, L, N, F);
+    tm->up = alloc_f(&a, L, N, F);
+    tm->hmlp = alloc_f(&a, L, N, F);
+    tm->xnf = alloc_f(&a, 1, N, C);
+    tm->logits = alloc_f(&a, 1, N, V);
+    tm->losses = alloc_f(&a, 1, N, 1);
+    tm->rope_cos = alloc_f(&a, 1, (size_t)T, (size_t)c->head_dim / 2);
+    tm->rope_sin = alloc_f(&a, 1, (size_t)T, (size_t)c->head_dim / 2);
+    tm->dx = alloc_f(&a, 1, N, C);
+    tm->dxn = alloc_f(&a, 1, N, C);
+    tm->dq = alloc_f(&a, 1, N, HD);
+    tm->dk = alloc_f(&a, 1, N, KD);
+    tm->dv = alloc_f(&a, 1, N, KD);
+    tm->datt = alloc_f(&a, 1, N, HD);
+    tm->dh = alloc_f(&a, 1, N, F);
+    tm->dgate = alloc_f(&a, 1, N, F);
+    tm->dup = alloc_f(&a, 1, N, F);
+    tm->tokens = calloc(N, sizeof(int32_t));
+    tm->targets = calloc(N, sizeof(int32_t));
+    if (a.failed || !tm->tokens || !tm->targets) {
+        size_t mib = a.bytes >> 20;
+        sb_train_model_free(tm);
+        return sb_error("trainer: cannot allocate activations for batch %d x %d (%zu MiB so far)", B, T, mib);
+    }
+    rope_table_fill(tm->rope_cos, tm->rope_sin, 0, T, c->head_dim, c->rope_theta);
+    return SB_OK;
+}
+
+void sb_train_zero_grad(sb_train_model *tm) { memset(tm->grad.params, 0, tm->grad.n_params * sizeof(float)); }
+
+int sb_train_forward(sb_train_model *tm, const int32_t *tokens, const int32_t *targets, int B, int T,
+                     float *loss) {
+    const sb_model_config *c = &tm->m->cfg;
+    const sb_model_weights *w = &tm->m->w;
+    if (B < 1 || T < 1 || B > tm->cap_B || T > tm->cap_T)
+        return sb_error("trainer: batch %d x %d exceeds the allocated %d x %d", B, T, tm->cap_B, tm->cap_T);
+    const int N = B * T, L = c->n_layers, C = c->dim, F = c->ffn_dim, V = c->vocab_size;
+    const int H = c->n_heads, KVH = c->n_kv_heads, D = c->head_dim, HD = H * D, KD = KVH * D;
+    for (int n = 0; n < N; n++)
+        if (targets[n] >= V) return sb_error("target id %ld at position %d is outside the vocabulary [0, %d)",
+                                             (long)targets[n], n, V);
+    if (embedding_forward(tm->x, tokens, w->tok_embed, N, C, V)) return SB_ERR;
+    tm->B = B;
+    tm->T = T;
+    memcpy(tm->tokens, tokens, (size_t)N * sizeof(int32_t));
+    memcpy(tm->targets, targets, (size_t)N * sizeof(int32_t));
+    const size_t NC = (size_t)N * C, NF = (size_t)N * F, NHD = (size_t)N * HD, NKD = (size_t)N * KD;
+    const size_t P = (size_t)B * H * T * T, E = (size_t)B * H * T;
+    for (int l = 0; l < L; l++) {
+        const sb_layer_weights *lw = &w->layers[l];
+        float *x = tm->x + l * NC, *xmid = tm->xmid + l * NC, *xo = tm->x + (l + 1) * NC;
+        float *xn1 = tm->xn1 + l * NC, *xn2 = tm->xn2 + l * NC;
+        float *q = tm->q + l * NHD, *k = tm->k + l * NKD, *v = tm->v + l * NKD, *att = tm->att + l * NHD;
+        float *gate = tm->gate + l * NF, *up = tm->up + l * NF, *hm = tm->hmlp + l * NF;
+        rmsnorm_forward(xn1, x, lw->attn_norm_w, c->norm_eps, N, C);
+        matmul_forward(q, xn1, lw->wq, NULL, N, C, HD);
+        matmul_forward(k, xn1, lw->wk, NULL, N, C, KD);
+        matmul_forward(v, xn1, lw->wv, NULL, N, C, KD);
+        train_rope_forward(q, tm->rope_cos, tm->rope_sin, N, T, H, D, c->rope_style);
+        train_rope_forward(k, tm->rope_cos, tm->rope_sin, N, T, KVH, D, c->rope_style);
+        train_attention_forward(att, tm->probs + l * P, tm->extra_p + l * E, q, k, v, lw->sink_logit, c->softmax,
+                                B, T, H, KVH, D);
+        memcpy(xmid, x, NC * sizeof(float));
+        matmul_forward_acc(xmid, att, lw->wo, NULL, N, HD, C);
+        rmsnorm_forward(xn2, xmid, lw->mlp_norm_w, c->norm_eps, N, C);
+        matmul_forward(gate, xn2, lw->w_gate, NULL, N, C, F);
+        matmul_forward(up, xn2, lw->w_up, NULL, N, C, F);
+        swiglu_forward(hm, gate, up, NF);
+        memcpy(xo, xmid, NC * sizeof(float));
+        matmul_forward_acc(xo, hm, lw->w_down, NULL, N, F, C);
+    }
+    rmsnorm_forward(tm->xnf, tm->x + L * NC, w->final_norm_w, c->norm_eps, N, C);
+    matmul_forward(tm->logits, tm->xnf, w->lm_head, NULL, N, C, V);
+    crossentropy_forward(tm->losses, tm->logits, targets, N, V);
+    double sum = 0.0;
+    int n_valid = 0;
+    for (int n = 0; n < N; n++)
+        if (targets[n] >= 0) sum += tm->losses[n], n_valid++;
+    tm->n_valid = n_valid;
+    *loss = n_valid ? (float)(sum / n_valid) : 0.0f;
+    return SB_OK;
+}
+
+void sb_train_backward(sb_train_model *tm, float dloss) {
+    const sb_model_config *c = &tm->m->cfg;
+    const sb_model_weights *w = &tm->m->w;
+    sb_model_weights *g = &tm->grad.w;
+    const int B = tm->B, T = tm->T, N = B * T, L = c->n_layers, C = c->dim, F = c->ffn_dim, V = c->vocab_size;
+    const int H = c->n_heads, KVH = c->n_kv_heads, D = c->head_dim, HD = H * D, KD = KVH * D;
+    const size_t NC = (size_t)N * C, NF = (size_t)N * F, NHD = (size_t)N * HD, NKD = (size_t)N * KD;
+    const size_t P = (size_t)B * H * T * T, E = (size_t)B * H * T;
+    if (tm->n_valid == 0) return;
+    float *dlogits = tm->logits;
+    crossentropy_softmax_backward(dlogits, tm->logits, tm->targets, dloss / (float)tm->n_valid, N, V);
+    memset(tm->dxn, 0, NC * sizeof(float));
+    matmul_backward(tm->dxn, g->lm_head, NULL, dlogits, tm->xnf, w->lm_head, N, C, V);
+    memset(tm->dx, 0, NC * sizeof(float));
+    rmsnorm_backward(tm->dx, g->final_norm_w, tm->dxn, tm->x + L * NC, w->final_norm_w, c->norm_eps, N, C);
+    for (int l = L - 1; l >= 0; l--) {
+        const sb_layer_weights *lw = &w->layers[l];
+        sb_layer_weights *lg = &g->layers[l];
+        const float *x = tm->x + l * NC, *xmid = tm->xmid + l * NC;
+        const float *xn1 = tm->xn1 + l * NC, *xn2 = tm->xn2 + l * NC;
+        const float *q = tm->q + l * NHD, *k = tm->k + l * NKD, *v = tm->v + l * NKD, *att = tm->att + l * NHD;
+        const float *gate = tm->gate + l * NF, *up = tm->up + l * NF, *hm = tm->hmlp + l * NF;
+        /* MLP: dx holds d(x_{l+1}), which is also the gradient reaching xmid by the residual */
+        memset(tm->dh, 0, NF * sizeof(float));
+        matmul_backward(tm->dh, lg->w_down, NULL, tm->dx, hm, lw->w_down, N, F, C);
+        memset(tm->dgate, 0, NF * sizeof(float));
+        memset(tm->dup, 0, NF * sizeof(float));
+        swiglu_backward(tm->dgate, tm->dup, tm->dh, gate, up, NF);
+        memset(tm->dxn, 0, NC * sizeof(float));
+        matmul_backward(tm->dxn, lg->w_gate, NULL, tm->dgate, xn2, lw->w_gate, N, C, F);
+        matmul_backward(tm->dxn, lg->w_up, NULL, tm->dup, xn2, lw->w_up, N, C, F);
+        rmsnorm_backward(tm->dx, lg->mlp_norm_w, tm->dxn, xmid, lw->mlp_norm_w, c->norm_eps, N, C);
+        /* attention: dx now holds d(xmid), also the gradient reaching x_l by the residual */
+        memset(tm->datt, 0, NHD * sizeof(float));
+        matmul_backward(tm->datt, lg->wo, NULL, tm->dx, att, lw->wo, N, HD, C);
+        memset(tm->dq, 0, NHD * sizeof(float));
+        memset(tm->dk, 0, NKD * sizeof(float));
+        memset(tm->dv, 0, NKD * sizeof(float));
+        attention_backward(tm->dq, tm->dk, tm->dv, lg->sink_logit, tm->datt, tm->probs + l * P, tm->extra_p + l * E,
+                           q, k, v, c->softmax, B, T, H, KVH, D);
+        rope_backward(tm->dq, tm->rope_cos, tm->rope_sin, N, T, H, D, c->rope_style);
+        rope_backward(tm->dk, tm->rope_cos, tm->rope_sin, N, T, KVH, D, c->rope_style);
+        memset(tm->dxn, 0, NC * sizeof(float));
+        matmul_backward(tm->dxn, lg->wq, NULL, tm->dq, xn1, lw->wq, N, C, HD);
+        matmul_backward(tm->dxn, lg->wk, NULL, tm->dk, xn1, lw->wk, N, C, KD);
+        matmul_backward(tm->dxn, lg->wv, NULL, tm->dv, xn1, lw->wv, N, C, KD);
+        rmsnorm_backward(tm->dx, lg->attn_norm_w, tm->dxn, x, lw->attn_norm_w, c->norm_eps, N, C);
+    }
+    embedding_backward(g->tok_embed, tm->dx, tm->tokens, N, C);
+}
+
+int64_t sb_train_sink_share_accumulate(const sb_train_model *tm, int first_query, double *sum) {
+    const sb_model_config *c = &tm->m->cfg;
+    const int B = tm->B, T = tm->T, H = c->n_heads, L = c->n_layers;
+    if (first_query < 0) first_query = 0;
+    if (first_query >= T) return 0;
+    for (int l = 0; l < L; l++)
+        for (int h = 0; h < H; h++) {
+            double s = 0.0;
+            for (int b = 0; b < B; b++) {
+                const float *P = tm->probs + (((size_t)l * B + b) * H + h) * T * T;
+                for (int i = first_query; i < T; i++) s += P[(size_t)i * T];
+            }
+            sum[l * H + h] += s;
+        }
+    return (int64_t)B * (T - first_query);
+}
+
+void sb_train_init_weights(sb_model *m, uint64_t seed, float init_std) {
+    const sb_model_config *c = &m->cfg;
+    int nt = sb_model_tensor_count(c);
+    sb_tensor_ref *t = malloc_check((size_t)nt * sizeof *t);
+    sb_model_tensor_list(c, m, t);
+    /* residual out-projections: GPT-2's 1/sqrt(2L) keeps the residual stream's variance flat */
+    float out_std = init_std / sqrtf(2.0f * (float)c->n_layers);
+    for (int i = 0; i < nt; i++) {
+        sb_rng r;
+        sb_rng_seed_stream(&r, seed, (uint64_t)i);
+        if (t[i].ndim == 2) {
+            bool out_proj = strstr(t[i].name, "o_proj") || strstr(t[i].name, "down_proj");
+            sb_rng_fill_normal(&r, t[i].data, t[i].numel, 0.0f, out_proj ? out_std : init_std);
+        } else if (strstr(t[i].name, "sinks")) {
+            memset(t[i].data, 0, t[i].numel * sizeof(float));
+        } else {
+            for (size_t j = 0; j < t[i].numel; j++) t[i].data[j] = 1.0f;
+        }
+    }
+    free(t);
+}

@@ -1,0 +1,287 @@
+/* The training loop: data windows, micro-batches, AdamW steps, evaluation, checkpoints. */
+#include "train/trainer.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "datasets/tokens.h"
+#include "engine/common.h"
+
+/* "queries beyond position 16" */
+#define SINK_SHARE_MIN_QUERY 17
+
+typedef struct {
+    sb_trainer t;
+    int32_t *train, *held;
+    int64_t n_train, n_held;
+    int32_t *tok, *tgt;         /* [B*T] */
+    char dir[SB_TRAIN_PATH_MAX];
+    char state_path[SB_TRAIN_PATH_MAX + 32], model_dir[SB_TRAIN_PATH_MAX + 32], log_path[SB_TRAIN_PATH_MAX + 300];
+    bool progress;
+} run_ctx;
+
+/* Data tokens one sample consumes: inputs and the shifted targets overlap by all but one;
+ * with a sink token the first input is the sink, not data. */
+static int64_t sample_span(const sb_train_config *c) {
+    return c->variant == SB_VARIANT_SINK_TOKEN ? c->seq_len : (int64_t)c->seq_len + 1;
+}
+
+/* Sample b of a batch from data starting at `start`. */
+static void make_sample(const sb_train_config *c, const int32_t *data, int64_t start, int32_t *tok, int32_t *tgt) {
+    int T = c->seq_len;
+    if (c->variant == SB_VARIANT_SINK_TOKEN) {
+        tok[0] = c->model.sink_token_id;
+        tgt[0] = -1; /* the sink position predicts nothing */
+        for (int i = 1; i < T; i++) {
+            tok[i] = data[start + i - 1];
+            tgt[i] = data[start + i];
+        }
+    } else {
+        for (int i = 0; i < T; i++) {
+            tok[i] = data[start + i];
+            tgt[i] = data[start + i + 1];
+        }
+    }
+}
+
+/* Held-out windows: consecutive from the start, each predicting new tokens only. */
+static int64_t heldout_windows(const run_ctx *r) {
+    const sb_train_config *c = r->t.cfg;
+    int64_t stride = sample_span(c) - 1;
+    if (!r->held || r->n_held < sample_span(c)) return 0;
+    int64_t avail = (r->n_held - 1) / stride, want = c->eval_tokens / c->seq_len;
+    if (want < 1) want = 1;
+    return avail < want ? avail : want;
+}
+
+/* Mean held-out NLL and the sink share [L*H] (NAN without held-out data). */
+static int evaluate(run_ctx *r, double *loss, double *sink) {
+    sb_trainer *t = &r->t;
+    const sb_train_config *c = t->cfg;
+    int LH = t->hist.n_layers * t->hist.n_heads;
+    int64_t nw = heldout_windows(r), stride = sample_span(c) - 1;
+    for (int i = 0; i < LH; i++) sink[i] = 0.0;
+    if (nw == 0) {
+        *loss = NAN;
+        for (int i = 0; i < LH; i++) sink[i] = NAN;
+        return SB_OK;
+    }
+    double sum = 0.0;
+    int64_t valid = 0, queries = 0;
+    for (int64_t w0 = 0; w0 < nw; w0 += c->batch) {
+        int B = (int)(nw - w0 < c->batch ? nw - w0 : c->batch);
+        for (int b = 0; b < B; b++)
+            make_sample(c, r->held, (w0 + b) * stride, r->tok + (size_t)b * c->seq_len,
+                        r->tgt + (size_t)b * c->seq_len);
+        float l;
+        if (sb_train_forward(&t->tm, r->tok, r->tgt, B, c->seq_len, &l)) return SB_ERR;
+        sum += (double)l * t->tm.n_valid;
+        valid += t->tm.n_valid;
+        queries += sb_train_sink_share_accumulate(&t->tm, SINK_SHARE_MIN_QUERY, sink);
+    }
+    *loss = valid ? sum / (double)valid : NAN;
+    for (int i = 0; i < LH; i++) sink[i] = queries ? sink[i] / (double)queries : NAN;
+    return SB_OK;
+}
+
+static void fmt_duration(char *buf, size_t cap, double s) {
+    if (!isfinite(s) || s < 0) s = 0;
+    long v = (long)(s + 0.5);
+    if (v >= 3600) snprintf(buf, cap, "%ldh%02ldm", v / 3600, (v / 60) % 60);
+    else snprintf(buf, cap, "%ldm%02lds", v / 60, v % 60);
+}
+
+static int save_checkpoint(run_ctx *r) {
+    if (sb_train_checkpoint_save(&r->t, r->state_path)) return SB_ERR;
+    if (sb_model_save(&r->t.model, r->model_dir)) return SB_ERR;
+    return sb_train_log_write(&r->t, r->log_path);
+}
+
+static void run_free(run_ctx *r) {
+    sb_trainer *t = &r->t;
+    sb_train_model_free(&t->tm);
+    sb_model_free(&t->model);
+    free(t->adam_m);
+    free(t->adam_v);
+    free(t->decay);
+    free(t->step_loss);
+    sb_train_history_free(&t->hist);
+    free(r->train);
+    free(r->held);
+    free(r->tok);
+    free(r->tgt);
+}
+
+static int setup(run_ctx *r, const sb_train_config *cfg, const char *out_dir, const sb_train_options *opt) {
+    sb_trainer *t = &r->t;
+    t->cfg = cfg;
+    if (snprintf(r->dir, sizeof r->dir, "%s", out_dir) >= (int)sizeof r->dir)
+        return sb_error("%s: output path too long", out_dir);
+    snprintf(r->state_path, sizeof r->state_path, "%s/train_state.bin", out_dir);
+    snprintf(r->model_dir, sizeof r->model_dir, "%s/model", out_dir);
+    snprintf(r->log_path, sizeof r->log_path, "%s/%s", out_dir, cfg->log_name);
+    if (mkdir(out_dir, 0755) != 0 && errno != EEXIST)
+        return sb_error("%s: cannot create output directory: %s", out_dir, strerror(errno));
+    struct stat st;
+    if (stat(out_dir, &st) != 0 || !S_ISDIR(st.st_mode)) return sb_error("%s: not a directory", out_dir);
+    if (!opt->resume && access(r->state_path, F_OK) == 0)
+        return sb_error("%s: already holds a training state; use --resume or another --out", out_dir);
+
+    const sb_model_config *mc = &cfg->model;
+    if (sb_tokens_load(cfg->train_path, mc->vocab_size, 0, &r->train, &r->n_train)) return SB_ERR;
+    if (r->n_train < sample_span(cfg))
+        return sb_error("%s: %lld tokens, a sample needs %lld", cfg->train_path, (long long)r->n_train,
+                        (long long)sample_span(cfg));
+    if (cfg->heldout_path[0]) {
+        if (sb_tokens_load(cfg->heldout_path, mc->vocab_size, 0, &r->held, &r->n_held)) return SB_ERR;
+        if (r->n_held < sample_span(cfg))
+            return sb_error("%s: %lld tokens, a held-out window needs %lld", cfg->heldout_path,
+                            (long long)r->n_held, (long long)sample_span(cfg));
+    }
+    t->n_train_tokens = r->n_train;
+
+    if (sb_model_alloc(&t->model, mc)) return SB_ERR;
+    if (sb_train_model_init(&t->tm, &t->model, cfg->batch, cfg->seq_len)) return SB_ERR;
+    size_t np = t->model.n_params;
+    t->adam_m = calloc(np ? np : 1, sizeof(float));
+    t->adam_v = calloc(np ? np : 1, sizeof(float));
+    t->step_loss = calloc((size_t)cfg->steps, sizeof(float));
+    if (!t->adam_m || !t->adam_v || !t->step_loss) return sb_error("cannot allocate optimizer state");
+    t->decay = sb_train_decay_mask(&t->model);
+    t->hist.n_layers = mc->n_layers;
+    t->hist.n_heads = mc->n_heads;
+    r->tok = malloc_check((size_t)cfg->batch * cfg->seq_len * sizeof(int32_t));
+    r->tgt = malloc_check((size_t)cfg->batch * cfg->seq_len * sizeof(int32_t));
+
+    if (opt->resume) {
+        if (access(r->state_path, F_OK) != 0)
+            return sb_error("%s: no training state to resume (train_state.bin is missing)", out_dir);
+        if (sb_train_checkpoint_load(t, r->state_path)) return SB_ERR;
+    } else {
+        sb_train_init_weights(&t->model, cfg->seed, cfg->init_std);
+        /* the data stream has its own seed stream, apart from the per-tensor init streams */
+        sb_rng_seed_stream(&t->rng, cfg->seed, UINT64_C(0xDA7A));
+        t->step = 0;
+        char *ini = sb_train_config_to_ini(cfg);
+        char path[SB_TRAIN_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/train.ini", out_dir);
+        int rc = ini ? sb_write_file_atomic(path, ini, strlen(ini)) : SB_ERR;
+        free(ini);
+        if (rc) return SB_ERR;
+    }
+    return SB_OK;
+}
+
+int sb_train_run(const sb_train_config *cfg, const char *out_dir, const sb_train_options *opt,
+                 sb_train_result *res) {
+    sb_train_options defaults = {0};
+    if (!opt) opt = &defaults;
+    sb_train_result dummy;
+    if (!res) res = &dummy;
+    memset(res, 0, sizeof *res);
+    res->last_heldout_loss = NAN;
+    res->last_train_loss = NAN;
+    if (sb_train_config_validate(cfg)) return SB_ERR;
+    if (cfg->threads > 0) {
+        omp_set_num_threads(cfg->threads);
+        openblas_set_num_threads(cfg->threads);
+    }
+    run_ctx r;
+    memset(&r, 0, sizeof r);
+    int rc = setup(&r, cfg, out_dir, opt);
+    if (rc) {
+        run_free(&r);
+        return rc;
+    }
+    sb_trainer *t = &r.t;
+    r.progress = !opt->quiet && isatty(STDERR_FILENO);
+    const int B = cfg->batch, T = cfg->seq_len, LH = cfg->model.n_layers * cfg->model.n_heads;
+    const int64_t span = sample_span(cfg), tokens_per_step = (int64_t)B * T * cfg->grad_accum;
+    double *sink = malloc_check((size_t)(LH ? LH : 1) * sizeof(double));
+    double t_start = sb_now(), train_time = 0.0, interval_time = 0.0, interval_loss = 0.0;
+    int64_t interval_steps = 0, steps_this_run = 0;
+    int64_t end = cfg->steps;
+    if (opt->stop_at_step > 0 && opt->stop_at_step < end) end = opt->stop_at_step;
+
+    /* a fresh run records where it starts from */
+    if (t->step == 0 && t->hist.n == 0 && r.held) {
+        double hl;
+        if ((rc = evaluate(&r, &hl, sink))) goto out;
+        sb_train_history_push(&t->hist, 0, NAN, hl, 0.0, sb_train_lr(cfg, 0), sink);
+    }
+    while (t->step < end) {
+        double t0 = sb_now();
+        int64_t step = t->step;
+        double lr = sb_train_lr(cfg, step);
+        sb_train_zero_grad(&t->tm);
+        double loss = 0.0;
+        for (int micro = 0; micro < cfg->grad_accum; micro++) {
+            for (int b = 0; b < B; b++) {
+                int64_t start = (int64_t)sb_rng_below(&t->rng, (uint64_t)(r.n_train - span + 1));
+                make_sample(cfg, r.train, start, r.tok + (size_t)b * T, r.tgt + (size_t)b * T);
+            }
+            float l;
+            if ((rc = sb_train_forward(&t->tm, r.tok, r.tgt, B, T, &l))) goto out;
+            sb_train_backward(&t->tm, 1.0f / (float)cfg->grad_accum);
+            loss += (double)l / cfg->grad_accum;
+        }
+        if (!isfinite(loss)) {
+            rc = sb_error("training diverged at step %lld (loss %g); lower optim.lr", (long long)step, loss);
+            goto out;
+        }
+        double gnorm = sb_grad_global_norm(t->tm.grad.params, t->model.n_params);
+        float scale = cfg->clip > 0 && gnorm > cfg->clip ? (float)(cfg->clip / (gnorm + 1e-6)) : 1.0f;
+        sb_adamw_update(t->model.params, t->tm.grad.params, t->adam_m, t->adam_v, t->decay, t->model.n_params,
+                        step + 1, lr, cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay, scale);
+        t->step_loss[step] = (float)loss;
+        t->step = step + 1;
+        double dt = sb_now() - t0;
+        train_time += dt;
+        interval_time += dt;
+        interval_loss += loss;
+        interval_steps++;
+        steps_this_run++;
+        double tok_s = interval_time > 0 ? (double)(interval_steps * tokens_per_step) / interval_time : 0.0;
+        if (r.progress) {
+            char eta[32];
+            fmt_duration(eta, sizeof eta, train_time / steps_this_run * (double)(cfg->steps - t->step));
+            fprintf(stderr, "\rstep %lld/%d  loss %.4f  lr %.2e  %.0f tok/s  ETA %s   ", (long long)t->step,
+                    cfg->steps, loss, lr, tok_s, eta);
+            fflush(stderr);
+        }
+        bool last = t->step == cfg->steps, stopping = t->step == end;
+        bool do_eval = last || (cfg->eval_interval > 0 && t->step % cfg->eval_interval == 0);
+        bool do_ckpt = last || stopping || (cfg->checkpoint_interval > 0 && t->step % cfg->checkpoint_interval == 0);
+        if (do_eval) {
+            double hl;
+            if ((rc = evaluate(&r, &hl, sink))) goto out;
+            double tl = interval_loss / (double)interval_steps;
+            sb_train_history_push(&t->hist, t->step, tl, hl, tok_s, lr, sink);
+            res->last_train_loss = tl;
+            res->last_heldout_loss = hl;
+            if (!opt->quiet)
+                fprintf(stderr, "%sstep %lld/%d  train %.4f  heldout %.4f  %.0f tok/s\n", r.progress ? "\r" : "",
+                        (long long)t->step, cfg->steps, tl, hl, tok_s);
+            interval_loss = interval_time = 0.0;
+            interval_steps = 0;
+            if (!do_ckpt && (rc = sb_train_log_write(t, r.log_path))) goto out;
+        }
+        if (do_ckpt && (rc = save_checkpoint(&r))) goto out;
+    }
+    if (steps_this_run == 0 && (rc = save_checkpoint(&r))) goto out; /* e.g. resume of a finished run */
+    res->tokens_per_s = train_time > 0 ? (double)(steps_this_run * tokens_per_step) / train_time : 0.0;
+    if (isnan(res->last_train_loss) && t->step > 0) res->last_train_loss = t->step_loss[t->step - 1];
+out:
+    res->steps_done = t->step;
+    res->seconds = sb_now() - t_start;
+    free(sink);
+    run_free(&r);
+    return rc;
+}
