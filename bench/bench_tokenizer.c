@@ -26,7 +26,7 @@ int main(int argc, char **argv) {
     const char *text_path = NULL, *tok_path = NULL;
     uint64_t train_bytes = 50ull << 20, encode_bytes = 20ull << 20;
     int64_t vocab = 4096, threads = 0, repeat = 3;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = SB_OK;
         if (!strcmp(a, "--text")) text_path = v;
@@ -38,7 +38,6 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--repeat")) rc = cli_parse_int(a, v, 1, 100, &repeat);
         else return usage("unknown option");
         if (rc || !v) return usage(rc ? sb_last_error() : "option needs a value");
-        i++;
     }
     if (!text_path) return usage("--text is required");
     char *text;

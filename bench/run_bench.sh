@@ -19,7 +19,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-sb=bin/sinkbench
+sb=${SINKBENCH:-bin/sinkbench}
 long=${BENCH_LONG:-200000}
 exact_n=${BENCH_EXACT_N:-16384}
 decode_n=${BENCH_DECODE_N:-2048}

@@ -43,7 +43,6 @@ int cmd_init(int argc, char **argv) {
     int64_t seed = 1, sink = -1, newline = -1, bos = -1, eos = -1;
     double scale = 1.0, rotary_frac = -1.0, v;
     const char *out = NULL;
-    bool have_eps = false;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -85,7 +84,7 @@ int cmd_init(int argc, char **argv) {
         FLOAT_FLAG("--scale", 1e-6, 1e6, scale = v)
         FLOAT_FLAG("--rotary-frac", 1e-6, 1.0, rotary_frac = v)
         FLOAT_FLAG("--rope-theta", 1e-3, 1e12, c.rope_theta = (float)v)
-        FLOAT_FLAG("--norm-eps", 1e-12, 1.0, (c.norm_eps = (float)v, have_eps = true))
+        FLOAT_FLAG("--norm-eps", 1e-12, 1.0, c.norm_eps = (float)v)
         FLOAT_FLAG("--alibi-bias-max", 1e-3, 1e3, c.alibi_bias_max = (float)v)
         FLOAT_FLAG("--clip-qkv", 0.0, 1e30, c.clip_qkv = (float)v)
         ENUM_FLAG("--norm", sb_norm_kind_parse, norm, "rms, layer")
@@ -140,7 +139,6 @@ int cmd_init(int argc, char **argv) {
     if (ffn < 0) ffn = c.mlp == SB_MLP_SWIGLU ? ((8 * dim + 2) / 3 + 31) / 32 * 32 : 4 * dim;
     if (ffn > (1 << 24)) FAIL_USAGE("--ffn %lld is too large", (long long)ffn);
     c.ffn_dim = (int)ffn;
-    if (!have_eps && c.norm == SB_NORM_LAYER) c.norm_eps = 1e-5f;
     if (rotary_dim > 0 && rotary_frac > 0) FAIL_USAGE("--rotary-dim and --rotary-frac are exclusive");
     if (rotary_frac > 0) rotary_dim = 2 * (int64_t)lround(c.head_dim * rotary_frac / 2.0);
     if (rotary_dim < 0) rotary_dim = c.head_dim;

@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <omp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,6 +234,8 @@ static int ppl_load_tokens(const ppl_args *a, int32_t vocab, int32_t **ids, int6
 }
 
 int cmd_ppl(int argc, char **argv) {
+    /* a closed stdout must be an error message and status 1, not death by SIGPIPE */
+    signal(SIGPIPE, SIG_IGN);
     ppl_args a;
     int rc = ppl_parse_args(argc, argv, &a);
     if (rc) {
@@ -288,9 +291,10 @@ int cmd_ppl(int argc, char **argv) {
     uint64_t eval_bytes = sb_eval_memory_bytes(&cfg, &r.policy, n, &opts);
     uint64_t weight_bytes = (uint64_t)sb_model_param_count(&cfg) * sizeof(float);
     uint64_t io_bytes = (uint64_t)n * (sizeof(int32_t) + sizeof(float));
-    r.mem_needed = eval_bytes == UINT64_MAX || weight_bytes / sizeof(float) != sb_model_param_count(&cfg)
-                       ? UINT64_MAX
-                       : eval_bytes + weight_bytes + io_bytes;
+    if (eval_bytes == UINT64_MAX || weight_bytes / sizeof(float) != sb_model_param_count(&cfg) ||
+        __builtin_add_overflow(eval_bytes, weight_bytes, &r.mem_needed) ||
+        __builtin_add_overflow(r.mem_needed, io_bytes, &r.mem_needed))
+        r.mem_needed = UINT64_MAX;
     uint64_t limit = a.max_memory ? a.max_memory : mem_available();
     if (limit && r.mem_needed > limit) {
         free(ids);
@@ -319,7 +323,6 @@ int cmd_ppl(int argc, char **argv) {
     uint8_t dig[32];
     if ((rc = sb_sha256_file(a.data, dig))) goto fail;
     sb_sha256_hex(dig, r.data_hash);
-    sb_provenance_collect(&r.prov);
     r.threads = a.threads > 0 ? (int)a.threads : openblas_get_num_threads();
 
     float *nll = malloc((size_t)r.scored * sizeof *nll);
@@ -347,6 +350,7 @@ int cmd_ppl(int argc, char **argv) {
     if (r.bytes_scored > 0) r.bpb = sum / log(2.0) / (double)r.bytes_scored;
     r.tokens_per_s = r.wall_s > 0 ? (double)r.scored / r.wall_s : 0;
     r.peak_rss_mb = sb_peak_rss_mb();
+    sb_provenance_collect(&r.prov); /* after the run: its load average covers the run */
 
     if (out) {
         rc = ppl_write_h5(out, &a, &r, nll);
@@ -364,6 +368,8 @@ int cmd_ppl(int argc, char **argv) {
         if ((rc = ppl_print_json(&a, &r))) return cli_fail(CMD, rc);
     } else {
         ppl_print_summary(&a, &r);
+        if (fflush(stdout) != 0 || ferror(stdout))
+            return sb_error("cannot write to stdout"), cli_fail(CMD, SB_ERR);
     }
     return 0;
 

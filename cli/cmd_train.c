@@ -1,4 +1,5 @@
 /* sinkbench train: train a Llama-family model from an INI config (train/train.h). */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,12 +12,18 @@ static const char train_usage[] =
     "usage: sinkbench train --config FILE.ini --out DIR [--resume] [--stop-at STEP] [--quiet]\n"
     "  --config FILE   INI with sections [model] [data] [optim] [run] [variant]\n"
     "                  (see configs/train_*.ini; unknown keys are errors)\n"
-    "  --out DIR       output: model/ (config.json + model.safetensors), train_state.bin,\n"
-    "                  train_log.h5, train.ini\n"
+    "  --out DIR       a model directory: config.json, model.safetensors (+ tokenizer.json),\n"
+    "                  and train_state.bin, train_log.h5, train.ini\n"
     "  --resume        continue from DIR/train_state.bin (bit-identical to an unbroken run)\n"
     "  --stop-at STEP  stop with a checkpoint once STEP optimizer steps are done\n"
     "  --quiet         no progress output\n"
     "  --print-config  print the resolved config (defaults filled in) and exit\n";
+
+static volatile int interrupted;
+static void on_signal(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
 
 int cmd_train(int argc, char **argv) {
     const char *config = NULL, *out = NULL;
@@ -60,10 +67,18 @@ int cmd_train(int argc, char **argv) {
         return 0;
     }
     if (!out) return cli_fail("train", sb_usage_error("--out is required"));
+    /* Ctrl-C / SIGTERM: finish the step, checkpoint, exit 1; a second signal kills */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    opt.interrupt = &interrupted;
     sb_train_result res;
     if (sb_train_run(&cfg, out, &opt, &res)) return cli_fail("train", SB_ERR);
     if (!opt.quiet)
-        fprintf(stderr, "sinkbench train: %lld steps, train loss %.4f, held-out loss %.4f, %.0f tok/s, %.1f s -> %s/model\n",
+        fprintf(stderr, "sinkbench train: %lld steps, train loss %.4f, held-out loss %.4f, %.0f tok/s, %.1f s -> %s\n",
                 (long long)res.steps_done, res.last_train_loss, res.last_heldout_loss, res.tokens_per_s,
                 res.seconds, out);
     return 0;

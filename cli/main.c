@@ -18,6 +18,7 @@ SB_WEAK int cmd_stream(int argc, char **argv);
 SB_WEAK int cmd_latency(int argc, char **argv);
 SB_WEAK int cmd_attention(int argc, char **argv);
 SB_WEAK int cmd_bench(int argc, char **argv);
+SB_WEAK int cmd_study(int argc, char **argv);
 
 typedef struct {
     const char *name;
@@ -37,6 +38,7 @@ static const command commands[] = {
     {"latency", cmd_latency, "per-token decode latency and memory against cache size"},
     {"attention", cmd_attention, "attention maps and sink share"},
     {"bench", cmd_bench, "micro-benchmarks (used by make bench)"},
+    {"study", cmd_study, "run the paper's experiments from configs/*.ini and write the report"},
 };
 
 static void usage(FILE *f) {

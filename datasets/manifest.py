@@ -32,6 +32,18 @@ def sha256_file(path):
     return h.hexdigest()
 
 
+_KNOWN_LICENSES = [
+    (r"public domain", "public-domain"),
+    (r"GNU General Public License|\bGPL\b", "GPL"),
+    (r"GNU Lesser General Public License|\bLGPL\b", "LGPL"),
+    (r"BSD", "BSD"),
+    (r"Apache License", "Apache"),
+    (r"\bMIT\b", "MIT"),
+    (r"Creative Commons", "Creative Commons"),
+    (r"Artistic License", "Artistic"),
+]
+
+
 def debian_license(copyright_path):
     """Licence names from a Debian copyright file (machine-readable 'License:' fields), or the
     first lines of a free-form one."""
@@ -49,10 +61,17 @@ def debian_license(copyright_path):
             names.append(name)
     if names:
         out["license"] = " and ".join(names)
-    else:
-        lines = [l.strip() for l in text.splitlines() if l.strip()]
-        hits = [l for l in lines if re.search(r"public domain|licen[cs]e|copyright", l, re.I)]
-        out["license"] = " ".join((hits or lines)[:3])[:300]
+        return out
+    # free-form file: name the licences it mentions and quote the first line that does
+    found = []
+    for pattern, name in _KNOWN_LICENSES:
+        if re.search(pattern, text, re.I) and name not in found:
+            found.append(name)
+    out["license"] = " and ".join(found) if found else "unknown (see copyright file)"
+    for line in text.splitlines():
+        if any(re.search(p, line, re.I) for p, _ in _KNOWN_LICENSES):
+            out["license_excerpt"] = " ".join(line.split())[:300]
+            break
     return out
 
 

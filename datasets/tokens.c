@@ -115,10 +115,13 @@ static bool is_alnum_ascii(uint8_t c) {
     return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
 }
 
-/* Last offset i in (0, len) with buf[i-1] == '\n' and buf[i] alphanumeric, or 0. */
+/* Last offset i in (1, len) where a lone "\n" sits between a visible ASCII byte and an ASCII
+ * letter or digit, or 0. The pre-tokenizer makes that "\n" a piece of its own whether or not
+ * the text continues, so cutting after it changes nothing; after a longer whitespace run it
+ * would ("\n\n" at the end of a piece stays whole, before a word it splits). */
 static size_t find_cut(const uint8_t *buf, size_t len) {
-    for (size_t i = len - 1; i > 0; i--)
-        if (buf[i - 1] == '\n' && is_alnum_ascii(buf[i])) return i;
+    for (size_t i = len - 1; i > 1; i--)
+        if (buf[i - 1] == '\n' && is_alnum_ascii(buf[i]) && buf[i - 2] > 0x20 && buf[i - 2] < 0x7f) return i;
     return 0;
 }
 

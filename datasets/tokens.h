@@ -26,8 +26,9 @@ int sb_tokens_load_text(const char *path, const struct sb_tokenizer *tok, int32_
 typedef int (*sb_tokens_sink)(const int32_t *ids, size_t n, uint64_t bytes_done, void *ctx);
 
 /* Encode the text file at path in pieces of about chunk_bytes (0: 4 MiB), cutting only after a
- * newline followed by an ASCII letter or digit, where a byte-level pre-tokenizer splits anyway,
- * so the ids equal those of encoding the whole file at once. Memory stays O(chunk_bytes).
+ * lone newline between a visible ASCII character and an ASCII letter or digit, where a byte-level
+ * pre-tokenizer splits anyway, so the ids equal those of encoding the whole file at once.
+ * Memory stays O(chunk_bytes).
  * If the tokenizer is not byte-level, or the first piece does not decode back to itself (a
  * normalizer is at work), the whole file is encoded at once instead. The ids reach emit in
  * order. */

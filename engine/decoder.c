@@ -13,7 +13,8 @@ struct sb_decoder {
     sb_slot_cache cache;
     int64_t n_stream;          /* stream tokens fed (prefix excluded) */
     int32_t *history;          /* recompute: ring of the last W stream tokens */
-    int64_t hist_cap;
+    int64_t hist_cap;          /* grows (before the ring first wraps) up to W */
+    int64_t hist_max;          /* W for recompute, else 0 */
 };
 
 /* Tokens sb_decoder_new plans for: the hint plus the prefix. */
@@ -23,18 +24,24 @@ static int64_t capacity_for(const sb_policy_spec *p, int64_t max_tokens) {
     return hint + sb_policy_prefix_len(p);
 }
 
-static int64_t history_len(const sb_policy_spec *p) { return p->kind == SB_POLICY_RECOMPUTE ? p->window : 0; }
+/* Tokens of history kept for recompute's rebuilds: W, but no more than the hint at first. */
+static int64_t history_len(const sb_policy_spec *p, int64_t capacity) {
+    if (p->kind != SB_POLICY_RECOMPUTE) return 0;
+    int64_t n = capacity > 16 ? capacity : 16;
+    return n < p->window ? n : p->window;
+}
 
 uint64_t sb_decoder_memory_bytes(const sb_model_config *c, const sb_policy_spec *p, int64_t max_tokens) {
     const sb_kv_policy *pol = sb_kv_policy_for(p);
     if (!pol) return UINT64_MAX;
     int64_t cap = capacity_for(p, max_tokens);
     int64_t slots = pol->initial_slots(p, cap);
-    int64_t n_raw = p->kind == SB_POLICY_SINKS ? p->n_sinks : 0;
-    size_t cache = sb_slot_cache_bytes(c, slots, n_raw), total;
+    int64_t n_moving = p->kind == SB_POLICY_SINKS ? p->n_sinks : 0;
+    size_t cache = sb_slot_cache_bytes(c, slots, n_moving), total;
     if (!cache) return UINT64_MAX;
     /* policy state arrays and the recompute history */
-    size_t extra = (size_t)slots * 2 * sizeof(int64_t) + (size_t)history_len(p) * sizeof(int32_t) + sizeof(sb_decoder);
+    size_t extra = (size_t)slots * 2 * sizeof(int64_t) + (size_t)history_len(p, cap) * sizeof(int32_t) +
+                   sizeof(sb_decoder);
     if (!sb_add_size(cache, extra, &total)) return UINT64_MAX;
     return total;
 }
@@ -71,7 +78,8 @@ int sb_decoder_new(sb_decoder **out, const sb_model *m, const sb_policy_spec *p,
         free(d);
         return rc;
     }
-    d->hist_cap = history_len(p);
+    d->hist_cap = history_len(p, cap);
+    d->hist_max = p->kind == SB_POLICY_RECOMPUTE ? p->window : 0;
     if (d->hist_cap > 0) {
         size_t bytes;
         if (!sb_mul_size((size_t)d->hist_cap, sizeof(int32_t), &bytes) || !(d->history = malloc(bytes))) {
@@ -109,7 +117,17 @@ int sb_decoder_step(sb_decoder *d, int32_t token, float *logits) {
     }
     int rc = feed_one(d, token, logits);
     if (rc) return rc;
-    if (d->hist_cap > 0) d->history[d->n_stream % d->hist_cap] = token;
+    if (d->hist_cap > 0) {
+        if (d->n_stream == d->hist_cap && d->hist_cap < d->hist_max) {
+            /* not wrapped yet: the history is still linear, so it can simply grow */
+            int64_t cap = d->hist_cap * 2 < d->hist_max ? d->hist_cap * 2 : d->hist_max;
+            int32_t *h = realloc(d->history, (size_t)cap * sizeof(int32_t));
+            if (!h) return sb_error("policy '%s': out of memory for the token history", d->st.spec.spec);
+            d->history = h;
+            d->hist_cap = cap;
+        }
+        d->history[d->n_stream % d->hist_cap] = token;
+    }
     d->n_stream++;
     return SB_OK;
 }

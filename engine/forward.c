@@ -1,5 +1,7 @@
 #include "engine/forward.h"
 
+#include <cblas.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -93,8 +95,10 @@ static void block_post(sb_block_ws *ws, const sb_model *m, int l, int T) {
     const int C = c->dim, F = c->ffn_dim, qd = c->n_heads * c->head_dim;
     matmul_forward_acc(ws->x, ws->att, w->wo, w->bo, T, qd, C);
     const float *in = ws->xb2;
-    if (c->shared_norm) in = ws->xb;
-    else if (!c->parallel_residual) norm_forward(ws->xb2, ws->x, w->mlp_norm_w, w->mlp_norm_b, c->norm, c->norm_eps, T, C);
+    if (c->shared_norm)
+        in = ws->xb;
+    else if (!c->parallel_residual)
+        norm_forward(ws->xb2, ws->x, w->mlp_norm_w, w->mlp_norm_b, c->norm, c->norm_eps, T, C);
     if (c->mlp == SB_MLP_SWIGLU) {
         matmul_forward(ws->hb, in, w->w_gate, w->b_gate, T, C, F);
         matmul_forward(ws->hb2, in, w->w_up, w->b_up, T, C, F);
@@ -132,8 +136,9 @@ static void chunk_layout(arena *a, sb_chunk_state *s, const sb_model_config *c, 
     size_t sink_n = mul3((size_t)c->n_layers, (size_t)(K > 0 ? K : 1), kvd, &ok);
     size_t band_n = mul3((size_t)c->n_layers, (size_t)band_cap, kvd, &ok);
     sb_attn_params ap = {.n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim};
-    size_t scratch_n = mul3((size_t)attention_max_threads(),
-                            attention_band_scratch_floats(&ap, T, (int)band_cap, K, W), 1, &ok);
+    s->n_threads = attention_max_threads();
+    s->scratch_per_thread = attention_band_scratch_floats(&ap, T, (int)band_cap, K, W);
+    size_t scratch_n = mul3((size_t)s->n_threads, s->scratch_per_thread, 1, &ok);
     if (!ok) a->ok = false;
     s->sink_k = arena_take(a, sink_n, sizeof(float));
     s->sink_v = arena_take(a, sink_n, sizeof(float));
@@ -189,14 +194,31 @@ void sb_chunk_state_free(sb_chunk_state *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* Copy q [T, H*hd] into [KV][T][G*hd] and rotate row t with table row t. */
-static void pack_queries(float *dst, const float *q, const float *cs, const float *sn, int half, int T,
-                         const sb_model_config *c) {
+/* The rows [r0, ...) of a block workspace; logits row r of the view is chunk row r0 + r,
+ * stored at (r0 + r - logits_from) in the chunk's logits. */
+static sb_block_ws ws_rows(const sb_block_ws *ws, const sb_model_config *c, int r0, int logits_from) {
+    const size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    sb_block_ws v = *ws;
+    v.x += (size_t)r0 * c->dim;
+    v.xb += (size_t)r0 * c->dim;
+    v.xb2 += (size_t)r0 * c->dim;
+    v.q += (size_t)r0 * qd;
+    v.k += (size_t)r0 * kvd;
+    v.v += (size_t)r0 * kvd;
+    v.att += (size_t)r0 * qd;
+    v.hb += (size_t)r0 * c->ffn_dim;
+    v.hb2 += (size_t)r0 * c->ffn_dim;
+    v.logits += (ptrdiff_t)(r0 - logits_from) * c->vocab_size;
+    return v;
+}
+
+/* Copy rows [r0, r1) of q [T, H*hd] into [KV][T][G*hd], rotating row t with table row t. */
+static void pack_queries(float *dst, const float *q, const float *cs, const float *sn, int half, int r0, int r1,
+                         int T, const sb_model_config *c) {
     const int KV = c->n_kv_heads, G = c->n_heads / KV, hd = c->head_dim;
     const size_t ldq = (size_t)G * hd, qd = (size_t)c->n_heads * hd;
-#pragma omp parallel for collapse(2) if ((size_t)T * qd > PAR_MIN)
     for (int g = 0; g < KV; g++)
-        for (int t = 0; t < T; t++) {
+        for (int t = r0; t < r1; t++) {
             float *row = dst + ((size_t)g * T + t) * ldq;
             memcpy(row, q + (size_t)t * qd + (size_t)g * ldq, ldq * sizeof(float));
             if (half > 0)
@@ -205,23 +227,94 @@ static void pack_queries(float *dst, const float *q, const float *cs, const floa
         }
 }
 
-static void unpack_output(float *att, const float *opack, int T, const sb_model_config *c) {
+static void unpack_output(float *att, const float *opack, int r0, int r1, int T, const sb_model_config *c) {
     const int KV = c->n_kv_heads, G = c->n_heads / KV, hd = c->head_dim;
     const size_t ldq = (size_t)G * hd, qd = (size_t)c->n_heads * hd;
-#pragma omp parallel for if ((size_t)T * qd > PAR_MIN)
-    for (int t = 0; t < T; t++)
+    for (int t = r0; t < r1; t++)
         for (int g = 0; g < KV; g++)
             memcpy(att + (size_t)t * qd + (size_t)g * ldq, opack + ((size_t)g * T + t) * ldq, ldq * sizeof(float));
+}
+
+/* Rows per work item of the row-parallel phases: threads take blocks dynamically, so one
+ * that is descheduled on a busy machine does not hold the others at the next barrier. */
+#define ROW_BLOCK 64
+
+/* Everything of the chunk after the band shift: one parallel region for the whole chunk.
+ * Rows are independent except in attention, so the projections, norms and MLP run on row
+ * blocks (single-threaded sgemms, one block per work item) and the attention on (kv group,
+ * query block) tasks; three barriers per layer instead of a team launch per op. */
+static void chunk_layers(sb_chunk_state *s, const int32_t *tokens, int T, int64_t pos0, int logits_from,
+                         bool split_q, int64_t band_len_after, int64_t n_sink_after, int n_threads) {
+    const sb_model *m = s->m;
+    const sb_model_config *c = &m->cfg;
+    const int C = c->dim, half = rope_half(c);
+    const size_t kvd = (size_t)c->n_kv_heads * c->head_dim;
+    const int64_t K = s->K, W = s->W, sinks_rows = K > 0 ? K : 1;
+    const int n_rb = (T + ROW_BLOCK - 1) / ROW_BLOCK;
+#pragma omp parallel num_threads(n_threads)
+    {
+        float *scratch = s->scratch + (size_t)omp_get_thread_num() * s->scratch_per_thread;
+#pragma omp for schedule(static)
+        for (int t = 0; t < T; t++)
+            memcpy(s->ws.x + (size_t)t * C, m->w.tok_embed + (size_t)tokens[t] * C, (size_t)C * sizeof(float));
+        for (int l = 0; l < c->n_layers; l++) {
+            float *sk = s->sink_k + (size_t)l * sinks_rows * kvd, *sv = s->sink_v + (size_t)l * sinks_rows * kvd;
+            float *bk = s->band_k + (size_t)l * s->band_cap * kvd, *bv = s->band_v + (size_t)l * s->band_cap * kvd;
+#pragma omp for schedule(dynamic, 1)
+            for (int rb = 0; rb < n_rb; rb++) {
+                const int r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < T ? r0 + ROW_BLOCK : T;
+                sb_block_ws v = ws_rows(&s->ws, c, r0, logits_from);
+                block_pre(&v, m, l, r1 - r0);
+                if (half > 0)
+                    for (int t = r0; t < r1; t++)
+                        rope_apply_table(s->ws.k + (size_t)t * kvd, s->cos_b + (size_t)t * half,
+                                         s->sin_b + (size_t)t * half, c->n_kv_heads, c->head_dim, c->rotary_dim,
+                                         c->rope_style);
+                pack_queries(s->qb, s->ws.q, s->cos_b, s->sin_b, half, r0, r1, T, c);
+                if (split_q) pack_queries(s->qs, s->ws.q, s->cos_s, s->sin_s, half, r0, r1, T, c);
+                for (int t = r0; t < r1; t++) {
+                    int64_t p = pos0 + t;
+                    float *dk = p < K ? sk + (size_t)p * kvd : bk + (size_t)(p - s->band_start) * kvd;
+                    float *dv = p < K ? sv + (size_t)p * kvd : bv + (size_t)(p - s->band_start) * kvd;
+                    memcpy(dk, s->ws.k + (size_t)t * kvd, kvd * sizeof(float));
+                    memcpy(dv, s->ws.v + (size_t)t * kvd, kvd * sizeof(float));
+                }
+            }
+            sb_attn_params ap;
+            sb_attn_params_init(&ap, m, l, s->ws.alibi);
+            const sb_band_args args = {.qb = s->qb, .qs = split_q ? s->qs : s->qb, .band_k = bk, .band_v = bv,
+                                       .band_start = s->band_start, .L = (int)band_len_after, .sink_k = sk,
+                                       .sink_v = sv, .n_sink = (int)n_sink_after, .K = K, .W = W, .pos0 = pos0,
+                                       .T = T};
+            const int n_tasks = attention_band_tasks(&ap, T);
+#pragma omp for schedule(dynamic, 1)
+            for (int task = 0; task < n_tasks; task++) attention_band_task(s->opack, scratch, task, &args, &ap);
+#pragma omp for schedule(dynamic, 1)
+            for (int rb = 0; rb < n_rb; rb++) {
+                const int r0 = rb * ROW_BLOCK, r1 = r0 + ROW_BLOCK < T ? r0 + ROW_BLOCK : T;
+                sb_block_ws v = ws_rows(&s->ws, c, r0, logits_from);
+                unpack_output(s->ws.att, s->opack, r0, r1, T, c);
+                block_post(&v, m, l, r1 - r0);
+                /* the head of this block's scored rows right away (no barrier needed) */
+                if (l == c->n_layers - 1) {
+                    int h0 = r0 > logits_from ? r0 : logits_from;
+                    if (h0 < r1) {
+                        sb_block_ws hv = ws_rows(&s->ws, c, h0, logits_from);
+                        block_head(&hv, m, 0, r1 - h0);
+                    }
+                }
+            }
+        }
+    }
 }
 
 int sb_chunk_forward(sb_chunk_state *s, const int32_t *tokens, int T, int64_t pos0, int logits_from) {
     const sb_model *m = s->m;
     const sb_model_config *c = &m->cfg;
-    const int C = c->dim, half = rope_half(c);
+    const int half = rope_half(c);
     const size_t kvd = (size_t)c->n_kv_heads * c->head_dim;
     const int64_t K = s->K, W = s->W;
-    sb_block_ws *ws = &s->ws;
-    if (T < 1 || T > ws->max_T || pos0 < 0 || logits_from < 0 || logits_from > T)
+    if (T < 1 || T > s->ws.max_T || pos0 < 0 || logits_from < 0 || logits_from > T)
         return sb_error("chunk of %d tokens at position %lld does not fit the evaluation state", T, (long long)pos0);
 
     /* keys the queries of this chunk can still see: drop older band rows once per chunk */
@@ -246,12 +339,6 @@ int sb_chunk_forward(sb_chunk_state *s, const int32_t *tokens, int T, int64_t po
     }
     s->band_start = new_start;
     s->band_len = keep;
-    const int64_t n_sink_after = min64(K, pos0 + T);
-    const int64_t band_len_after = keep + new_rows;
-
-    for (int t = 0; t < T; t++) s->pos[t] = pos0 + t;
-    for (int t = 0; t < T; t++)
-        memcpy(ws->x + (size_t)t * C, m->w.tok_embed + (size_t)tokens[t] * C, (size_t)C * sizeof(float));
 
     /* sinks see query t at min(t, K+W): a different rotation only once t > K+W */
     const bool split_q = half > 0 && K > 0 && pos0 + T - 1 > K + W;
@@ -268,95 +355,68 @@ int sb_chunk_forward(sb_chunk_state *s, const int32_t *tokens, int T, int64_t po
         }
     }
 
-    for (int l = 0; l < c->n_layers; l++) {
-        block_pre(ws, m, l, T);
-        if (half > 0) {
-#pragma omp parallel for if ((size_t)T * kvd > PAR_MIN)
-            for (int t = 0; t < T; t++)
-                rope_apply_table(ws->k + (size_t)t * kvd, s->cos_b + (size_t)t * half, s->sin_b + (size_t)t * half,
-                                 c->n_kv_heads, c->head_dim, c->rotary_dim, c->rope_style);
-        }
-        pack_queries(s->qb, ws->q, s->cos_b, s->sin_b, half, T, c);
-        if (split_q) pack_queries(s->qs, ws->q, s->cos_s, s->sin_s, half, T, c);
-
-        float *sk = s->sink_k + (size_t)l * (K > 0 ? K : 1) * kvd, *sv = s->sink_v + (size_t)l * (K > 0 ? K : 1) * kvd;
-        float *bk = s->band_k + (size_t)l * s->band_cap * kvd, *bv = s->band_v + (size_t)l * s->band_cap * kvd;
-        for (int t = 0; t < T; t++) {
-            int64_t p = pos0 + t;
-            float *dk = p < K ? sk + (size_t)p * kvd : bk + (size_t)(p - s->band_start) * kvd;
-            float *dv = p < K ? sv + (size_t)p * kvd : bv + (size_t)(p - s->band_start) * kvd;
-            memcpy(dk, ws->k + (size_t)t * kvd, kvd * sizeof(float));
-            memcpy(dv, ws->v + (size_t)t * kvd, kvd * sizeof(float));
-        }
-
-        sb_attn_params ap;
-        sb_attn_params_init(&ap, m, l, ws->alibi);
-        ap.n_threads = attention_max_threads();
-        attention_band_forward(s->opack, s->scratch, s->qb, split_q ? s->qs : s->qb, bk, bv, s->band_start,
-                               (int)band_len_after, sk, sv, (int)n_sink_after, K, W, pos0, T, &ap);
-        unpack_output(ws->att, s->opack, T, c);
-        block_post(ws, m, l, T);
-    }
-    s->band_len = band_len_after;
-    s->n_sink = n_sink_after;
-    block_head(ws, m, logits_from, T);
+    /* a thread needs enough rows to be worth waking; BLAS runs single-threaded inside */
+    int n_threads = omp_get_max_threads();
+    if (n_threads > s->n_threads) n_threads = s->n_threads;
+    if (n_threads > (T + ROW_BLOCK - 1) / ROW_BLOCK) n_threads = (T + ROW_BLOCK - 1) / ROW_BLOCK;
+    int blas_threads = openblas_get_num_threads();
+    if (n_threads > 1 && blas_threads != 1) openblas_set_num_threads(1);
+    chunk_layers(s, tokens, T, pos0, logits_from, split_q, keep + new_rows, min64(K, pos0 + T), n_threads);
+    if (n_threads > 1 && blas_threads != 1) openblas_set_num_threads(blas_threads);
+    s->band_len = keep + new_rows;
+    s->n_sink = min64(K, pos0 + T);
     return SB_OK;
 }
 
 /* ------------------------------------------------------------ decode mode */
 
-static size_t slot_layer_bytes(const sb_model_config *c, int64_t n_slots, bool *ok) {
-    return mul3((size_t)n_slots, (size_t)c->n_kv_heads * c->head_dim, sizeof(float), ok);
+/* Raw (pre-RoPE) key copies exist for the moving slots among the allocated ones. */
+static int64_t raw_rows(int64_t n_moving, int64_t n_slots) { return n_moving < n_slots ? n_moving : n_slots; }
+
+/* Bytes of the per-slot arrays for n_slots slots of which the first n_moving move. */
+static size_t slot_arrays_bytes(const sb_model_config *c, int64_t n_slots, int64_t n_moving, bool *ok) {
+    size_t kvd = (size_t)c->n_kv_heads * c->head_dim, half = (size_t)(rope_half(c) > 0 ? rope_half(c) : 1);
+    size_t raw = (size_t)raw_rows(n_moving, n_slots), total = 0;
+    size_t parts[] = {
+        mul3((size_t)c->n_layers, (size_t)n_slots * 2 + raw, kvd * sizeof(float), ok), /* k, v, k_raw */
+        mul3((size_t)n_slots, sizeof(int64_t) + (size_t)c->n_heads * sizeof(float), 1, ok), /* slots, scores */
+        mul3(raw, sizeof(int64_t), 1, ok),                                            /* raw_pos */
+        mul3(raw + 2, half, 2 * sizeof(float), ok),                                   /* cos_r, sin_r */
+    };
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) *ok = *ok && sb_add_size(total, parts[i], &total);
+    return total;
 }
 
-size_t sb_slot_cache_bytes(const sb_model_config *c, int64_t n_slots, int64_t n_raw) {
-    if (n_slots < 1 || n_raw < 0) return 0;
+size_t sb_slot_cache_bytes(const sb_model_config *c, int64_t n_slots, int64_t n_moving) {
+    if (n_slots < 1 || n_moving < 0 || n_slots > (INT64_MAX >> 8)) return 0;
     bool ok = true;
-    size_t L = (size_t)c->n_layers, total = 0, part;
-    size_t per_layer = slot_layer_bytes(c, n_slots, &ok);
-    part = mul3(L, per_layer, 2, &ok);
-    ok = ok && sb_add_size(total, part, &total);
-    part = mul3(L, slot_layer_bytes(c, n_raw > 0 ? n_raw : 1, &ok), 1, &ok);
-    ok = ok && sb_add_size(total, part, &total);
-    part = mul3((size_t)n_slots, sizeof(int64_t) + (size_t)c->n_heads * sizeof(float), 1, &ok);
-    ok = ok && sb_add_size(total, part, &total);
+    size_t total = slot_arrays_bytes(c, n_slots, n_moving, &ok);
     arena a = {NULL, 0, true};
     sb_block_ws ws;
     block_ws_layout(&a, &ws, c, 1);
-    size_t half = (size_t)(rope_half(c) > 0 ? rope_half(c) : 1);
-    arena_take(&a, mul3((size_t)(n_raw + 2), half, 2, &ok), sizeof(float));
-    arena_take(&a, (size_t)(n_raw > 0 ? n_raw : 1), sizeof(int64_t));
     ok = ok && a.ok && sb_add_size(total, a.off, &total);
     return ok ? total : 0;
 }
 
-int sb_slot_cache_init(sb_slot_cache *c, const sb_model *m, int64_t n_slots, int64_t n_raw) {
+int sb_slot_cache_init(sb_slot_cache *c, const sb_model *m, int64_t n_slots, int64_t n_moving) {
     memset(c, 0, sizeof *c);
     const sb_model_config *cfg = &m->cfg;
-    if (!sb_slot_cache_bytes(cfg, n_slots, n_raw))
+    if (!sb_slot_cache_bytes(cfg, n_slots, n_moving))
         return sb_error("decode cache of %lld slots is too large", (long long)n_slots);
     c->n_layers = cfg->n_layers;
     c->kvd = (size_t)cfg->n_kv_heads * cfg->head_dim;
-    c->n_raw = n_raw;
+    c->n_moving = n_moving;
     c->k = calloc_check((size_t)cfg->n_layers, sizeof(float *));
     c->v = calloc_check((size_t)cfg->n_layers, sizeof(float *));
     c->k_raw = calloc_check((size_t)cfg->n_layers, sizeof(float *));
-    for (int l = 0; l < cfg->n_layers; l++)
-        c->k_raw[l] = malloc_check((size_t)(n_raw > 0 ? n_raw : 1) * c->kvd * sizeof(float));
-    c->raw_pos = malloc_check((size_t)(n_raw > 0 ? n_raw : 1) * sizeof(int64_t));
-    for (int64_t j = 0; j < n_raw; j++) c->raw_pos[j] = -1;
-    size_t half = (size_t)(rope_half(cfg) > 0 ? rope_half(cfg) : 1);
-    c->cos_r = malloc_check((size_t)(n_raw + 2) * half * sizeof(float));
-    c->sin_r = malloc_check((size_t)(n_raw + 2) * half * sizeof(float));
     arena a = {NULL, 0, true};
     block_ws_layout(&a, &c->ws, cfg, 1);
-    void *blk = aligned_alloc(64, a.off);
-    if (!blk) {
+    c->ws_block = aligned_alloc(64, a.off);
+    if (!c->ws_block) {
         sb_slot_cache_free(c);
         return sb_error("out of memory for the decode workspace");
     }
-    c->ws_block = blk;
-    a = (arena){blk, 0, true};
+    a = (arena){c->ws_block, 0, true};
     block_ws_layout(&a, &c->ws, cfg, 1);
     block_ws_setup(&c->ws, cfg);
     int rc = sb_slot_cache_grow(c, m, n_slots);
@@ -364,26 +424,35 @@ int sb_slot_cache_init(sb_slot_cache *c, const sb_model *m, int64_t n_slots, int
     return rc;
 }
 
+/* realloc that leaves *p alone on failure */
+static bool grow_array(void **p, size_t bytes) {
+    void *q = realloc(*p, bytes ? bytes : 1);
+    if (!q) return false;
+    *p = q;
+    return true;
+}
+
 int sb_slot_cache_grow(sb_slot_cache *c, const sb_model *m, int64_t n_slots) {
     if (n_slots <= c->n_slots) return SB_OK;
+    const sb_model_config *cfg = &m->cfg;
     bool ok = true;
-    size_t bytes = slot_layer_bytes(&m->cfg, n_slots, &ok);
-    size_t sc_bytes = mul3((size_t)n_slots, (size_t)m->cfg.n_heads, sizeof(float), &ok);
-    if (!ok) return sb_error("decode cache of %lld slots is too large", (long long)n_slots);
-    for (int l = 0; l < c->n_layers; l++) {
-        float *k = realloc(c->k[l], bytes);
-        if (!k) return sb_error("out of memory growing the decode cache to %lld slots", (long long)n_slots);
-        c->k[l] = k;
-        float *v = realloc(c->v[l], bytes);
-        if (!v) return sb_error("out of memory growing the decode cache to %lld slots", (long long)n_slots);
-        c->v[l] = v;
-    }
-    int64_t *slots = realloc(c->slots, (size_t)n_slots * sizeof(int64_t));
-    if (!slots) return sb_error("out of memory growing the decode cache to %lld slots", (long long)n_slots);
-    c->slots = slots;
-    float *scores = realloc(c->scores, sc_bytes);
-    if (!scores) return sb_error("out of memory growing the decode cache to %lld slots", (long long)n_slots);
-    c->scores = scores;
+    slot_arrays_bytes(cfg, n_slots, c->n_moving, &ok);
+    if (!ok || n_slots > (INT64_MAX >> 8))
+        return sb_error("decode cache of %lld slots is too large", (long long)n_slots);
+    const size_t rows = (size_t)n_slots, raw = (size_t)raw_rows(c->n_moving, n_slots), kv = c->kvd * sizeof(float);
+    const size_t half = (size_t)(rope_half(cfg) > 0 ? rope_half(cfg) : 1);
+    bool got = true;
+    for (int l = 0; l < c->n_layers && got; l++)
+        got = grow_array((void **)&c->k[l], rows * kv) && grow_array((void **)&c->v[l], rows * kv) &&
+              grow_array((void **)&c->k_raw[l], raw * kv);
+    got = got && grow_array((void **)&c->slots, rows * sizeof(int64_t)) &&
+          grow_array((void **)&c->scores, rows * (size_t)cfg->n_heads * sizeof(float)) &&
+          grow_array((void **)&c->raw_pos, raw * sizeof(int64_t)) &&
+          grow_array((void **)&c->cos_r, (raw + 2) * half * sizeof(float)) &&
+          grow_array((void **)&c->sin_r, (raw + 2) * half * sizeof(float));
+    if (!got) return sb_error("out of memory growing the decode cache to %lld slots", (long long)n_slots);
+    for (size_t j = (size_t)c->n_raw; j < raw; j++) c->raw_pos[j] = INT64_MIN; /* no key yet */
+    c->n_raw = (int64_t)raw;
     c->n_slots = n_slots;
     return SB_OK;
 }
@@ -407,8 +476,7 @@ void sb_slot_cache_free(sb_slot_cache *c) {
 }
 
 size_t sb_slot_cache_kv_bytes(const sb_slot_cache *c) {
-    return (size_t)c->n_layers * 2 * (size_t)c->n_slots * c->kvd * sizeof(float) +
-           (size_t)c->n_layers * (size_t)c->n_raw * c->kvd * sizeof(float);
+    return (size_t)c->n_layers * (2 * (size_t)c->n_slots + (size_t)c->n_raw) * c->kvd * sizeof(float);
 }
 
 void sb_forward_token(float *logits, sb_slot_cache *c, const sb_model *m, const sb_kv_state *s, int64_t slot,
@@ -419,9 +487,11 @@ void sb_forward_token(float *logits, sb_slot_cache *c, const sb_model *m, const 
     sb_block_ws *ws = &c->ws;
     memcpy(ws->x, m->w.tok_embed + (size_t)token * C, (size_t)C * sizeof(float));
 
+    /* the keys this query sees: filled slots within the model's sliding window */
+    const int64_t max_dist = cfg->sliding_window > 0 ? (int64_t)cfg->sliding_window - 1 : INT64_MAX;
     int n = 0;
     for (int64_t i = 0; i < s->n_slots; i++)
-        if (s->slot_token[i] >= 0) c->slots[n++] = i;
+        if (s->slot_token[i] >= 0 && s->query_pos - s->slot_pos[i] <= max_dist) c->slots[n++] = i;
 
     /* tables: row 0 the query, row 1 the new key, row 2+j moving slot j */
     float *cq = c->cos_r, *sq = c->sin_r, *ck = c->cos_r + half, *sk = c->sin_r + half;

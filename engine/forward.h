@@ -45,6 +45,8 @@ typedef struct {
     sb_block_ws ws;
     float *qb, *qs, *opack;    /* [T*H*hd] queries / outputs packed per kv group */
     float *scratch;            /* attention scratch, one slab per thread */
+    int n_threads;             /* slabs in scratch (threads at init) */
+    size_t scratch_per_thread; /* floats per slab */
     float *cos_b, *sin_b;      /* [T, rotary_dim/2] tables at the chunk positions */
     float *cos_s, *sin_s;      /* [T, rotary_dim/2] tables at min(t, K+W) */
     int64_t *pos;              /* [T] */
@@ -73,21 +75,22 @@ typedef struct {
     size_t kvd;                /* n_kv_heads * head_dim */
     int64_t n_slots;
     float **k, **v;            /* per layer [n_slots, kvd]; keys rotated at the slot's position */
-    int64_t n_raw;             /* moving slots (sinks) with a pre-RoPE key copy */
-    float **k_raw;             /* per layer [n_raw, kvd] */
+    int64_t n_moving;          /* slots [0, n_moving) move with the frame (sinks) */
+    int64_t n_raw;             /* min(n_moving, n_slots): moving slots allocated so far */
+    float **k_raw;             /* per layer [n_raw, kvd] pre-RoPE keys of the moving slots */
     int64_t *raw_pos;          /* [n_raw] position the slot's cached key is rotated at */
     /* per-step scratch */
     int64_t *slots;            /* [n_slots] filled slots */
     float *scores;             /* [H * n_slots] */
-    float *cos_r, *sin_r;      /* [max(n_raw,1), rotary_dim/2] */
+    float *cos_r, *sin_r;      /* [n_raw + 2, rotary_dim/2] */
     sb_block_ws ws;            /* one row */
     void *ws_block;            /* allocation behind ws */
 } sb_slot_cache;
 
-/* Bytes of a slot cache with n_slots slots and n_raw moving ones. 0 on overflow. */
-size_t sb_slot_cache_bytes(const sb_model_config *c, int64_t n_slots, int64_t n_raw);
-int sb_slot_cache_init(sb_slot_cache *c, const sb_model *m, int64_t n_slots, int64_t n_raw);
-/* Grow to n_slots (dense), keeping the contents. */
+/* Bytes of a slot cache with n_slots slots of which the first n_moving move. 0 on overflow. */
+size_t sb_slot_cache_bytes(const sb_model_config *c, int64_t n_slots, int64_t n_moving);
+int sb_slot_cache_init(sb_slot_cache *c, const sb_model *m, int64_t n_slots, int64_t n_moving);
+/* Grow to n_slots (dense, or a ring not yet full), keeping the contents. */
 int sb_slot_cache_grow(sb_slot_cache *c, const sb_model *m, int64_t n_slots);
 void sb_slot_cache_free(sb_slot_cache *c);
 /* Keys + values held (the part that scales with the cache). */

@@ -263,6 +263,11 @@ static int llama_extra(sb_model_config *c, const cJSON *root, const char *path) 
     if (read_rope_dict(c, cJSON_GetObjectItemCaseSensitive(root, "rope_scaling"), "rope_scaling", path) ||
         read_rope_dict(c, cJSON_GetObjectItemCaseSensitive(root, "rope_parameters"), "rope_parameters", path))
         return SB_ERR;
+    /* only MistralForCausalLM applies a sliding window; LlamaForCausalLM ignores the key */
+    v = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
+    if (!strcmp(c->arch, "mistral") && v && !cJSON_IsNull(v) &&
+        read_int(path, "", "sliding_window", v, 0, INT32_MAX, &c->sliding_window))
+        return SB_ERR;
     /* "dtype" (transformers >= 4.56) wins over the older "torch_dtype" */
     v = cJSON_GetObjectItemCaseSensitive(root, "dtype");
     if (!v || cJSON_IsNull(v)) v = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
@@ -411,6 +416,10 @@ char *sb_hfconfig_to_json(const sb_model_config *c) {
     cJSON_AddNumberToObject(r, "pretraining_tp", 1);
     cJSON_AddBoolToObject(r, "use_cache", true);
     cJSON_AddStringToObject(r, "torch_dtype", dtype_hf[c->dtype]);
+    if (!strcmp(c->arch, "mistral")) {
+        if (c->sliding_window > 0) cJSON_AddNumberToObject(r, "sliding_window", c->sliding_window);
+        else cJSON_AddNullToObject(r, "sliding_window");
+    }
 
     cJSON *s = cJSON_AddObjectToObject(r, "sinkbench");
     cJSON_AddStringToObject(s, "norm", norm_names[c->norm]);

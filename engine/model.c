@@ -91,6 +91,9 @@ int sb_model_config_validate(const sb_model_config *c) {
     }
     if (c->pos == SB_POS_ALIBI && (!(c->alibi_bias_max > 0.0f) || !isfinite(c->alibi_bias_max)))
         return sb_error("config: alibi_bias_max %g must be a positive number", (double)c->alibi_bias_max);
+    if (c->sliding_window < 0) return sb_error("config: sliding_window %d must be >= 0", c->sliding_window);
+    if (c->sliding_window > 0 && strcmp(c->arch, "mistral") != 0)
+        return sb_error("config: sliding_window needs arch 'mistral' (LlamaForCausalLM would ignore it)");
     if (!(c->clip_qkv >= 0.0f) || !isfinite(c->clip_qkv))
         return sb_error("config: clip_qkv %g must be >= 0", (double)c->clip_qkv);
     size_t n;
@@ -384,6 +387,7 @@ int sb_model_load(sb_model *m, const char *dir) {
             const sb_st_file *f;
             const sb_st_tensor *s = sb_st_set_find(&set, t[i].name, &f);
             rc = sb_st_read_f32(f, s, t[i].data);
+            sb_st_release(f, s);
         }
         if (rc) sb_model_free(m);
     }

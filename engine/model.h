@@ -61,6 +61,8 @@ typedef struct {
     int32_t sink_token_id;     /* the learned <sink> token, -1 when the model has none */
     int32_t newline_token_id;  /* token of "\n", -1 when unknown */
     sb_dtype dtype;            /* storage dtype of model.safetensors when saving */
+    int sliding_window;        /* Mistral: a query sees keys i-j < sliding_window (itself included);
+                                * 0 = unlimited. Only dense attention over long inputs reaches it. */
 } sb_model_config;
 
 typedef struct {
@@ -101,7 +103,10 @@ size_t sb_model_param_count(const sb_model_config *c);
 /* Allocate zeroed weights for cfg and wire the pointers. */
 int sb_model_alloc(sb_model *m, const sb_model_config *cfg);
 /* Deterministic random init by seed; `scale` multiplies the projection weights
- * (scale > 1 makes attention far from uniform). */
+ * (scale > 1 makes attention far from uniform). Precisely: matrices N(0, 0.02), the q and k
+ * projections N(0, 0.02 * scale) (v and o are left alone so the residual stream stays
+ * tame), norm gains 1 + N(0, 0.02), biases N(0, 0.02), sink logits N(0, 1). One RNG stream
+ * per tensor (rng.h), so the values do not depend on the thread count. */
 void sb_model_init_random(sb_model *m, uint64_t seed, float scale);
 /* Load / save a checkpoint directory (config.json + model.safetensors). */
 int sb_model_load(sb_model *m, const char *dir);

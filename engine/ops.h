@@ -38,7 +38,8 @@ void norm_forward(float *out, const float *in, const float *w, const float *b, s
  * Pair j (0 <= j < rotary_dim/2) of a head rotates by angle pos * inv_freq[j] with
  * inv_freq[j] = theta^(-2j/rotary_dim). Angles are computed in double, so positions in the
  * millions keep full float accuracy. Only the first rotary_dim dims of a head rotate (partial
- * rotary, GPT-NeoX); the rest pass through. rotary_dim must be even and <= head_dim.
+ * rotary, GPT-NeoX); the rest pass through. rotary_dim must be even, <= head_dim and
+ * <= 2048 (sb_model_config_validate enforces it).
  * SB_ROPE_HALF pairs (j, j + rotary_dim/2) (Hugging Face rotate_half);
  * SB_ROPE_INTERLEAVED pairs (2j, 2j+1) (llama2.c, Meta's complex form).
  * Rotations compose: rotating by a then by b equals rotating by a+b; pos may be negative. */

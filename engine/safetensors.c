@@ -268,6 +268,15 @@ int sb_st_read_f32(const sb_st_file *f, const sb_st_tensor *t, float *out) {
     }
 }
 
+void sb_st_release(const sb_st_file *f, const sb_st_tensor *t) {
+    if (!f->map || t->nbytes == 0) return;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t base = (uintptr_t)f->map, b = (uintptr_t)t->data, e = b + t->nbytes;
+    b -= (b - base) % page;
+    /* neighbours sharing an edge page just fault it back in from the file */
+    (void)madvise((void *)b, e - b, MADV_DONTNEED);
+}
+
 /* ---------------------------------------------------------------- sharded sets */
 
 void sb_st_set_close(sb_st_set *s) {

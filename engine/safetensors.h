@@ -58,6 +58,10 @@ const char *sb_st_meta(const sb_st_file *f, const char *key);
  * other than F32/F16/BF16. */
 int sb_st_read_f32(const sb_st_file *f, const sb_st_tensor *t, float *out);
 
+/* Drop the tensor's pages from this process's resident set once converted (the mapping stays
+ * valid; a later access reads the file again). Keeps peak RSS of a load near the fp32 copy. */
+void sb_st_release(const sb_st_file *f, const sb_st_tensor *t);
+
 /* A checkpoint directory: model.safetensors, or the shards of model.safetensors.index.json. */
 typedef struct {
     sb_st_file *files;

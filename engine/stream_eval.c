@@ -30,7 +30,8 @@ static int report(progress_ctx *pc) {
 
 static int chunk_of(const sb_eval_opts *o, int *out) {
     int64_t c = o->chunk ? o->chunk : SB_EVAL_DEFAULT_CHUNK;
-    if (c < 1 || c > SB_EVAL_MAX_CHUNK) return sb_usage_error("chunk %lld is outside [1, %d]", (long long)o->chunk, SB_EVAL_MAX_CHUNK);
+    if (c < 1 || c > SB_EVAL_MAX_CHUNK)
+        return sb_usage_error("chunk %lld is outside [1, %d]", (long long)o->chunk, SB_EVAL_MAX_CHUNK);
     *out = (int)c;
     return SB_OK;
 }
@@ -52,11 +53,20 @@ static void score_rows(float *nll, double *sum, const float *logits, int V, cons
 
 /* ------------------------------------------------------------ exact mode */
 
+/* Dense attention as a band: every earlier key, or the model's sliding window (Mistral:
+ * keys at distance < sliding_window), which also bounds the stored band. */
+static int64_t dense_window(const sb_model_config *c) {
+    return c->sliding_window > 0 ? (int64_t)c->sliding_window - 1 : SB_FORWARD_W_ALL;
+}
+
 /* K sinks + W recent (dense: 0 + all) over stream[0..N), scoring positions >= first. */
 static int exact_band(const sb_model *m, int64_t K, int64_t W, const int32_t *stream, int64_t N, int64_t first,
                       int chunk, float *nll, progress_ctx *pc) {
     const int V = m->cfg.vocab_size;
     int T_max = (int)min64(chunk, N - 1);
+    /* more sinks than tokens: every token is a sink at its true distance (K + W > t), the
+     * same as K = N, which keeps the sink store to the stream's size */
+    K = min64(K, N);
     sb_chunk_state s;
     int rc = sb_chunk_state_init(&s, m, K, W, T_max, sb_chunk_band_rows(K, W, T_max, N));
     if (rc) return rc;
@@ -84,7 +94,8 @@ static int exact_recompute(const sb_model *m, int64_t W, const int32_t *x, int64
     int64_t win = min64(W, n - 1);
     int T_max = (int)min64(chunk, win);
     sb_chunk_state s;
-    int rc = sb_chunk_state_init(&s, m, 0, SB_FORWARD_W_ALL, T_max, sb_chunk_band_rows(0, SB_FORWARD_W_ALL, T_max, win));
+    int rc = sb_chunk_state_init(&s, m, 0, SB_FORWARD_W_ALL, T_max,
+                                 sb_chunk_band_rows(0, SB_FORWARD_W_ALL, T_max, win));
     if (rc) return rc;
     for (int64_t pos0 = 0; pos0 < win && !rc; pos0 += T_max) {
         int T = (int)min64(T_max, win - pos0);
@@ -141,7 +152,8 @@ static int decode_eval(const sb_model *m, const sb_policy_spec *p, const int32_t
 static int check_inputs(const sb_model *m, const sb_policy_spec *p, const int32_t *tokens, int64_t n,
                         const sb_eval_opts *o) {
     if (n < 0) return sb_usage_error("negative stream length %lld", (long long)n);
-    if (o->mode != SB_MODE_EXACT && o->mode != SB_MODE_DECODE) return sb_usage_error("unknown evaluation mode %d", (int)o->mode);
+    if (o->mode != SB_MODE_EXACT && o->mode != SB_MODE_DECODE)
+        return sb_usage_error("unknown evaluation mode %d", (int)o->mode);
     int chunk = SB_EVAL_DEFAULT_CHUNK;
     int rc = chunk_of(o, &chunk);
     if (rc) return rc;
@@ -167,7 +179,7 @@ int sb_eval_stream_nll(const sb_model *m, const sb_policy_spec *p, const int32_t
     int chunk = SB_EVAL_DEFAULT_CHUNK;
     chunk_of(o, &chunk);
     if (p->kind == SB_POLICY_RECOMPUTE) return exact_recompute(m, p->window, tokens, n, chunk, nll, &pc);
-    if (p->kind == SB_POLICY_DENSE) return exact_band(m, 0, SB_FORWARD_W_ALL, tokens, n, 0, chunk, nll, &pc);
+    if (p->kind == SB_POLICY_DENSE) return exact_band(m, 0, dense_window(&m->cfg), tokens, n, 0, chunk, nll, &pc);
 
     /* sinks: the prefix (learned <sink>, newline tokens) joins the stream and is not scored */
     int64_t P = sb_policy_prefix_len(p);
@@ -202,10 +214,11 @@ uint64_t sb_eval_memory_bytes(const sb_model_config *c, const sb_policy_spec *p,
         return bytes ? bytes : UINT64_MAX;
     }
     int64_t K = p->kind == SB_POLICY_DENSE ? 0 : p->n_sinks;
-    int64_t W = p->kind == SB_POLICY_DENSE ? SB_FORWARD_W_ALL : p->window;
+    int64_t W = p->kind == SB_POLICY_DENSE ? dense_window(c) : p->window;
     int64_t P = p->kind == SB_POLICY_DENSE ? 0 : sb_policy_prefix_len(p);
     int64_t N = P + n;
     int T = (int)min64(chunk, N - 1);
+    K = min64(K, N);
     bytes = sb_chunk_state_bytes(c, K, W, T, sb_chunk_band_rows(K, W, T, N));
     if (!bytes) return UINT64_MAX;
     return (uint64_t)bytes + (P > 0 ? (uint64_t)N * sizeof(int32_t) : 0);

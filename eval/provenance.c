@@ -113,6 +113,12 @@ void sb_provenance_collect(sb_provenance *p) {
     const char *cfg = openblas_get_config();
     snprintf(p->blas_config, sizeof p->blas_config, "%s", cfg ? cfg : "unknown");
     trim(p->blas_config);
+    p->loadavg1 = -1;
+    FILE *la = fopen("/proc/loadavg", "r");
+    if (la) {
+        if (fscanf(la, "%lf", &p->loadavg1) != 1) p->loadavg1 = -1;
+        fclose(la);
+    }
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
@@ -158,6 +164,7 @@ int sb_provenance_to_h5(const sb_provenance *p, sb_h5 *f) {
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "omp_threads", p->omp_threads);
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "blas_config", p->blas_config);
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "date_utc", p->date_utc);
+    rc = rc ? rc : sb_h5_attr_f64(f, NULL, "loadavg1", p->loadavg1);
     return rc;
 }
 
@@ -170,4 +177,5 @@ void sb_provenance_to_json(const sb_provenance *p, cJSON *obj) {
     cJSON_AddNumberToObject(obj, "omp_threads", p->omp_threads);
     cJSON_AddStringToObject(obj, "blas_config", p->blas_config);
     cJSON_AddStringToObject(obj, "date_utc", p->date_utc);
+    cJSON_AddNumberToObject(obj, "loadavg1", p->loadavg1);
 }

@@ -17,6 +17,8 @@ typedef struct {
     int omp_threads;       /* omp_get_max_threads() */
     char blas_config[160]; /* openblas_get_config() */
     char date_utc[32];     /* ISO-8601, e.g. 2024-05-01T12:34:56Z */
+    double loadavg1;       /* 1-minute load average when collected (-1 unknown): timings
+                              taken while loadavg1 > cores are not comparable */
 } sb_provenance;
 
 /* Fill everything; the git revision is that of the checkout holding the running binary
@@ -32,7 +34,7 @@ void sb_provenance_git_rev(const char *dir, char *out, size_t cap);
 int sb_provenance_hash_model(const char *dir, char hex[65]);
 
 /* Root attributes git_rev, hostname, cpu_model, cores, blas_threads, omp_threads,
- * blas_config, date_utc. */
+ * blas_config, date_utc, loadavg1. */
 int sb_provenance_to_h5(const sb_provenance *p, sb_h5 *f);
 /* The same keys added to a JSON object. */
 void sb_provenance_to_json(const sb_provenance *p, cJSON *obj);

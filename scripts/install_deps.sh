@@ -3,7 +3,7 @@
 # As root it runs apt-get; otherwise it prints the exact command and fails.
 set -euo pipefail
 pkgs=(build-essential pkg-config libopenblas-dev libhdf5-dev hdf5-tools libcjson-dev libinih-dev
-      libcmocka-dev zlib1g-dev gnuplot-nox)
+      libcmocka-dev zlib1g-dev gnuplot-nox python3)
 [ "${1:-}" = "--with-clang" ] && pkgs+=(clang)
 missing=()
 for p in "${pkgs[@]}"; do

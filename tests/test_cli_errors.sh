@@ -85,13 +85,18 @@ expect 1 'needs [0-9]+ bytes' -- --model "$m" --data "$d" --policy dense --max-m
 expect 1 '/nonexistent/x.h5' -- --model "$m" --data "$d" --out /nonexistent/x.h5
 expect 1 '/dev/full' -- --model "$m" --data "$d" --out /dev/full
 expect 1 "$tmp" -- --model "$m" --data "$d" --out "$tmp"
-ls /dev | grep -q '^full\.tmp' && fail "a temp file was left in /dev"
+for f in /dev/full.tmp.[0-9]*; do [ -e "$f" ] && { fail "a temp file was left: $f"; rm -f "$f"; }; done
 
 # --json to a full stdout is an error too, not a silent loss
 if [ -w /dev/full ]; then
     $sb ppl --model "$m" --data "$d" --json >/dev/full 2>"$tmp/err"; st=$?
     [ "$st" -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] || fail "--json >/dev/full: status $st, $(cat "$tmp/err")"
 fi
+
+# a closed pipe on stdout: an error, not SIGPIPE
+( $sb ppl --model "$m" --data "$d" --json 2>"$tmp/err"; echo $? >"$tmp/st" ) | true
+st=$(cat "$tmp/st")
+[ "$st" -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] || fail "--json | (closed): status $st, $(cat "$tmp/err")"
 
 ls "$tmp" | grep -q '\.tmp\.' && fail "temp files left: $(ls "$tmp")"
 [ "$fails" -eq 0 ] && echo "ok" || { echo "$fails failure(s)"; exit 1; }

@@ -46,6 +46,9 @@ fcmp "$(jget threads "$tmp/exact.json")" '>=' 1 || fail "threads"
 $sb ppl --model "$tmp/m" --data "$tmp/d.ids" --policy sinks:4:28 --mode decode --json --out "$tmp/decode.h5" \
     >"$tmp/decode.json" 2>"$tmp/err" || fail "decode run: $(cat "$tmp/err")"
 [ "$(jget mode "$tmp/decode.json")" = "decode" ] || fail "decode mode"
+# the modes really differ (a ring-buffer cache vs chunked state), so agreement below means something
+[ "$(jget memory_estimate_bytes "$tmp/exact.json")" != "$(jget memory_estimate_bytes "$tmp/decode.json")" ] \
+    || fail "exact and decode report the same memory estimate: was --mode passed on?"
 h5dump -d /nll -y -w 1 "$tmp/exact.h5" | grep -E '^ *-?[0-9.]+(e[-+]?[0-9]+)?,?$' | tr -d ' ,' >"$tmp/e.txt"
 h5dump -d /nll -y -w 1 "$tmp/decode.h5" | grep -E '^ *-?[0-9.]+(e[-+]?[0-9]+)?,?$' | tr -d ' ,' >"$tmp/d.txt"
 [ "$(wc -l <"$tmp/e.txt")" -eq 299 ] || fail "exact.h5 holds $(wc -l <"$tmp/e.txt") NLL values, want 299"
@@ -67,6 +70,19 @@ $sb ppl --model "$tmp/m" --data "$tmp/d.ids" --tokens 100 --json >"$tmp/t.json" 
 [ "$(jget policy "$tmp/t.json")" = "sinks:4:60" ] || fail "default policy $(jget policy "$tmp/t.json")"
 $sb ppl --model "$tmp/m" --data "$tmp/d.ids" --tokens 50 >"$tmp/human.txt" 2>&1 || fail "summary run"
 grep -q "perplexity" "$tmp/human.txt" || fail "summary lacks perplexity: $(cat "$tmp/human.txt")"
+
+# --- text input: tokenized with the model's tokenizer.json, bits per byte over the bytes scored
+for i in $(seq 1 30); do echo "The quick brown fox $i jumps over the lazy dog; a stream keeps its sinks."; done >"$tmp/t.txt"
+$sb tokenizer-train --in "$tmp/t.txt" --out "$tmp/tok" --vocab 300 >/dev/null 2>&1 || fail "tokenizer-train"
+$sb init --arch llama --vocab 300 --dim 32 --layers 1 --heads 2 --ffn 64 --ctx 32 --out "$tmp/mt" >/dev/null || fail "init mt"
+cp "$tmp/tok/tokenizer.json" "$tmp/mt/" || fail "tokenizer.json"
+$sb ppl --model "$tmp/mt" --data "$tmp/t.txt" --json >"$tmp/txt.json" 2>"$tmp/err" || fail "text run: $(cat "$tmp/err")"
+bpb=$(jget bpb "$tmp/txt.json")
+fcmp "$bpb" '>' 0 || fail "bpb '$bpb' for text input"
+# implied bytes = total nll in bits / bpb: the file minus the unscored first token (a few bytes)
+size=$(stat -c %s "$tmp/t.txt")
+awk -v n="$(jget mean_nll "$tmp/txt.json")" -v k="$(jget tokens_scored "$tmp/txt.json")" -v b="$bpb" -v s="$size" \
+    'BEGIN { B = n * k / log(2) / b; exit !(B > s - 16 && B < s - 0.5) }' || fail "bpb inconsistent with the file size"
 
 # --- HDF5 output: readable, per-token dataset, attributes, completion marker, no temp file
 h5ls "$tmp/exact.h5" | grep -q 'nll *Dataset {299}' || fail "h5ls: $(h5ls "$tmp/exact.h5")"

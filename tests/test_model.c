@@ -13,10 +13,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cJSON.h>
+
 #include "engine/common.h"
 #include "engine/half.h"
 #include "engine/hfconfig.h"
 #include "engine/model.h"
+#include "engine/ops.h"
 #include "engine/rng.h"
 #include "engine/safetensors.h"
 
@@ -91,6 +94,7 @@ static int feature_configs(sb_model_config *out) {
     c.softmax = SB_SOFTMAX_SINK_LOGIT, c.n_kv_heads = 1;
     c.dtype = SB_DTYPE_BF16;
     snprintf(c.arch, sizeof c.arch, "mistral");
+    c.sliding_window = 32;
     out[n++] = c;
     small_config(&c);
     c.pos = SB_POS_NONE, c.dtype = SB_DTYPE_F16, c.head_dim = 6, c.rotary_dim = 6; /* head_dim != dim/heads */
@@ -108,7 +112,7 @@ static void assert_config_equal(const sb_model_config *a, const sb_model_config 
     EQ(norm); EQ(norm_eps); EQ(norm_bias); EQ(parallel_residual); EQ(shared_norm); EQ(pos); EQ(rope_theta);
     EQ(rotary_dim); EQ(rope_style); EQ(alibi_bias_max); EQ(mlp); EQ(act); EQ(mlp_bias); EQ(qkv_bias); EQ(out_bias);
     EQ(tie_embeddings); EQ(softmax); EQ(clip_qkv); EQ(bos_id); EQ(eos_id); EQ(sink_token_id); EQ(newline_token_id);
-    EQ(dtype);
+    EQ(dtype); EQ(sliding_window);
 #undef EQ
 }
 
@@ -632,6 +636,84 @@ static void test_load_sharded(void **state) {
     sb_model_free(&m);
 }
 
+
+/* ---------------------------------------------------------------- transformers fixtures
+ * Checkpoints written by transformers' save_pretrained (tests/fixtures/README.md). At
+ * position 0 attention over the single key is the identity on v, so the first token's logits
+ * need only the loader and the ops: a check of every tensor name, layout, bias and norm gain
+ * against transformers itself, without the forward pass. */
+static void first_token_logits(const sb_model *m, int32_t id, float *logits) {
+    const sb_model_config *c = &m->cfg;
+    int C = c->dim, hd = c->head_dim, KD = c->n_kv_heads * hd, QD = c->n_heads * hd;
+    float *x = calloc((size_t)C, 4), *h = calloc((size_t)C, 4), *v = calloc((size_t)KD, 4);
+    float *att = calloc((size_t)QD, 4), *g = calloc((size_t)c->ffn_dim, 4), *u = calloc((size_t)c->ffn_dim, 4);
+    assert_int_equal(embedding_forward(x, &id, m->w.tok_embed, 1, C, c->vocab_size), SB_OK);
+    for (int l = 0; l < c->n_layers; l++) {
+        const sb_layer_weights *L = &m->w.layers[l];
+        norm_forward(h, x, L->attn_norm_w, L->attn_norm_b, c->norm, c->norm_eps, 1, C);
+        matmul_forward(v, h, L->wv, L->bv, 1, C, KD);
+        for (int q = 0; q < c->n_heads; q++)
+            memcpy(att + q * hd, v + (q / (c->n_heads / c->n_kv_heads)) * hd, (size_t)hd * 4);
+        matmul_forward_acc(x, att, L->wo, L->bo, 1, QD, C);
+        norm_forward(h, x, L->mlp_norm_w, L->mlp_norm_b, c->norm, c->norm_eps, 1, C);
+        matmul_forward(g, h, L->w_gate, L->b_gate, 1, C, c->ffn_dim);
+        matmul_forward(u, h, L->w_up, L->b_up, 1, C, c->ffn_dim);
+        glu_forward(g, g, u, (size_t)c->ffn_dim, c->act);
+        matmul_forward_acc(x, g, L->w_down, L->b_down, 1, c->ffn_dim, C);
+    }
+    norm_forward(h, x, m->w.final_norm_w, m->w.final_norm_b, c->norm, c->norm_eps, 1, C);
+    matmul_forward(logits, h, m->w.lm_head, NULL, 1, C, c->vocab_size);
+    free(x), free(h), free(v), free(att), free(g), free(u);
+}
+
+static void test_transformers_fixtures(void **state) {
+    (void)state;
+    const char *names[] = {"llama", "llama_gqa", "mistral"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        char dir[256], p[300];
+        snprintf(dir, sizeof dir, "tests/fixtures/%s", names[k]);
+        struct stat st;
+        if (stat(dir, &st) != 0) skip();
+        sb_model m;
+        if (sb_model_load(&m, dir)) fail_msg("%s", sb_last_error());
+        const sb_model_config *c = &m.cfg;
+        assert_int_equal(c->vocab_size, 320);
+        assert_int_equal(c->dim, 64);
+        assert_int_equal(c->head_dim, 16);
+        if (k == 1) {
+            assert_true(c->tie_embeddings && c->qkv_bias && c->out_bias);
+            assert_int_equal(c->n_kv_heads, 2);
+            assert_float_equal(c->rope_theta, 500000.0f, 0);
+        }
+        if (k == 2) {
+            assert_string_equal(c->arch, "mistral");
+            assert_int_equal(c->n_kv_heads, 1);
+            assert_int_equal(c->sliding_window, 32);
+        }
+        char *text;
+        size_t n;
+        snprintf(p, sizeof p, "%s/stream.ids", dir);
+        assert_int_equal(sb_read_file(p, &text, &n), SB_OK);
+        int32_t first = (int32_t)strtol(text, NULL, 10);
+        free(text);
+        snprintf(p, sizeof p, "%s/golden.json", dir);
+        assert_int_equal(sb_read_file(p, &text, &n), SB_OK);
+        cJSON *g = cJSON_Parse(text);
+        free(text);
+        const cJSON *want = cJSON_GetObjectItemCaseSensitive(g, "logits_first_token");
+        assert_int_equal(cJSON_GetArraySize(want), 320);
+        float logits[320];
+        first_token_logits(&m, first, logits);
+        double maxerr = 0;
+        int i = 0;
+        for (const cJSON *e = want->child; e; e = e->next, i++)
+            maxerr = fmax(maxerr, fabs(logits[i] - e->valuedouble) / (1.0 + fabs(e->valuedouble)));
+        if (maxerr > 1e-4) fail_msg("%s: first-token logits differ from transformers by %g", names[k], maxerr);
+        cJSON_Delete(g);
+        sb_model_free(&m);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rng),
@@ -643,6 +725,7 @@ int main(void) {
         cmocka_unit_test(test_config_parse),
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_load_sharded),
+        cmocka_unit_test(test_transformers_fixtures),
     };
     return cmocka_run_group_tests_name("model", tests, setup, teardown);
 }

@@ -129,7 +129,8 @@ static void check_step(const sb_kv_state *s, int64_t slot, const ref_cache *rc, 
     assert_int_equal(s->n_filled, rc->n);
     int64_t filled = 0;
     for (int64_t i = 0; i < s->n_slots; i++) filled += s->slot_token[i] >= 0;
-    if (filled != rc->n) fail_msg("%s: %lld filled slots, reference cache holds %lld", what, (long long)filled, (long long)rc->n);
+    if (filled != rc->n)
+        fail_msg("%s: %lld filled slots, reference cache holds %lld", what, (long long)filled, (long long)rc->n);
     for (int64_t i = 0; i < rc->n; i++) {
         int64_t tok = tok_of_ref ? tok_of_ref[i] : rc->kept[i];
         int64_t found = -1;

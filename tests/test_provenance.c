@@ -128,6 +128,7 @@ static void test_collect_and_attach(void **state) {
     assert_true(p.hostname[0] != '\0');
     assert_true(p.cpu_model[0] != '\0');
     assert_true(p.git_rev[0] != '\0');
+    assert_true(p.loadavg1 >= 0);
     /* 2024-05-01T12:34:56Z */
     assert_int_equal(strlen(p.date_utc), 20);
     assert_true(p.date_utc[4] == '-' && p.date_utc[10] == 'T' && p.date_utc[19] == 'Z');
@@ -155,7 +156,7 @@ static void test_collect_and_attach(void **state) {
 
     cJSON *o = cJSON_CreateObject();
     sb_provenance_to_json(&p, o);
-    const char *keys[] = {"git_rev", "hostname", "cpu_model", "cores", "blas_threads", "omp_threads", "date_utc"};
+    const char *keys[] = {"git_rev", "hostname", "cpu_model", "cores", "blas_threads", "omp_threads", "date_utc", "loadavg1"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         assert_non_null(cJSON_GetObjectItemCaseSensitive(o, keys[i]));
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(o, "git_rev")->valuestring, p.git_rev);

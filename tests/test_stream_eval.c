@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,7 @@ static void ref_eval(const sb_model *m, ref_kind kind, int64_t K, int64_t W, con
             else if (j < K) d = K + W - j;
             else if (j >= t - W) d = t - j;
             else continue;
+            if (c->sliding_window > 0 && d >= c->sliding_window) continue; /* Mistral */
             keys[nk] = j;
             dist[nk++] = d;
         }
@@ -123,7 +125,10 @@ static void ref_eval(const sb_model *m, ref_kind kind, int64_t K, int64_t W, con
             if (c->clip_qkv > 0) {
                 double cl = c->clip_qkv;
                 for (int i = 0; i < H * hd; i++) q[i] = fmin(cl, fmax(-cl, q[i]));
-                for (int i = 0; i < KV * hd; i++) kt[i] = fmin(cl, fmax(-cl, kt[i])), vt[i] = fmin(cl, fmax(-cl, vt[i]));
+                for (int i = 0; i < KV * hd; i++) {
+                    kt[i] = fmin(cl, fmax(-cl, kt[i]));
+                    vt[i] = fmin(cl, fmax(-cl, vt[i]));
+                }
             }
             for (int h = 0; h < H; h++) {
                 int g = h / G;
@@ -282,8 +287,16 @@ static void a_alibi_gqa(sb_model_config *c) {
     c->act = SB_ACT_GELU_TANH;
 }
 
+static void a_mistral(sb_model_config *c) {
+    /* a sliding window shorter than the policies' caches, GQA */
+    snprintf(c->arch, sizeof c->arch, "mistral");
+    c->sliding_window = 11;
+    c->n_kv_heads = 2;
+}
+
 static const arch_case arches[] = {
-    {"llama", a_llama}, {"neox", a_neox}, {"falcon", a_falcon}, {"mpt", a_mpt}, {"nopos", a_nopos}, {"alibi_gqa", a_alibi_gqa},
+    {"llama", a_llama}, {"neox", a_neox},           {"falcon", a_falcon},   {"mpt", a_mpt},
+    {"nopos", a_nopos}, {"alibi_gqa", a_alibi_gqa}, {"mistral", a_mistral},
 };
 
 static void make_model(sb_model *m, const arch_case *a, uint64_t seed, float scale) {
@@ -293,6 +306,10 @@ static void make_model(sb_model *m, const arch_case *a, uint64_t seed, float sca
     if (sb_model_config_validate(&c)) fail_msg("%s: %s", a->name, sb_last_error());
     if (sb_model_alloc(m, &c)) fail_msg("%s: %s", a->name, sb_last_error());
     sb_model_init_random(m, seed, scale);
+    /* init only scales q and k: make v large too, so clip_qkv really clips it */
+    if (c.clip_qkv > 0)
+        for (int l = 0; l < c.n_layers; l++)
+            for (size_t i = 0; i < (size_t)c.n_kv_heads * c.head_dim * c.dim; i++) m->w.layers[l].wv[i] *= 25.0f;
 }
 
 static int32_t *random_tokens(int64_t n, int V, uint64_t seed) {
@@ -346,7 +363,7 @@ static double mean_abs_diff(const float *a, const float *b, int64_t n) {
 
 static const char *all_policies[] = {
     "dense", "window:16", "sinks:4:16", "sinks:1:16", "sinks:2:13", "sinks:2:16:newline", "learned:16",
-    "recompute:16", "sinks:3:1",
+    "recompute:16", "sinks:3:1", "sinks:70:4",
 };
 
 /* exact == decode == reference for every policy on every architecture */
@@ -391,6 +408,17 @@ static void test_policies_differ(void **state) {
         eval_or_fail(&m, "dense", SB_MODE_EXACT, 0, x, n, d);
         eval_or_fail(&m, "window:16", SB_MODE_EXACT, 0, x, n, w);
         eval_or_fail(&m, "sinks:4:16", SB_MODE_EXACT, 0, x, n, s);
+        if (m.cfg.sliding_window > 0) {
+            /* the sliding window (11) is inside every cache here: the policies agree, and
+             * the window does change dense attention */
+            compare_ff("sliding window: window:16 vs dense", w, d, n - 1, 1e-6, 1e-4);
+            m.cfg.sliding_window = 0;
+            eval_or_fail(&m, "dense", SB_MODE_EXACT, 0, x, n, w);
+            assert_true(mean_abs_diff(d + 40, w + 40, n - 41) > 5e-3);
+            free(d), free(w), free(s), free(x);
+            sb_model_free(&m);
+            continue;
+        }
         if (!(mean_abs_diff(d + 40, w + 40, n - 41) > 5e-3) || !(mean_abs_diff(s + 40, w + 40, n - 41) > 2e-3))
             fail_msg("%s: policies barely differ (dense-window %.3g, sinks-window %.3g)", arches[a].name,
                      mean_abs_diff(d + 40, w + 40, n - 41), mean_abs_diff(s + 40, w + 40, n - 41));
@@ -407,7 +435,10 @@ static void test_short_stream_equals_dense(void **state) {
     const int64_t n = 21; /* K + W + 1 for sinks:4:16 */
     int32_t *x = random_tokens(n, m.cfg.vocab_size, 3);
     float d[32], e[32];
-    const char *specs[] = {"sinks:4:16", "window:20", "sinks:0:20", "sinks:1:19", "recompute:21", "recompute:100", "sinks:20:1"};
+    /* huge K or W must not allocate for what the stream never reaches */
+    const char *specs[] = {"sinks:4:16",   "window:20",     "sinks:0:20",          "sinks:1:19",
+                           "recompute:21", "recompute:100", "sinks:20:1",          "sinks:100000000:3",
+                           "window:2000000000", "recompute:2000000000", "sinks:1000000000:1000000000"};
     for (int mode = 0; mode < 2; mode++) {
         eval_or_fail(&m, "dense", (sb_eval_mode)mode, 0, x, n, d);
         for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
@@ -456,6 +487,28 @@ static void test_chunk_invariance(void **state) {
             compare_ff(specs[i], b, a, n - 1, 1e-6, 1e-4);
         }
     }
+    free(x);
+    sb_model_free(&m);
+}
+
+/* Row blocks and attention tasks do not depend on the team size: bit-identical results. */
+static void test_thread_count_invariance(void **state) {
+    (void)state;
+    sb_model m;
+    make_model(&m, &arches[5], 12, 12.0f);
+    const int64_t n = 300;
+    int32_t *x = random_tokens(n, m.cfg.vocab_size, 6);
+    float a[300], b[300];
+    int saved = omp_get_max_threads();
+    const char *specs[] = {"sinks:4:16", "dense", "recompute:40"};
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+        omp_set_num_threads(1);
+        eval_or_fail(&m, specs[i], SB_MODE_EXACT, 256, x, n, a);
+        omp_set_num_threads(2);
+        eval_or_fail(&m, specs[i], SB_MODE_EXACT, 256, x, n, b);
+        if (memcmp(a, b, (n - 1) * sizeof(float))) fail_msg("%s: 1 and 2 threads differ", specs[i]);
+    }
+    omp_set_num_threads(saved);
     free(x);
     sb_model_free(&m);
 }
@@ -638,6 +691,39 @@ static void test_long_stream_and_flat_cache(void **state) {
     sb_model_free(&m);
 }
 
+/* The decoder's capacity hint only sizes first allocations: a hint far below the stream
+ * (dense, ring and recompute history all grow) gives the same numbers. */
+static void test_decoder_hint_does_not_matter(void **state) {
+    (void)state;
+    sb_model m;
+    make_model(&m, &arches[1], 31, 12.0f);
+    const int64_t n = 150;
+    const int V = m.cfg.vocab_size;
+    int32_t *x = random_tokens(n, V, 10);
+    float ref[160], got[160], *logits = malloc((size_t)V * sizeof(float));
+    const char *specs[] = {"dense", "sinks:20:30", "recompute:40", "learned:9"};
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+        eval_or_fail(&m, specs[i], SB_MODE_EXACT, 0, x, n, ref);
+        sb_policy_spec p;
+        assert_int_equal(sb_policy_parse(specs[i], &p), SB_OK);
+        sb_decoder *d;
+        assert_int_equal(sb_decoder_new(&d, &m, &p, 1), SB_OK);
+        for (int64_t t = 0; t < n - 1; t++) {
+            assert_int_equal(sb_decoder_step(d, x[t], logits), SB_OK);
+            float mx = logits[0];
+            for (int v = 1; v < V; v++) mx = logits[v] > mx ? logits[v] : mx;
+            double sum = 0.0;
+            for (int v = 0; v < V; v++) sum += exp((double)logits[v] - mx);
+            got[t] = (float)(log(sum) + mx - logits[x[t + 1]]);
+        }
+        compare_ff(specs[i], got, ref, n - 1, 1e-5, 1e-3);
+        sb_decoder_free(d);
+    }
+    free(logits);
+    free(x);
+    sb_model_free(&m);
+}
+
 static void test_memory_bytes(void **state) {
     (void)state;
     sb_model_config c;
@@ -665,11 +751,13 @@ int main(void) {
         cmocka_unit_test(test_short_stream_equals_dense),
         cmocka_unit_test(test_window_equals_sinks0_and_recompute_large_equals_dense),
         cmocka_unit_test(test_chunk_invariance),
+        cmocka_unit_test(test_thread_count_invariance),
         cmocka_unit_test(test_learned_needs_sink_token),
         cmocka_unit_test(test_newline_is_prefix_only),
         cmocka_unit_test(test_bad_token_names_position),
         cmocka_unit_test(test_progress_and_abort),
         cmocka_unit_test(test_long_stream_and_flat_cache),
+        cmocka_unit_test(test_decoder_hint_does_not_matter),
         cmocka_unit_test(test_memory_bytes),
     };
     return cmocka_run_group_tests_name("stream_eval", tests, NULL, NULL);

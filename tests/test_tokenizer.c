@@ -521,52 +521,129 @@ static void test_load_errors(void **state) {
                       "NFC");
 }
 
+/* Added tokens: normalized=false ones are split out first, then normalized=true ones inside
+ * the remaining text (Hugging Face's two passes), each leftmost-longest. */
+static void test_added_token_passes(void **state) {
+    (void)state;
+    char *j = mini_json("\"ab\":256, \"<x>\":257, \"<xy>\":258", "");
+    const char *added = "\"added_tokens\":[{\"id\":256,\"content\":\"ab\",\"normalized\":true,\"special\":false},"
+                        "{\"id\":259,\"content\":\"b\",\"normalized\":false},"
+                        "{\"id\":257,\"content\":\"<x>\",\"normalized\":false,\"special\":true},"
+                        "{\"id\":258,\"content\":\"<xy>\",\"normalized\":false,\"special\":true}]";
+    char *k = malloc_check(strlen(j) + strlen(added) + 1);
+    const char *at = strstr(j, "\"added_tokens\":[]");
+    assert_non_null(at);
+    sprintf(k, "%.*s%s%s", (int)(at - j), j, added, at + strlen("\"added_tokens\":[]"));
+    char path[600];
+    snprintf(path, sizeof path, "%s/added.json", tmpdir);
+    write_file(path, k);
+    sb_tokenizer *t;
+    if (sb_tokenizer_load(&t, path) != SB_OK) fail_msg("%s", sb_last_error());
+    int32_t *ids;
+    size_t n;
+    const char *text = "ab<xy>a<x>ab";
+    assert_int_equal(sb_tokenizer_encode(t, text, strlen(text), &ids, &n), SB_OK);
+    /* "b" (pass 1) wins over the longer "ab" (pass 2); "<xy>" is longest at its position */
+    int32_t want[] = {'a', 'b', 258, 'a', 257, 'a', 'b'}; /* "b" is in the vocab: it keeps id 98 */
+    assert_int_equal(n, 7);
+    assert_memory_equal(ids, want, sizeof want);
+    free(ids);
+    assert_true(sb_tokenizer_is_special(t, 257));
+    assert_false(sb_tokenizer_is_special(t, 256));
+    assert_int_equal(sb_tokenizer_token_id(t, "<xy>"), 258);
+    sb_tokenizer_free(t);
+    free(k);
+    free(j);
+}
+
 /* ---- golden ids from the Python tokenizers library (tests/fixtures/tokenizers/) ---- */
 
-/* Walks the golden file: any object with "text" and "ids" is a case, encoded with the
- * tokenizer named by the nearest enclosing "tokenizer"/"file"/"path" string or by the key of
- * an enclosing member whose name ends in ".json". */
-static int golden_walk(const cJSON *node, const char *dir, const char *tokname) {
-    int checked = 0;
-    if (cJSON_IsObject(node)) {
-        const char *own = NULL;
-        const char *keys[] = {"tokenizer", "file", "path"};
-        for (int k = 0; k < 3 && !own; k++) own = cJSON_GetStringValue(cJSON_GetObjectItem(node, keys[k]));
-        if (own) tokname = own;
-        const char *text = cJSON_GetStringValue(cJSON_GetObjectItem(node, "text"));
-        const cJSON *want = cJSON_GetObjectItem(node, "ids");
-        if (text && cJSON_IsArray(want)) {
-            if (!tokname) fail_msg("golden: a case has no tokenizer file");
-            char tpath[1024];
-            snprintf(tpath, sizeof tpath, "%s/%s", dir, tokname);
-            sb_tokenizer *t;
-            if (sb_tokenizer_load(&t, tpath) != SB_OK) fail_msg("golden: %s", sb_last_error());
-            int32_t *ids;
-            size_t n;
-            assert_int_equal(sb_tokenizer_encode(t, text, strlen(text), &ids, &n), SB_OK);
-            int wn = cJSON_GetArraySize(want);
-            int ok = (size_t)wn == n;
-            for (int i = 0; ok && i < wn; i++) ok = ids[i] == cJSON_GetArrayItem(want, i)->valueint;
-            if (!ok) fail_msg("golden %s: text [%.80s] encodes differently (%zu ids, want %d)", tokname, text, n, wn);
-            free(ids);
-            sb_tokenizer_free(t);
-            return 1;
+static size_t b64_decode(const char *in, uint8_t *out) {
+    size_t n = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (; *in && *in != '='; in++) {
+        const char *A = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        const char *p = strchr(A, *in);
+        if (!p) continue;
+        acc = (acc << 6) | (uint32_t)(p - A);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (uint8_t)(acc >> bits);
         }
     }
+    return n;
+}
+
+static bool ids_equal(const int32_t *ids, size_t n, const cJSON *want) {
+    if ((size_t)cJSON_GetArraySize(want) != n) return false;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] != cJSON_GetArrayItem(want, (int)i)->valueint) return false;
+    return true;
+}
+
+/* Every case of one tokenizer: ids (no specials added), ids with the BOS the post-processor
+ * adds, decode == HF decode; invalid UTF-8 cases round-trip exactly, and their U+FFFD
+ * replacement (what HF users get) encodes like HF. */
+static void golden_one(const cJSON *root, const char *name) {
+    char dir[256];
+    snprintf(dir, sizeof dir, "tests/fixtures/tokenizers/%s", name);
+    const cJSON *g = cJSON_GetObjectItem(root, name);
+    assert_non_null(g);
+    sb_tokenizer *t;
+    if (sb_tokenizer_load(&t, dir) != SB_OK) fail_msg("golden: %s", sb_last_error());
+    assert_int_equal(sb_tokenizer_vocab_size(t), cJSON_GetObjectItem(g, "vocab_size")->valueint);
+    int32_t bos = sb_tokenizer_bos_id(t);
     const cJSON *c;
-    cJSON_ArrayForEach(c, node) {
-        const char *name = tokname;
-        if (c->string && strlen(c->string) > 5 && !strcmp(c->string + strlen(c->string) - 5, ".json")) name = c->string;
-        checked += golden_walk(c, dir, name);
+    int checked = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(g, "cases")) {
+        const char *label = cJSON_GetStringValue(cJSON_GetObjectItem(c, "label"));
+        const char *b64 = cJSON_GetStringValue(cJSON_GetObjectItem(c, "text_b64"));
+        assert_non_null(b64);
+        uint8_t *text = malloc_check(strlen(b64));
+        size_t len = b64_decode(b64, text);
+        int32_t *ids;
+        size_t n;
+        char *dec;
+        size_t dl;
+        assert_int_equal(sb_tokenizer_encode(t, (const char *)text, len, &ids, &n), SB_OK);
+        assert_int_equal(sb_tokenizer_decode(t, ids, n, &dec, &dl), SB_OK);
+        if (cJSON_IsTrue(cJSON_GetObjectItem(c, "invalid_utf8"))) {
+            if (sb_tokenizer_get_kind(t) == SB_TOKENIZER_BYTE_LEVEL && (dl != len || memcmp(dec, text, len)))
+                fail_msg("golden %s/%s: invalid UTF-8 does not round-trip", name, label);
+            free(ids);
+            free(dec);
+            const char *rep = cJSON_GetStringValue(cJSON_GetObjectItem(c, "text_replace"));
+            assert_non_null(rep);
+            assert_int_equal(sb_tokenizer_encode(t, rep, strlen(rep), &ids, &n), SB_OK);
+            if (!ids_equal(ids, n, cJSON_GetObjectItem(c, "ids_replace")))
+                fail_msg("golden %s/%s: replaced text encodes differently", name, label);
+        } else {
+            if (!ids_equal(ids, n, cJSON_GetObjectItem(c, "ids")))
+                fail_msg("golden %s/%s: [%.60s] encodes differently (%zu ids)", name, label, (const char *)text, n);
+            const cJSON *ws = cJSON_GetObjectItem(c, "ids_special");
+            int off = bos >= 0 ? 1 : 0;
+            assert_int_equal(cJSON_GetArraySize(ws), (int)n + off);
+            if (bos >= 0) assert_int_equal(cJSON_GetArrayItem(ws, 0)->valueint, bos);
+            const char *want = cJSON_GetStringValue(cJSON_GetObjectItem(c, "decoded"));
+            /* cJSON ends a string at an escaped NUL: compare up to there */
+            size_t wl = want ? strlen(want) : 0, cmp = memchr(dec, 0, dl) ? wl : dl;
+            if (!want || (cmp == dl && wl != dl) || cmp > dl || memcmp(want, dec, cmp))
+                fail_msg("golden %s/%s: decodes to [%.60s], want [%.60s]", name, label, dec, want ? want : "?");
+            free(dec);
+        }
+        free(ids);
+        free(text);
+        checked++;
     }
-    return checked;
+    assert_true(checked >= 30);
+    sb_tokenizer_free(t);
 }
 
 static void test_golden(void **state) {
     (void)state;
-    const char *dir = "tests/fixtures/tokenizers";
-    char path[512];
-    snprintf(path, sizeof path, "%s/golden.json", dir);
+    const char *path = "tests/fixtures/tokenizers/golden.json";
     if (access(path, R_OK) != 0) {
         printf("SKIP golden: %s not present\n", path);
         skip();
@@ -576,7 +653,8 @@ static void test_golden(void **state) {
     assert_int_equal(sb_read_file(path, &data, &size), SB_OK);
     cJSON *root = cJSON_Parse(data);
     assert_non_null(root);
-    assert_true(golden_walk(root, dir, NULL) > 0);
+    golden_one(root, "bytelevel_bpe");
+    golden_one(root, "sp_bpe");
     cJSON_Delete(root);
     free(data);
 }
@@ -593,6 +671,7 @@ int main(void) {
         cmocka_unit_test(test_decode_bad_id),
         cmocka_unit_test(test_save_load_identical),
         cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_added_token_passes),
         cmocka_unit_test(test_golden),
     };
     return cmocka_run_group_tests_name("tokenizer", tests, setup_dir, teardown_dir);

@@ -103,13 +103,15 @@ size_t sb_bpe_merge_word(const sb_pair_map *pairs, int32_t *sym, size_t n) {
 
 /* ---- added tokens ---- */
 
-int sb_tokenizer_find_added(const sb_tokenizer *t, const uint8_t *s, size_t len, size_t pos, size_t *start) {
+int sb_tokenizer_find_added(const sb_tokenizer *t, const uint8_t *s, size_t len, size_t pos, bool normalized,
+                            size_t *start) {
     for (size_t i = pos; i < len; i++) {
         if (!t->added_first[s[i]]) continue;
         int best = -1;
         for (int k = 0; k < t->n_added; k++) {
             const sb_added_token *a = &t->added[k];
-            if (a->len <= len - i && (best < 0 || a->len > t->added[best].len) && !memcmp(s + i, a->content, a->len))
+            if (a->normalized == normalized && a->len <= len - i && (best < 0 || a->len > t->added[best].len) &&
+                !memcmp(s + i, a->content, a->len))
                 best = k;
         }
         if (best >= 0) {
@@ -207,7 +209,7 @@ static void bytelevel_piece(enc_state *e, const uint8_t *p, size_t n) {
     }
     if (t->ignore_merges) {
         int32_t id = sb_tokenizer_lookup(t, (const char *)p, n);
-        if (id >= 0 && !(t->flags[id] & SB_TOKF_ADDED)) {
+        if (id >= 0 && (t->flags[id] & SB_TOKF_MODEL)) {
             vec_push(&e->out, id);
             return;
         }
@@ -252,7 +254,7 @@ static void sp_word(enc_state *e, const uint8_t *w, size_t n) {
     if (n == 0) return;
     if (t->ignore_merges) {
         int32_t id = sb_tokenizer_lookup(t, (const char *)w, n);
-        if (id >= 0 && !(t->flags[id] & SB_TOKF_ADDED)) {
+        if (id >= 0 && (t->flags[id] & SB_TOKF_MODEL)) {
             vec_push(&e->out, id);
             return;
         }
@@ -264,7 +266,7 @@ static void sp_word(enc_state *e, const uint8_t *w, size_t n) {
         uint32_t cp;
         int cl = sb_utf8_decode(w + i, n - i, &cp);
         int32_t id = cp == UINT32_MAX ? -1 : sb_tokenizer_lookup(t, (const char *)w + i, (size_t)cl);
-        if (id >= 0 && (t->flags[id] & SB_TOKF_ADDED)) id = -1;
+        if (id >= 0 && !(t->flags[id] & SB_TOKF_MODEL)) id = -1;
         if (id >= 0) {
             sym[m++] = id;
             last_unk = false;
@@ -327,12 +329,22 @@ int sb_tokenizer_encode(const sb_tokenizer *t, const char *text, size_t len, int
     e.out.cap = len / 3 + 16;
     e.out.v = malloc_check(e.out.cap * sizeof *e.out.v);
     if (t->kind == SB_TOKENIZER_BYTE_LEVEL) cache_init(&e.cache);
+    /* Hugging Face splits on the added tokens with normalized=false first, then on the
+     * normalized=true ones inside each remaining segment (no normalizer here changes them) */
     size_t pos = 0;
     while (pos < len) {
         size_t start = len;
-        int a = t->n_added ? sb_tokenizer_find_added(t, s, len, pos, &start) : -1;
-        if (t->kind == SB_TOKENIZER_BYTE_LEVEL) bytelevel_segment(&e, s + pos, start - pos);
-        else sp_segment(&e, s + pos, start - pos, pos == 0);
+        int a = t->n_added ? sb_tokenizer_find_added(t, s, len, pos, false, &start) : -1;
+        size_t p = pos;
+        while (p < start) {
+            size_t s2 = start;
+            int b = t->n_added ? sb_tokenizer_find_added(t, s, start, p, true, &s2) : -1;
+            if (t->kind == SB_TOKENIZER_BYTE_LEVEL) bytelevel_segment(&e, s + p, s2 - p);
+            else sp_segment(&e, s + p, s2 - p, p == 0);
+            if (b < 0) break;
+            vec_push(&e.out, t->added[b].id);
+            p = s2 + t->added[b].len;
+        }
         if (a < 0) break;
         vec_push(&e.out, t->added[a].id);
         pos = start + t->added[a].len;

@@ -472,6 +472,6 @@ int sb_bpe_train(sb_tokenizer **out, const char *text, size_t len, const sb_bpe_
         memcpy(added[k].content, o->special[k], sl[k] + 1);
     }
     free(sl);
-    return sb_tokenizer_build(out, SB_TOKENIZER_BYTE_LEVEL, n_ids + ns, tok, tok_len, NULL, merges, n_merges, added,
+    return sb_tokenizer_build(out, SB_TOKENIZER_BYTE_LEVEL, n_ids + ns, tok, tok_len, NULL, NULL, merges, n_merges, added,
                               ns, "bpe train");
 }

@@ -59,6 +59,9 @@ int32_t sb_tokenizer_vocab_size(const sb_tokenizer *t);
 /* Id of a token given in its decoded form ("<sink>", "<|endoftext|>", " the"), -1 if absent. */
 int32_t sb_tokenizer_token_id(const sb_tokenizer *t, const char *token);
 bool sb_tokenizer_is_special(const sb_tokenizer *t, int32_t id);
+/* The token the file's post-processor puts in front of a sequence (Llama's <s>), -1 if none.
+ * sb_tokenizer_encode never adds it: callers that want it prepend it. */
+int32_t sb_tokenizer_bos_id(const sb_tokenizer *t);
 sb_tokenizer_kind sb_tokenizer_get_kind(const sb_tokenizer *t);
 /* 32-byte SHA-256 of the canonical tokenizer.json (the bytes sb_tokenizer_save writes). */
 const uint8_t *sb_tokenizer_hash(const sb_tokenizer *t);

@@ -101,18 +101,22 @@ struct sb_tokenizer {
     sb_prepend_scheme prepend;
     bool metaspace_split;    /* Metaspace pre-tokenizer with split: words start at each "▁" */
     int32_t unk_id;
+    int32_t bos_id;          /* prepended by the post-processor (TemplateProcessing), -1 if none */
     uint8_t hash[SB_TOKENIZER_HASH_BYTES];
 };
 
-enum { SB_TOKF_SPECIAL = 1, SB_TOKF_ADDED = 2, SB_TOKF_BYTE = 4 };
+/* SPECIAL/ADDED: an added token (special or not); MODEL: in the BPE model's vocab (an id can
+ * be both, as "<|endoftext|>"); BYTE: a SentencePiece <0xNN> byte token */
+enum { SB_TOKF_SPECIAL = 1, SB_TOKF_ADDED = 2, SB_TOKF_BYTE = 4, SB_TOKF_MODEL = 8 };
 
 /* Build a tokenizer from its parts. tok[i] (length tok_len[i]) are the decoded bytes of each
- * id (NULL for a hole); ownership of tok, tok_len, piece, merges and added moves to the
+ * id (NULL for a hole); in_model[i] says whether id i is in the BPE model's vocab (NULL: every
+ * id that is not a hole); ownership of tok, tok_len, piece, merges and added moves to the
  * tokenizer (also on error). Checks merges reference ids in range whose concatenation is a
  * token; `what` names the source in error messages. Computes the hash. */
 int sb_tokenizer_build(sb_tokenizer **out, sb_tokenizer_kind kind, int32_t vocab_size, char **tok,
-                       uint32_t *tok_len, char **piece, int32_t (*merges)[2], int32_t n_merges,
-                       sb_added_token *added, int n_added, const char *what);
+                       uint32_t *tok_len, const uint8_t *in_model, char **piece, int32_t (*merges)[2],
+                       int32_t n_merges, sb_added_token *added, int n_added, const char *what);
 
 /* Look up decoded bytes; -1 if absent. Added tokens win over ordinary tokens. */
 int32_t sb_tokenizer_lookup(const sb_tokenizer *t, const char *s, size_t n);
@@ -130,8 +134,9 @@ void sb_tokenizer_sha256(const void *data, size_t len, uint8_t out[32]);
  * Exactly Hugging Face's Word::merge_all (priority queue on (rank, position)). */
 size_t sb_bpe_merge_word(const sb_pair_map *pairs, int32_t *sym, size_t n);
 
-/* Find the next added token in s[pos..len) (leftmost-longest); returns its index in t->added
- * and sets *start, or -1. */
-int sb_tokenizer_find_added(const sb_tokenizer *t, const uint8_t *s, size_t len, size_t pos, size_t *start);
+/* Find the next added token with the given `normalized` flag in s[pos..len)
+ * (leftmost-longest); returns its index in t->added and sets *start, or -1. */
+int sb_tokenizer_find_added(const sb_tokenizer *t, const uint8_t *s, size_t len, size_t pos, bool normalized,
+                            size_t *start);
 
 #endif

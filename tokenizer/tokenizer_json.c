@@ -109,13 +109,37 @@ static void put_vocab_key(sbuf *b, const sb_tokenizer *t, int32_t id) {
     if (t->kind == SB_TOKENIZER_SENTENCEPIECE) {
         put_jstr(b, t->piece[id], strlen(t->piece[id]));
     } else if (t->flags[id] & SB_TOKF_ADDED) {
-        put_jstr(b, t->tok[id], t->tok_len[id]);
+        /* an added token's content is its key (Hugging Face finds its id by that string) */
+        for (int i = 0; i < t->n_added; i++)
+            if (t->added[i].id == id) {
+                put_jstr(b, t->added[i].content, t->added[i].len);
+                break;
+            }
     } else {
         sbuf k = {0};
         for (uint32_t i = 0; i < t->tok_len[id]; i++) put_utf8(&k, sb_bytelevel_char((uint8_t)t->tok[id][i]));
         put_jstr(b, k.p, k.n);
         free(k.p);
     }
+}
+
+/* TemplateProcessing that puts the BOS token in front (of each sequence of a pair, as Llama) */
+static void put_template(sbuf *b, const sb_tokenizer *t) {
+    sbuf k = {0};
+    put_vocab_key(&k, t, t->bos_id);
+    sb_printf(b,
+              "{\n    \"type\": \"TemplateProcessing\",\n    \"single\": [\n"
+              "      {\n        \"SpecialToken\": {\n          \"id\": %s,\n          \"type_id\": 0\n        }\n      },\n"
+              "      {\n        \"Sequence\": {\n          \"id\": \"A\",\n          \"type_id\": 0\n        }\n      }\n"
+              "    ],\n    \"pair\": [\n"
+              "      {\n        \"SpecialToken\": {\n          \"id\": %s,\n          \"type_id\": 0\n        }\n      },\n"
+              "      {\n        \"Sequence\": {\n          \"id\": \"A\",\n          \"type_id\": 0\n        }\n      },\n"
+              "      {\n        \"SpecialToken\": {\n          \"id\": %s,\n          \"type_id\": 1\n        }\n      },\n"
+              "      {\n        \"Sequence\": {\n          \"id\": \"B\",\n          \"type_id\": 1\n        }\n      }\n"
+              "    ],\n    \"special_tokens\": {\n      %s: {\n        \"id\": %s,\n        \"ids\": [\n          %d\n"
+              "        ],\n        \"tokens\": [\n          %s\n        ]\n      }\n    }\n  }",
+              k.p, k.p, k.p, k.p, k.p, (int)t->bos_id, k.p);
+    free(k.p);
 }
 
 static const char *BYTELEVEL_PRE =
@@ -141,9 +165,10 @@ int sb_tokenizer_to_json(const sb_tokenizer *t, char **json, size_t *len) {
     }
     sb_puts(&b, t->n_added ? "\n  ],\n" : "],\n");
     if (!sp) {
-        sb_printf(&b, "  \"normalizer\": null,\n  \"pre_tokenizer\": %s,\n  \"post_processor\": %s,\n", BYTELEVEL_PRE,
-                  BYTELEVEL_POST);
-        sb_printf(&b, "  \"decoder\": %s,\n", BYTELEVEL_POST);
+        sb_printf(&b, "  \"normalizer\": null,\n  \"pre_tokenizer\": %s,\n  \"post_processor\": ", BYTELEVEL_PRE);
+        if (t->bos_id >= 0) put_template(&b, t);
+        else sb_puts(&b, BYTELEVEL_POST);
+        sb_printf(&b, ",\n  \"decoder\": %s,\n", BYTELEVEL_POST);
     } else {
         if (t->prepend == SB_PREPEND_EVERY) {
             sb_puts(&b, "  \"normalizer\": {\n    \"type\": \"Sequence\",\n    \"normalizers\": [\n"
@@ -158,7 +183,10 @@ int sb_tokenizer_to_json(const sb_tokenizer *t, char **json, size_t *len) {
                       "    \"replacement\": \"\xE2\x96\x81\",\n    \"prepend_scheme\": \"%s\",\n    \"split\": %s\n  },\n",
                       scheme, t->metaspace_split ? "true" : "false");
         }
-        sb_puts(&b, "  \"post_processor\": null,\n  \"decoder\": {\n    \"type\": \"Sequence\",\n    \"decoders\": [\n"
+        sb_puts(&b, "  \"post_processor\": ");
+        if (t->bos_id >= 0) put_template(&b, t);
+        else sb_puts(&b, "null");
+        sb_puts(&b, ",\n  \"decoder\": {\n    \"type\": \"Sequence\",\n    \"decoders\": [\n"
                     "      {\n        \"type\": \"Replace\",\n        \"pattern\": {\n          \"String\": \"\xE2\x96\x81\"\n"
                     "        },\n        \"content\": \" \"\n      },\n"
                     "      {\n        \"type\": \"ByteFallback\"\n      },\n      {\n        \"type\": \"Fuse\"\n      }");
@@ -394,6 +422,28 @@ static int read_shape(const cJSON *root, const cJSON *model, const char *path, s
     return SB_OK;
 }
 
+/* The BOS a TemplateProcessing post-processor (maybe inside a Sequence) puts first; -1 if none.
+ * Other post-processing (EOS, pairs, offsets) does not change encode and is not kept. */
+static int32_t read_bos(const cJSON *root, const kmap *km) {
+    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(root, "post_processor");
+    if (jtype(pp, "Sequence")) {
+        const cJSON *p;
+        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(pp, "processors")) if (jtype(p, "TemplateProcessing")) pp = p;
+    }
+    if (!jtype(pp, "TemplateProcessing")) return -1;
+    const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(pp, "single"), 0);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(first, "SpecialToken");
+    const char *name = st ? jstr(st, "id") : NULL;
+    if (!name) return -1;
+    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(pp, "special_tokens"), name);
+    const cJSON *ids = spec ? cJSON_GetObjectItemCaseSensitive(spec, "ids") : NULL;
+    if (cJSON_GetArraySize(ids) == 1 && cJSON_IsNumber(cJSON_GetArrayItem(ids, 0))) {
+        double v = cJSON_GetArrayItem(ids, 0)->valuedouble;
+        return v >= 0 && v < 2147483647.0 ? (int32_t)v : -1;
+    }
+    return kmap_get(km, name, strlen(name));
+}
+
 static int load_json(sb_tokenizer **out, const char *path, const char *data, size_t size) {
     cJSON *root = cJSON_ParseWithLength(data, size);
     if (!root) {
@@ -408,6 +458,7 @@ static int load_json(sb_tokenizer **out, const char *path, const char *data, siz
     sb_added_token *added = NULL;
     int n_added = 0;
     int32_t vocab_size = 0;
+    uint8_t *in_model = NULL;
     kmap km = {0};
 
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
@@ -465,7 +516,6 @@ static int load_json(sb_tokenizer **out, const char *path, const char *data, siz
             sb_error("%s: added token '%s': single_word/lstrip/rstrip are not supported", path, content);
             goto done;
         }
-        if ((int32_t)v + 1 > vocab_size) vocab_size = (int32_t)v + 1;
         n_added++;
     }
     if (vocab_size == 0) {
@@ -494,24 +544,49 @@ static int load_json(sb_tokenizer **out, const char *path, const char *data, siz
         }
         kmap_put(&km, it->string, id);
     }
+    /* Ids of added tokens as Hugging Face assigns them on load: the model's id when the content
+     * is a vocab key, else the next free id (the "id" field is not what decides) */
+    in_model = calloc_check((size_t)vocab_size + (size_t)n_added + 1, 1);
+    for (int32_t i = 0; i < vocab_size; i++) in_model[i] = tok[i] != NULL;
     added = calloc_check((size_t)n_added + 1, sizeof *added);
     n_added = 0;
+    int32_t max_added = -1;
     cJSON_ArrayForEach(it, alist) {
         const char *content = jstr(it, "content");
-        int32_t id = (int32_t)cJSON_GetObjectItemCaseSensitive(it, "id")->valuedouble;
         size_t n = strlen(content);
+        int32_t id = kmap_get(&km, content, n);
+        for (int i = 0; i < n_added && id < 0; i++)
+            if (added[i].len == n && !memcmp(added[i].content, content, n)) id = added[i].id;
+        if (id < 0) id = max_added >= n_vocab ? max_added + 1 : n_vocab;
+        if (id > max_added) max_added = id;
         sb_added_token *a = &added[n_added++];
         *a = (sb_added_token){.content = malloc_check(n + 1), .len = n, .id = id, .special = jtrue(it, "special"),
                               .normalized = jtrue(it, "normalized")};
         memcpy(a->content, content, n + 1);
-        /* an added token decodes to its content */
-        free(tok[id]);
-        tok[id] = malloc_check(n + 1);
-        memcpy(tok[id], content, n + 1);
-        tok_len[id] = (uint32_t)n;
-        if (piece && !piece[id]) {
-            piece[id] = malloc_check(n + 1);
-            memcpy(piece[id], content, n + 1);
+        if (id >= vocab_size) {
+            char **nt = realloc(tok, ((size_t)id + 1) * sizeof *tok);
+            uint32_t *nl = realloc(tok_len, ((size_t)id + 1) * sizeof *tok_len);
+            char **np = piece ? realloc(piece, ((size_t)id + 1) * sizeof *piece) : NULL;
+            if (!nt || !nl || (piece && !np)) malloc_check((size_t)-1);
+            tok = nt;
+            tok_len = nl;
+            if (piece) piece = np;
+            for (int32_t k = vocab_size; k <= id; k++) {
+                tok[k] = NULL;
+                tok_len[k] = 0;
+                if (piece) piece[k] = NULL;
+            }
+            vocab_size = id + 1;
+        }
+        if (!in_model[id]) { /* an added-only token decodes to its content */
+            free(tok[id]);
+            tok[id] = malloc_check(n + 1);
+            memcpy(tok[id], content, n + 1);
+            tok_len[id] = (uint32_t)n;
+            if (piece && !piece[id]) {
+                piece[id] = malloc_check(n + 1);
+                memcpy(piece[id], content, n + 1);
+            }
         }
     }
 
@@ -552,6 +627,7 @@ static int load_json(sb_tokenizer **out, const char *path, const char *data, siz
     }
 
     bool ignore_merges = jtrue(model, "ignore_merges");
+    int32_t bos_id = read_bos(root, &km);
     int32_t unk_id = -1;
     const char *unk = jstr(model, "unk_token");
     if (unk && sh.kind == SB_TOKENIZER_SENTENCEPIECE) {
@@ -562,7 +638,8 @@ static int load_json(sb_tokenizer **out, const char *path, const char *data, siz
         }
     }
     sb_tokenizer *t;
-    rc = sb_tokenizer_build(&t, sh.kind, vocab_size, tok, tok_len, piece, merges, n_merges, added, n_added, path);
+    rc = sb_tokenizer_build(&t, sh.kind, vocab_size, tok, tok_len, in_model, piece, merges, n_merges, added, n_added,
+                            path);
     tok = NULL;
     tok_len = NULL;
     piece = NULL;
@@ -574,6 +651,7 @@ static int load_json(sb_tokenizer **out, const char *path, const char *data, siz
         t->prepend = sh.prepend;
         t->metaspace_split = sh.split;
         t->unk_id = unk_id;
+        t->bos_id = bos_id;
         /* the canonical form depends on these too: hash again */
         char *json;
         size_t len;
@@ -591,6 +669,7 @@ done:
     free(tok_len);
     free(piece);
     free(merges);
+    free(in_model);
     for (int i = 0; i < n_added; i++) free(added[i].content);
     free(added);
     free(km.key);

@@ -128,8 +128,8 @@ static int parse_byte_piece(const char *p) {
 }
 
 int sb_tokenizer_build(sb_tokenizer **out, sb_tokenizer_kind kind, int32_t vocab_size, char **tok,
-                       uint32_t *tok_len, char **piece, int32_t (*merges)[2], int32_t n_merges,
-                       sb_added_token *added, int n_added, const char *what) {
+                       uint32_t *tok_len, const uint8_t *in_model, char **piece, int32_t (*merges)[2],
+                       int32_t n_merges, sb_added_token *added, int n_added, const char *what) {
     *out = NULL;
     sb_tokenizer *t = calloc_check(1, sizeof *t);
     t->kind = kind;
@@ -142,6 +142,7 @@ int sb_tokenizer_build(sb_tokenizer **out, sb_tokenizer_kind kind, int32_t vocab
     t->added = added;
     t->n_added = n_added;
     t->unk_id = -1;
+    t->bos_id = -1;
     t->flags = calloc_check((size_t)vocab_size, 1);
     sb_pair_map_init(&t->pairs, (size_t)n_merges);
     size_t cap = 16;
@@ -160,8 +161,11 @@ int sb_tokenizer_build(sb_tokenizer **out, sb_tokenizer_kind kind, int32_t vocab
         t->flags[id] |= SB_TOKF_ADDED | (added[i].special ? SB_TOKF_SPECIAL : 0);
         t->added_first[(uint8_t)added[i].content[0]] = 1;
     }
+    for (int32_t id = 0; id < vocab_size; id++)
+        if (tok[id] && (!in_model || in_model[id])) t->flags[id] |= SB_TOKF_MODEL;
+    /* model tokens first: BPE and lookups see the model's vocab, as Hugging Face does */
     for (int32_t id = 0; id < vocab_size; id++) {
-        if (!tok[id] || (t->flags[id] & SB_TOKF_ADDED)) continue;
+        if (!(t->flags[id] & SB_TOKF_MODEL)) continue;
         if (kind == SB_TOKENIZER_SENTENCEPIECE && piece && piece[id]) {
             int b = parse_byte_piece(piece[id]);
             if (b >= 0) {
@@ -175,7 +179,7 @@ int sb_tokenizer_build(sb_tokenizer **out, sb_tokenizer_kind kind, int32_t vocab
         by_bytes_insert(t, id);
     }
     for (int32_t id = 0; id < vocab_size; id++)
-        if (tok[id] && (t->flags[id] & SB_TOKF_ADDED)) by_bytes_insert(t, id);
+        if (tok[id] && !(t->flags[id] & SB_TOKF_MODEL)) by_bytes_insert(t, id);
     if (kind == SB_TOKENIZER_BYTE_LEVEL)
         for (int b = 0; b < 256; b++)
             if (t->byte_id[b] < 0) {
@@ -233,6 +237,8 @@ int32_t sb_tokenizer_token_id(const sb_tokenizer *t, const char *token) {
 bool sb_tokenizer_is_special(const sb_tokenizer *t, int32_t id) {
     return id >= 0 && id < t->vocab_size && (t->flags[id] & SB_TOKF_SPECIAL);
 }
+
+int32_t sb_tokenizer_bos_id(const sb_tokenizer *t) { return t->bos_id; }
 
 sb_tokenizer_kind sb_tokenizer_get_kind(const sb_tokenizer *t) { return t->kind; }
 

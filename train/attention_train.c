@@ -13,19 +13,10 @@
 
 #include "engine/common.h"
 #include "engine/ops.h"
+#include "train/train_sgemm.h"
 
 #define ATT_BQ 64
 
-/* The sgemms below are small and already run one per OpenMP thread; OpenBLAS must not fan
- * out again inside them. */
-static int blas_threads_single(void) {
-    int prev = openblas_get_num_threads();
-    if (prev != 1) openblas_set_num_threads(1);
-    return prev;
-}
-static void blas_threads_restore(int prev) {
-    if (prev != 1) openblas_set_num_threads(prev);
-}
 
 void train_attention_forward(float *out, float *probs, float *extra_p, const float *q, const float *k,
                              const float *v, const float *sink_logit, sb_softmax_kind kind, int B, int T,
@@ -33,7 +24,9 @@ void train_attention_forward(float *out, float *probs, float *extra_p, const flo
     const int group = H / KVH;
     const size_t ldq = (size_t)H * D, ldk = (size_t)KVH * D;
     const float scale = 1.0f / sqrtf((float)D);
-    int prev = blas_threads_single();
+    /* the sgemms below already run one per OpenMP thread: OpenBLAS must not fan out */
+    train_blas_state bs;
+    train_blas_begin(&bs);
 #pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H, g = h / group;
@@ -57,7 +50,7 @@ void train_attention_forward(float *out, float *probs, float *extra_p, const flo
                         (int)ldk, 0.0f, oh + r0 * ldq, (int)ldq);
         }
     }
-    blas_threads_restore(prev);
+    train_blas_end(&bs);
 }
 
 void attention_backward(float *dq, float *dk, float *dv, float *dsink_logit, const float *dout,
@@ -69,7 +62,9 @@ void attention_backward(float *dq, float *dk, float *dv, float *dsink_logit, con
     const int want_sink = kind == SB_SOFTMAX_SINK_LOGIT && dsink_logit && extra_p;
     /* per (b, h) partial sums of the sink-logit gradient, reduced in b order afterwards */
     double *dsink_part = want_sink ? calloc_check((size_t)B * H, sizeof(double)) : NULL;
-    int prev = blas_threads_single();
+    /* the sgemms below already run one per OpenMP thread: OpenBLAS must not fan out */
+    train_blas_state bs;
+    train_blas_begin(&bs);
 #pragma omp parallel
     {
         float *dS = malloc_check((size_t)ATT_BQ * T * sizeof(float));
@@ -117,7 +112,7 @@ void attention_backward(float *dq, float *dk, float *dv, float *dsink_logit, con
         }
         free(dS);
     }
-    blas_threads_restore(prev);
+    train_blas_end(&bs);
     if (want_sink) {
         for (int h = 0; h < H; h++) {
             double s = 0.0;

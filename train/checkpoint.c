@@ -41,6 +41,7 @@ static int config_fields(const sb_trainer *t, ckpt_field *f) {
     const sb_train_config *c = t->cfg;
     const sb_model_config *m = &c->model;
     int n = 0;
+    memset(f, 0, MAX_FIELDS * sizeof *f); /* names are written whole: no stack bytes in the file */
 #define FIELD(nm, v) (snprintf(f[n].name, FIELD_NAME, "%s", nm), f[n].value = (double)(v), n++)
     FIELD("model.vocab", m->vocab_size);
     FIELD("model.dim", m->dim);

@@ -1,12 +1,12 @@
 /* Backward passes of the Llama layers (see train_layers.h for the conventions). */
 #include "train/train_layers.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 
 #include "engine/common.h"
 #include "engine/ops.h"
+#include "train/train_sgemm.h"
 
 /* Parameter-gradient sums over rows run column-block-parallel: each column is summed by one
  * thread in row order, so the result is the same for any thread count. 32 floats = 2 lines. */
@@ -15,9 +15,8 @@
 void matmul_backward(float *din, float *dw, float *db, const float *dout, const float *in, const float *w,
                      int N, int C, int OC) {
     if (N <= 0 || C <= 0 || OC <= 0) return;
-    if (din)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, din, C);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, in, C, 1.0f, dw, C);
+    if (din) train_sgemm(false, false, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, din, C);
+    train_sgemm(true, false, OC, C, N, 1.0f, dout, OC, in, C, 1.0f, dw, C);
     if (db) {
         int nblk = (OC + COL_BLOCK - 1) / COL_BLOCK;
 #pragma omp parallel for schedule(static) if (N * OC > 65536)
@@ -110,8 +109,8 @@ void swiglu_backward(float *dgate, float *dup, const float *dout, const float *g
     }
 }
 
-void crossentropy_softmax_backward(float *dlogits, const float *logits, const int32_t *targets, float dloss,
-                                   int N, int V) {
+void crossentropy_softmax_backward(float *dlogits, const float *logits, const float *lse, const int32_t *targets,
+                                   float dloss, int N, int V) {
 #pragma omp parallel for schedule(static) if (N > 4)
     for (int n = 0; n < N; n++) {
         const float *x = logits + (size_t)n * V;
@@ -121,13 +120,8 @@ void crossentropy_softmax_backward(float *dlogits, const float *logits, const in
             for (int i = 0; i < V; i++) d[i] = 0.0f;
             continue;
         }
-        float m = x[0];
-        for (int i = 1; i < V; i++)
-            if (x[i] > m) m = x[i];
-        double s = 0.0;
-        for (int i = 0; i < V; i++) s += exp((double)x[i] - m);
-        float scale = (float)(dloss / s);
-        for (int i = 0; i < V; i++) d[i] = expf(x[i] - m) * scale;
+        float l = lse ? lse[n] : train_row_lse(x, V);
+        for (int i = 0; i < V; i++) d[i] = expf(x[i] - l) * dloss;
         d[tgt] -= dloss;
     }
 }

@@ -16,8 +16,27 @@ void train_rope_forward(float *x, const float *cos_tab, const float *sin_tab, in
     }
 }
 
-void crossentropy_forward(float *losses, const float *logits, const int32_t *targets, int N, int V) {
+/* log sum exp of one row: float exps (the row's max subtracted), double sum */
+float train_row_lse(const float *x, int V) {
+    float m = x[0];
+    for (int i = 1; i < V; i++)
+        if (x[i] > m) m = x[i];
+    double s = 0.0;
+    for (int i = 0; i < V; i++) s += expf(x[i] - m);
+    return m + (float)log(s);
+}
+
+void crossentropy_forward(float *losses, float *lse, const float *logits, const int32_t *targets, int N, int V) {
 #pragma omp parallel for schedule(static) if (N > 4)
-    for (int n = 0; n < N; n++)
-        losses[n] = targets[n] < 0 ? 0.0f : (float)nll_from_logits(logits + (size_t)n * V, V, targets[n]);
+    for (int n = 0; n < N; n++) {
+        const float *x = logits + (size_t)n * V;
+        if (targets[n] < 0) {
+            losses[n] = 0.0f;
+            if (lse) lse[n] = train_row_lse(x, V);
+            continue;
+        }
+        float l = train_row_lse(x, V);
+        if (lse) lse[n] = l;
+        losses[n] = l - x[targets[n]];
+    }
 }

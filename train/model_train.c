@@ -9,6 +9,7 @@
 #include "engine/ops.h"
 #include "engine/rng.h"
 #include "train/train_layers.h"
+#include "train/train_sgemm.h"
 
 int sb_train_model_check_config(const sb_model_config *c) {
     if (sb_model_config_validate(c)) return SB_ERR;
@@ -47,7 +48,7 @@ void sb_train_model_free(sb_train_model *tm) {
     if (!tm) return;
     float **bufs[] = {&tm->x,      &tm->xmid, &tm->xn1,     &tm->xn2,     &tm->q,    &tm->k,     &tm->v,
                       &tm->att,    &tm->probs, &tm->extra_p, &tm->gate,   &tm->up,   &tm->hmlp,  &tm->xnf,
-                      &tm->logits, &tm->losses, &tm->rope_cos, &tm->rope_sin, &tm->dx, &tm->dxn, &tm->dq,
+                      &tm->logits, &tm->losses, &tm->lse, &tm->rope_cos, &tm->rope_sin, &tm->dx, &tm->dxn, &tm->dq,
                       &tm->dk,     &tm->dv,   &tm->datt,    &tm->dh,      &tm->dgate, &tm->dup};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         free(*bufs[i]);
@@ -88,6 +89,7 @@ int sb_train_model_init(sb_train_model *tm, sb_model *m, int B, int T) {
     tm->xnf = alloc_f(&a, 1, N, C);
     tm->logits = alloc_f(&a, 1, N, V);
     tm->losses = alloc_f(&a, 1, N, 1);
+    tm->lse = alloc_f(&a, 1, N, 1);
     tm->rope_cos = alloc_f(&a, 1, (size_t)T, (size_t)c->head_dim / 2);
     tm->rope_sin = alloc_f(&a, 1, (size_t)T, (size_t)c->head_dim / 2);
     tm->dx = alloc_f(&a, 1, N, C);
@@ -137,25 +139,25 @@ int sb_train_forward(sb_train_model *tm, const int32_t *tokens, const int32_t *t
         float *q = tm->q + l * NHD, *k = tm->k + l * NKD, *v = tm->v + l * NKD, *att = tm->att + l * NHD;
         float *gate = tm->gate + l * NF, *up = tm->up + l * NF, *hm = tm->hmlp + l * NF;
         rmsnorm_forward(xn1, x, lw->attn_norm_w, c->norm_eps, N, C);
-        matmul_forward(q, xn1, lw->wq, NULL, N, C, HD);
-        matmul_forward(k, xn1, lw->wk, NULL, N, C, KD);
-        matmul_forward(v, xn1, lw->wv, NULL, N, C, KD);
+        train_matmul_forward(q, xn1, lw->wq, N, C, HD, false);
+        train_matmul_forward(k, xn1, lw->wk, N, C, KD, false);
+        train_matmul_forward(v, xn1, lw->wv, N, C, KD, false);
         train_rope_forward(q, tm->rope_cos, tm->rope_sin, N, T, H, D, c->rope_style);
         train_rope_forward(k, tm->rope_cos, tm->rope_sin, N, T, KVH, D, c->rope_style);
         train_attention_forward(att, tm->probs + l * P, tm->extra_p + l * E, q, k, v, lw->sink_logit, c->softmax,
                                 B, T, H, KVH, D);
         memcpy(xmid, x, NC * sizeof(float));
-        matmul_forward_acc(xmid, att, lw->wo, NULL, N, HD, C);
+        train_matmul_forward(xmid, att, lw->wo, N, HD, C, true);
         rmsnorm_forward(xn2, xmid, lw->mlp_norm_w, c->norm_eps, N, C);
-        matmul_forward(gate, xn2, lw->w_gate, NULL, N, C, F);
-        matmul_forward(up, xn2, lw->w_up, NULL, N, C, F);
+        train_matmul_forward(gate, xn2, lw->w_gate, N, C, F, false);
+        train_matmul_forward(up, xn2, lw->w_up, N, C, F, false);
         swiglu_forward(hm, gate, up, NF);
         memcpy(xo, xmid, NC * sizeof(float));
-        matmul_forward_acc(xo, hm, lw->w_down, NULL, N, F, C);
+        train_matmul_forward(xo, hm, lw->w_down, N, F, C, true);
     }
     rmsnorm_forward(tm->xnf, tm->x + L * NC, w->final_norm_w, c->norm_eps, N, C);
-    matmul_forward(tm->logits, tm->xnf, w->lm_head, NULL, N, C, V);
-    crossentropy_forward(tm->losses, tm->logits, targets, N, V);
+    train_matmul_forward(tm->logits, tm->xnf, w->lm_head, N, C, V, false);
+    crossentropy_forward(tm->losses, tm->lse, tm->logits, targets, N, V);
     double sum = 0.0;
     int n_valid = 0;
     for (int n = 0; n < N; n++)
@@ -175,7 +177,7 @@ void sb_train_backward(sb_train_model *tm, float dloss) {
     const size_t P = (size_t)B * H * T * T, E = (size_t)B * H * T;
     if (tm->n_valid == 0) return;
     float *dlogits = tm->logits;
-    crossentropy_softmax_backward(dlogits, tm->logits, tm->targets, dloss / (float)tm->n_valid, N, V);
+    crossentropy_softmax_backward(dlogits, tm->logits, tm->lse, tm->targets, dloss / (float)tm->n_valid, N, V);
     memset(tm->dxn, 0, NC * sizeof(float));
     matmul_backward(tm->dxn, g->lm_head, NULL, dlogits, tm->xnf, w->lm_head, N, C, V);
     memset(tm->dx, 0, NC * sizeof(float));

@@ -15,9 +15,10 @@
  * The saved model's config records the variant (cfg.softmax, cfg.sink_token_id), so the engine
  * evaluates it the way it was trained.
  *
- * Output directory of `sinkbench train --out DIR`:
- *   DIR/model/          config.json + model.safetensors (engine checkpoint, fp32), refreshed at
- *                       every checkpoint and at the end;
+ * Output directory of `sinkbench train --out DIR` (DIR is itself a model directory):
+ *   DIR/config.json, DIR/model.safetensors  the engine checkpoint (fp32), refreshed at every
+ *                       checkpoint and at the end; DIR/tokenizer.json when [data] tokenizer
+ *                       is given;
  *   DIR/train_state.bin weights, Adam moments, step, data RNG and loss history (one file,
  *                       written atomically); --resume continues from it bit-identically;
  *   DIR/train_log.h5    (name from [run] log) step, train/held-out loss, tokens/s, lr and the
@@ -48,9 +49,13 @@ typedef struct {
     /* [model] vocab dim layers heads kv_heads ffn ctx rope_theta norm_eps tie_embeddings init_std */
     sb_model_config model;       /* softmax and sink_token_id follow the variant */
     float init_std;              /* std of the projection weights; out-projections / sqrt(2L) */
-    /* [data] train heldout seq_len */
+    /* [data] train heldout seq_len tokenizer */
     char train_path[SB_TRAIN_PATH_MAX];
     char heldout_path[SB_TRAIN_PATH_MAX];
+    char tokenizer_path[SB_TRAIN_PATH_MAX]; /* optional tokenizer.json (or its directory): its
+                                               vocab must match; it supplies the <sink>,
+                                               <|endoftext|> and "\n" ids and is copied into
+                                               the output so the model directory is complete */
     int seq_len;                 /* positions per sample, the sink included */
     /* [optim] */
     double lr, min_lr;
@@ -106,6 +111,7 @@ typedef struct {
     float *xnf;                  /* [N, C] */
     float *logits;               /* [N, V]; the backward turns it into dlogits */
     float *losses;               /* [N] */
+    float *lse;                  /* [N] log-sum-exp of each row of logits */
     float *rope_cos, *rope_sin;  /* [cap_T, D/2] */
     /* backward scratch */
     float *dx, *dxn, *dq, *dk, *dv, *datt, *dh, *dgate, *dup;
@@ -153,6 +159,9 @@ typedef struct {
     bool resume;                 /* continue from DIR/train_state.bin */
     int64_t stop_at_step;        /* > 0: stop (with a checkpoint) once this many steps are done */
     bool quiet;                  /* no progress line even on a terminal */
+    const volatile int *interrupt; /* may be NULL; when it becomes non-zero (a signal handler),
+                                      the run stops after the current step with a checkpoint
+                                      and returns SB_ERR "interrupted" */
 } sb_train_options;
 
 /* Summary of a run (filled as far as it got). */

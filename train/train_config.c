@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "engine/common.h"
+#include "tokenizer/tokenizer.h"
 
 static const char *const variant_names[] = {"vanilla", "sink_token", "zero_sink", "sink_logit"};
 
@@ -69,6 +70,7 @@ typedef struct {
     sb_train_config *c;
     const char *name;
     int head_dim_set;            /* head_dim given explicitly */
+    int kv_heads_set;            /* else kv_heads = heads (multi-head attention) */
     int failed;                  /* first error already recorded */
 } parse_ctx;
 
@@ -143,6 +145,7 @@ static int on_key(void *user, const char *sec, const char *key, const char *val)
         INT_KEY("dim", m->dim, 1, MAX_DIM)
         INT_KEY("layers", m->n_layers, 1, 1024)
         INT_KEY("heads", m->n_heads, 1, 4096)
+        if (!strcmp(key, "kv_heads")) p->kv_heads_set = 1;
         INT_KEY("kv_heads", m->n_kv_heads, 1, 4096)
         INT_KEY("ffn", m->ffn_dim, 1, MAX_DIM)
         INT_KEY("ctx", m->max_ctx, 2, 1 << 20)
@@ -163,6 +166,7 @@ static int on_key(void *user, const char *sec, const char *key, const char *val)
     } else if (!strcmp(sec, "data")) {
         STR_KEY("train", c->train_path)
         STR_KEY("heldout", c->heldout_path)
+        STR_KEY("tokenizer", c->tokenizer_path)
         INT_KEY("seq_len", c->seq_len, 2, 1 << 20)
     } else if (!strcmp(sec, "optim")) {
         F64_KEY("lr", c->lr, 0.0, 10.0)
@@ -213,12 +217,41 @@ static int on_key(void *user, const char *sec, const char *key, const char *val)
     return 1;
 }
 
+/* Special ids from the tokenizer: <sink> (unless variant.sink_token_id is set), end of
+ * text, newline (for the newline-sink policy). */
+static int apply_tokenizer(sb_train_config *c, const char *name) {
+    sb_tokenizer *tok;
+    if (sb_tokenizer_load(&tok, c->tokenizer_path)) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", sb_last_error());
+        return sb_error("%s: data.tokenizer: %s", name, msg);
+    }
+    int rc = SB_OK;
+    int32_t v = sb_tokenizer_vocab_size(tok);
+    if (v != c->model.vocab_size) {
+        rc = sb_error("%s: data.tokenizer '%s' has %d tokens, model.vocab is %d", name, c->tokenizer_path, v,
+                      c->model.vocab_size);
+    } else {
+        if (c->variant == SB_VARIANT_SINK_TOKEN && c->model.sink_token_id < 0) {
+            c->model.sink_token_id = sb_tokenizer_token_id(tok, SB_TOKEN_SINK);
+            if (c->model.sink_token_id < 0)
+                rc = sb_error("%s: data.tokenizer '%s' has no %s token (needed by variant sink_token)", name,
+                              c->tokenizer_path, SB_TOKEN_SINK);
+        }
+        c->model.eos_id = sb_tokenizer_token_id(tok, SB_TOKEN_ENDOFTEXT);
+        c->model.newline_token_id = sb_tokenizer_token_id(tok, "\n");
+    }
+    sb_tokenizer_free(tok);
+    return rc;
+}
+
 int sb_train_config_parse(sb_train_config *c, const char *text, const char *name) {
     parse_ctx p = {.c = c, .name = name};
     int rc = ini_parse_string(text, on_key, &p);
     if (p.failed) return SB_ERR;
     if (rc > 0) return sb_error("%s: line %d: not a valid INI line", name, rc);
     if (rc < 0) return sb_error("%s: cannot parse", name);
+    if (!p.kv_heads_set) c->model.n_kv_heads = c->model.n_heads;
     /* head_dim follows dim / heads unless given */
     if (!p.head_dim_set) {
         if (c->model.n_heads <= 0 || c->model.dim % c->model.n_heads != 0)
@@ -230,6 +263,7 @@ int sb_train_config_parse(sb_train_config *c, const char *text, const char *name
     c->model.softmax = c->variant == SB_VARIANT_ZERO_SINK    ? SB_SOFTMAX_OFF_BY_ONE
                        : c->variant == SB_VARIANT_SINK_LOGIT ? SB_SOFTMAX_SINK_LOGIT
                                                              : SB_SOFTMAX_STANDARD;
+    if (c->tokenizer_path[0] && apply_tokenizer(c, name)) return SB_ERR;
     if (c->variant != SB_VARIANT_SINK_TOKEN) c->model.sink_token_id = -1;
     if (sb_train_config_validate(c)) {
         char msg[1024];
@@ -257,16 +291,17 @@ int sb_train_config_validate(const sb_train_config *c) {
     if (m->head_dim % 2 != 0) return sb_error("model.head_dim %d must be even (RoPE pairs)", m->head_dim);
     if (m->n_kv_heads > m->n_heads || m->n_heads % m->n_kv_heads != 0)
         return sb_error("model.heads %d is not a multiple of model.kv_heads %d", m->n_heads, m->n_kv_heads);
-    if (sb_train_model_check_config(m)) return SB_ERR;
-    if (!c->train_path[0]) return sb_error("data.train is missing");
-    if (c->seq_len > m->max_ctx)
-        return sb_error("data.seq_len %d exceeds model.ctx %d", c->seq_len, m->max_ctx);
     if (c->variant == SB_VARIANT_SINK_TOKEN) {
         if (m->sink_token_id < 0 || m->sink_token_id >= m->vocab_size)
             return sb_error("variant.sink_token_id %d must be a token id in [0, %d) for sink_token",
                             m->sink_token_id, m->vocab_size);
         if (c->seq_len < 3) return sb_error("data.seq_len %d must be >= 3 with a sink token", c->seq_len);
     }
+    if (c->seq_len > m->max_ctx)
+        return sb_error("data.seq_len %d exceeds model.ctx %d", c->seq_len, m->max_ctx);
+    /* the engine's checks come last: their messages use config.json names */
+    if (sb_train_model_check_config(m)) return SB_ERR;
+    if (!c->train_path[0]) return sb_error("data.train is missing");
     if (!(c->lr > 0.0)) return sb_error("optim.lr %g must be > 0", c->lr);
     if (c->min_lr > c->lr) return sb_error("optim.min_lr %g exceeds optim.lr %g", c->min_lr, c->lr);
     if (c->warmup >= c->steps && c->warmup > 0)
@@ -282,14 +317,14 @@ int sb_train_config_validate(const sb_train_config *c) {
 
 char *sb_train_config_to_ini(const sb_train_config *c) {
     const sb_model_config *m = &c->model;
-    size_t cap = 4096 + 2 * SB_TRAIN_PATH_MAX;
+    size_t cap = 4096 + 3 * SB_TRAIN_PATH_MAX;
     char *s = malloc_check(cap);
     int n = snprintf(s, cap,
                      "; written by sinkbench train: the resolved configuration of this run\n"
                      "[model]\nvocab = %d\ndim = %d\nlayers = %d\nheads = %d\nkv_heads = %d\nhead_dim = %d\n"
                      "ffn = %d\nctx = %d\nrope_theta = %.9g\nnorm_eps = %.9g\ntie_embeddings = %s\n"
                      "init_std = %.9g\n\n"
-                     "[data]\ntrain = %s\nheldout = %s\nseq_len = %d\n\n"
+                     "[data]\ntrain = %s\nheldout = %s\ntokenizer = %s\nseq_len = %d\n\n"
                      "[optim]\nlr = %.17g\nmin_lr = %.17g\nwarmup = %d\nsteps = %d\nbatch = %d\n"
                      "grad_accum = %d\nweight_decay = %.17g\nbeta1 = %.17g\nbeta2 = %.17g\neps = %.17g\n"
                      "clip = %.17g\n\n"
@@ -298,7 +333,7 @@ char *sb_train_config_to_ini(const sb_train_config *c) {
                      "[variant]\ntype = %s\nsink_token_id = %d\n",
                      m->vocab_size, m->dim, m->n_layers, m->n_heads, m->n_kv_heads, m->head_dim, m->ffn_dim,
                      m->max_ctx, (double)m->rope_theta, (double)m->norm_eps, m->tie_embeddings ? "true" : "false",
-                     (double)c->init_std, c->train_path, c->heldout_path, c->seq_len, c->lr, c->min_lr, c->warmup,
+                     (double)c->init_std, c->train_path, c->heldout_path, c->tokenizer_path, c->seq_len, c->lr, c->min_lr, c->warmup,
                      c->steps, c->batch, c->grad_accum, c->weight_decay, c->beta1, c->beta2, c->eps, c->clip,
                      (unsigned long long)c->seed, c->threads, c->eval_interval, (long long)c->eval_tokens,
                      c->checkpoint_interval, c->log_name, sb_train_variant_name(c->variant), m->sink_token_id);

@@ -58,11 +58,15 @@ void attention_backward(float *dq, float *dk, float *dv, float *dsink_logit, con
 void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
                      size_t n);
 
-/* losses[N] = -log softmax(logits[n])[targets[n]]; 0 where targets[n] < 0 (ignored). */
-void crossentropy_forward(float *losses, const float *logits, const int32_t *targets, int N, int V);
+/* losses[N] = -log softmax(logits[n])[targets[n]]; 0 where targets[n] < 0 (ignored).
+ * lse[N] (may be NULL) keeps log-sum-exp of each row for the backward. */
+void crossentropy_forward(float *losses, float *lse, const float *logits, const int32_t *targets, int N, int V);
 /* dlogits[N,V] = dloss * (softmax(logits) - onehot(target)); rows with target < 0 get 0.
- * OVERWRITES dlogits, which may alias logits. */
-void crossentropy_softmax_backward(float *dlogits, const float *logits, const int32_t *targets, float dloss,
-                                   int N, int V);
+ * lse from the forward, or NULL to recompute it. OVERWRITES dlogits, which may alias logits. */
+void crossentropy_softmax_backward(float *dlogits, const float *logits, const float *lse, const int32_t *targets,
+                                   float dloss, int N, int V);
+
+/* log(sum(exp(x[V]))), stable; shared by the cross-entropy forward and backward. */
+float train_row_lse(const float *x, int V);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "datasets/tokens.h"
 #include "engine/common.h"
+#include "tokenizer/tokenizer.h"
 
 /* "queries beyond position 16" */
 #define SINK_SHARE_MIN_QUERY 17
@@ -125,7 +126,7 @@ static int setup(run_ctx *r, const sb_train_config *cfg, const char *out_dir, co
     if (snprintf(r->dir, sizeof r->dir, "%s", out_dir) >= (int)sizeof r->dir)
         return sb_error("%s: output path too long", out_dir);
     snprintf(r->state_path, sizeof r->state_path, "%s/train_state.bin", out_dir);
-    snprintf(r->model_dir, sizeof r->model_dir, "%s/model", out_dir);
+    snprintf(r->model_dir, sizeof r->model_dir, "%s", out_dir);
     snprintf(r->log_path, sizeof r->log_path, "%s/%s", out_dir, cfg->log_name);
     if (mkdir(out_dir, 0755) != 0 && errno != EEXIST)
         return sb_error("%s: cannot create output directory: %s", out_dir, strerror(errno));
@@ -160,6 +161,13 @@ static int setup(run_ctx *r, const sb_train_config *cfg, const char *out_dir, co
     r->tok = malloc_check((size_t)cfg->batch * cfg->seq_len * sizeof(int32_t));
     r->tgt = malloc_check((size_t)cfg->batch * cfg->seq_len * sizeof(int32_t));
 
+    if (cfg->tokenizer_path[0]) {
+        sb_tokenizer *tok;
+        if (sb_tokenizer_load(&tok, cfg->tokenizer_path)) return SB_ERR;
+        int rc = sb_tokenizer_save(tok, out_dir);
+        sb_tokenizer_free(tok);
+        if (rc) return SB_ERR;
+    }
     if (opt->resume) {
         if (access(r->state_path, F_OK) != 0)
             return sb_error("%s: no training state to resume (train_state.bin is missing)", out_dir);
@@ -205,7 +213,7 @@ int sb_train_run(const sb_train_config *cfg, const char *out_dir, const sb_train
     const int B = cfg->batch, T = cfg->seq_len, LH = cfg->model.n_layers * cfg->model.n_heads;
     const int64_t span = sample_span(cfg), tokens_per_step = (int64_t)B * T * cfg->grad_accum;
     double *sink = malloc_check((size_t)(LH ? LH : 1) * sizeof(double));
-    double t_start = sb_now(), train_time = 0.0, interval_time = 0.0, interval_loss = 0.0;
+    double t_start = sb_now(), train_time = 0.0, interval_time = 0.0;
     int64_t interval_steps = 0, steps_this_run = 0;
     int64_t end = cfg->steps;
     if (opt->stop_at_step > 0 && opt->stop_at_step < end) end = opt->stop_at_step;
@@ -245,7 +253,6 @@ int sb_train_run(const sb_train_config *cfg, const char *out_dir, const sb_train
         double dt = sb_now() - t0;
         train_time += dt;
         interval_time += dt;
-        interval_loss += loss;
         interval_steps++;
         steps_this_run++;
         double tok_s = interval_time > 0 ? (double)(interval_steps * tokens_per_step) / interval_time : 0.0;
@@ -256,24 +263,34 @@ int sb_train_run(const sb_train_config *cfg, const char *out_dir, const sb_train
                     cfg->steps, loss, lr, tok_s, eta);
             fflush(stderr);
         }
-        bool last = t->step == cfg->steps, stopping = t->step == end;
+        bool interrupted = opt->interrupt && *opt->interrupt;
+        bool last = t->step == cfg->steps, stopping = t->step == end || interrupted;
         bool do_eval = last || (cfg->eval_interval > 0 && t->step % cfg->eval_interval == 0);
         bool do_ckpt = last || stopping || (cfg->checkpoint_interval > 0 && t->step % cfg->checkpoint_interval == 0);
         if (do_eval) {
             double hl;
             if ((rc = evaluate(&r, &hl, sink))) goto out;
-            double tl = interval_loss / (double)interval_steps;
+            /* from the per-step record, so a resume inside the interval logs the same mean */
+            int64_t from = t->hist.n ? t->hist.step[t->hist.n - 1] : 0;
+            double tl = 0.0;
+            for (int64_t s = from; s < t->step; s++) tl += t->step_loss[s];
+            tl /= (double)(t->step - from);
             sb_train_history_push(&t->hist, t->step, tl, hl, tok_s, lr, sink);
             res->last_train_loss = tl;
             res->last_heldout_loss = hl;
             if (!opt->quiet)
                 fprintf(stderr, "%sstep %lld/%d  train %.4f  heldout %.4f  %.0f tok/s\n", r.progress ? "\r" : "",
                         (long long)t->step, cfg->steps, tl, hl, tok_s);
-            interval_loss = interval_time = 0.0;
+            interval_time = 0.0;
             interval_steps = 0;
             if (!do_ckpt && (rc = sb_train_log_write(t, r.log_path))) goto out;
         }
         if (do_ckpt && (rc = save_checkpoint(&r))) goto out;
+        if (interrupted) {
+            if (r.progress) fputc('\n', stderr);
+            rc = sb_error("interrupted after step %lld (checkpoint saved; --resume continues)", (long long)t->step);
+            goto out;
+        }
     }
     if (steps_this_run == 0 && (rc = save_checkpoint(&r))) goto out; /* e.g. resume of a finished run */
     res->tokens_per_s = train_time > 0 ? (double)(steps_this_run * tokens_per_step) / train_time : 0.0;

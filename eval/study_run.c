@@ -1,0 +1,171 @@
+/* Running cells: each is a child sinkbench process (so a crash, a leak or a peak-RSS reading
+ * stays inside its cell), `jobs` at a time, resumable because every result file is written
+ * atomically and stamped with a .key sidecar only after it is complete. */
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "engine/common.h"
+#include "eval/h5.h"
+#include "eval/study.h"
+
+extern char **environ;
+
+int sb_study_spawn(const char *exe, char *const argv[], const char *log_path, int *pid) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    const char *out = log_path ? log_path : "/dev/null";
+    int flags = log_path ? O_WRONLY | O_CREAT | O_APPEND : O_WRONLY;
+    posix_spawn_file_actions_addopen(&fa, 1, out, flags, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    pid_t p;
+    int e = posix_spawn(&p, exe, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (e != 0) return sb_error("cannot start %s: %s", exe, strerror(e));
+    *pid = (int)p;
+    return SB_OK;
+}
+
+static int exit_code(int wstatus) {
+    if (WIFEXITED(wstatus)) return WEXITSTATUS(wstatus);
+    if (WIFSIGNALED(wstatus)) return 128 + WTERMSIG(wstatus);
+    return 255;
+}
+
+int sb_study_run_sync(const char *exe, char *const argv[], const char *log_path, int *status) {
+    int pid;
+    int rc = sb_study_spawn(exe, argv, log_path, &pid);
+    if (rc) return rc;
+    int ws;
+    while (waitpid(pid, &ws, 0) < 0)
+        if (errno != EINTR) return sb_error("waiting for %s: %s", exe, strerror(errno));
+    *status = exit_code(ws);
+    return SB_OK;
+}
+
+/* Last non-empty line of a log (the command's one-line error), for the failure note. */
+static void log_tail(const char *path, char *out, size_t cap) {
+    char *text;
+    size_t n;
+    out[0] = '\0';
+    if (sb_read_file(path, &text, &n) != SB_OK) {
+        sb_clear_error();
+        return;
+    }
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r')) text[--n] = '\0';
+    char *line = strrchr(text, '\n');
+    sb_study_copy(out, cap, line ? line + 1 : text);
+    free(text);
+}
+
+static void parent_dir(const char *path, char *out, size_t cap) {
+    sb_study_copy(out, cap, path);
+    char *slash = strrchr(out, '/');
+    if (slash) *slash = '\0';
+    else sb_study_copy(out, cap, ".");
+}
+
+typedef struct {
+    int pid;
+    int cell;
+    double t0;
+} job;
+
+static int start_cell(sb_study_plan *plan, const sb_study_opts *o, int i, job *j) {
+    sb_study_cell *c = &plan->cells[i];
+    char dir[SB_STUDY_TEXT], log[SB_STUDY_TEXT + 8], key[SB_STUDY_TEXT + 8];
+    parent_dir(c->path, dir, sizeof dir);
+    int rc = sb_study_mkdirs(dir);
+    if (rc) return rc;
+    snprintf(log, sizeof log, "%s.log", c->path);
+    snprintf(key, sizeof key, "%s.key", c->path);
+    unlink(key); /* a stale key must never vouch for a new result */
+    unlink(log);
+    /* the log starts with the command, so a cell can be rerun by hand */
+    FILE *lf = fopen(log, "w");
+    if (lf) {
+        fprintf(lf, "#");
+        for (int a = 0; a < c->argc; a++) fprintf(lf, " %s", c->argv[a]);
+        fprintf(lf, "\n");
+        fclose(lf);
+    }
+    if ((rc = sb_study_spawn(o->exe, c->argv, log, &j->pid))) return rc;
+    j->cell = i;
+    j->t0 = sb_now();
+    return SB_OK;
+}
+
+static void finish_cell(sb_study_plan *plan, job *j, int status, int *done, int total, double t_start) {
+    sb_study_cell *c = &plan->cells[j->cell];
+    c->wall_s = sb_now() - j->t0;
+    char log[SB_STUDY_TEXT + 8], key[SB_STUDY_TEXT + 8];
+    snprintf(log, sizeof log, "%s.log", c->path);
+    snprintf(key, sizeof key, "%s.key", c->path);
+    if (status == 0 && sb_h5_is_complete(c->path) == 1 && sb_study_write_text(key, c->key) == SB_OK) {
+        c->state = SB_CELL_DONE;
+    } else {
+        c->state = SB_CELL_FAILED;
+        char tail[SB_STUDY_TEXT];
+        log_tail(log, tail, sizeof tail);
+        snprintf(c->why, sizeof c->why, "exit %d: %.400s", status, tail[0] ? tail : "no output");
+    }
+    sb_clear_error();
+    (*done)++;
+    fprintf(stderr, "study %s: [%d/%d] %-44s %s %7.1f s   (elapsed %.0f s)\n", plan->cfg->name, *done, total, c->id,
+            c->state == SB_CELL_DONE ? "ok    " : "FAILED", c->wall_s, sb_now() - t_start);
+    if (c->state == SB_CELL_FAILED) fprintf(stderr, "study %s:   %s (log: %s)\n", plan->cfg->name, c->why, log);
+}
+
+int sb_study_run_cells(sb_study_plan *plan, const sb_study_opts *o) {
+    int total = 0, skipped = 0, already = 0;
+    for (int i = 0; i < plan->n_cells; i++) {
+        if (plan->cells[i].state == SB_CELL_TODO) total++;
+        else if (plan->cells[i].state == SB_CELL_SKIP) skipped++;
+        else if (plan->cells[i].state == SB_CELL_DONE) already++;
+    }
+    int jobs = plan->cfg->serial || o->jobs < 1 ? 1 : o->jobs;
+    fprintf(stderr, "study %s: %d cells to run, %d already done, %d not applicable; %d at a time, %d threads each\n",
+            plan->cfg->name, total, already, skipped, jobs, plan->threads);
+    job running[64];
+    if (jobs > 64) jobs = 64;
+    int n_running = 0, done = 0, next = 0, failed = 0;
+    double t_start = sb_now();
+    for (;;) {
+        while (n_running < jobs) {
+            while (next < plan->n_cells && plan->cells[next].state != SB_CELL_TODO) next++;
+            if (next == plan->n_cells) break;
+            sb_study_cell *c = &plan->cells[next];
+            fprintf(stderr, "study %s: start %s (%s)\n", plan->cfg->name, c->id, c->spec);
+            if (start_cell(plan, o, next, &running[n_running]) != SB_OK) {
+                c->state = SB_CELL_FAILED;
+                sb_study_copy(c->why, sizeof c->why, sb_last_error());
+                fprintf(stderr, "study %s: %s: %s\n", plan->cfg->name, c->id, c->why);
+                done++;
+            } else n_running++;
+            next++;
+        }
+        if (n_running == 0) break;
+        int ws;
+        pid_t pid = waitpid(-1, &ws, 0);
+        if (pid < 0) {
+            if (errno == EINTR) continue;
+            return sb_error("waiting for cells: %s", strerror(errno));
+        }
+        for (int k = 0; k < n_running; k++) {
+            if (running[k].pid != pid) continue;
+            finish_cell(plan, &running[k], exit_code(ws), &done, total, t_start);
+            running[k] = running[--n_running];
+            break;
+        }
+    }
+    for (int i = 0; i < plan->n_cells; i++) failed += plan->cells[i].state == SB_CELL_FAILED;
+    if (failed) return sb_error("%s: %d of %d cells failed", plan->cfg->name, failed, total);
+    return SB_OK;
+}

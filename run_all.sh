@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The study: from a fresh Debian 12 machine to results/REPORT.md (and results/index.html).
+# Installs the dependencies, builds, prepares the held-out text (make datasets), runs the
+# experiments of configs/{ppl_stream,sink_ablation,cache_size,latency,attention,training}.ini
+# through `sinkbench study`, draws the figures (plots/*.gp) and writes the report. The path of
+# the report is the last line on stdout; progress goes to stderr.
+#
+# Finished cells are skipped, so an interrupted run resumes where it stopped (--force redoes
+# them). A cell is one command (e.g. one model under one cache policy); its result and log
+# live in results/cells/<mode>/<experiment>/.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+# OpenBLAS (pthreads) and OpenMP each keep a pool of worker threads; spinning OpenMP workers
+# starve the BLAS ones on a 2-core machine (measured: 1.5x slower exact-mode evaluation).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+
+usage() {
+    cat <<'EOF'
+usage: ./run_all.sh [--smoke | --quick | --full] [options]
+  (default)       quick: every experiment at reduced length, <= 30 min on 2 cores
+  --full          whole held-out stream (millions of tokens), 400K-token ablations, the
+                  1.1B-shape latency sweep up to cache 4096 (many hours on 2 cores)
+  --smoke         tiny models made on the spot, short streams: checks the pipeline (CI)
+  --only EXP      run one experiment (ppl_stream sink_ablation cache_size latency
+                  attention training); the report still shows every finished experiment
+  --jobs N        cells at a time (default: number of cores, one thread each; the latency
+                  experiment always runs alone with every core)
+  --force         redo finished cells
+  --models "A B"  evaluate these model directories under models/ instead of the defaults
+  --data FILE     held-out stream (.txt, .tok or .ids) instead of data/text/heldout-book.txt
+  --results DIR   output directory (default results; results/smoke for --smoke, so a
+                  smoke run never replaces real results)
+  --no-deps       skip scripts/install_deps.sh
+EOF
+}
+
+mode=quick only="" jobs="" results="" models="" data="" deps=1
+force=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --smoke) mode=smoke ;;
+        --quick) mode=quick ;;
+        --full) mode=full ;;
+        --only) only=${2:?--only needs an experiment}; shift ;;
+        --jobs) jobs=${2:?--jobs needs a number}; shift ;;
+        --force) force=(--force) ;;
+        --models) models=${2:?--models needs names}; shift ;;
+        --data) data=${2:?--data needs a file}; shift ;;
+        --results) results=${2:?--results needs a directory}; shift ;;
+        --no-deps) deps=0 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "run_all: unknown option '$1'" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+experiments=(ppl_stream sink_ablation cache_size latency attention training)
+if [ -n "$only" ]; then
+    case " ${experiments[*]} " in
+        *" $only "*) ;;
+        *) echo "run_all: --only $only: not one of ${experiments[*]}" >&2; exit 2 ;;
+    esac
+fi
+[ -n "$results" ] || { [ "$mode" = smoke ] && results=results/smoke || results=results; }
+cores=$(nproc 2>/dev/null || echo 1)
+[ -n "$jobs" ] || jobs=$cores
+case "$jobs" in ''|*[!0-9]*|0) echo "run_all: --jobs $jobs is not a positive number" >&2; exit 2 ;; esac
+
+t0=$SECONDS
+say() { printf 'run_all [%02d:%02d] %s\n' $(((SECONDS - t0) / 60)) $(((SECONDS - t0) % 60)) "$*" >&2; }
+cmdline="./run_all.sh $*"
+[ $# -gt 0 ] || cmdline="./run_all.sh"
+mkdir -p "$results/logs"
+
+# ---------------------------------------------------------------- 1. dependencies, build, data
+if [ "$deps" = 1 ]; then
+    say "dependencies (scripts/install_deps.sh)"
+    scripts/install_deps.sh
+fi
+say "building bin/sinkbench"
+if ! make -j"$cores" bin/sinkbench > "$results/logs/build.log" 2>&1; then
+    tail -n 30 "$results/logs/build.log" >&2
+    say "build failed (full log: $results/logs/build.log)"
+    exit 1
+fi
+say "held-out text (make datasets)"
+make datasets >&2
+
+# ---------------------------------------------------------------- 2. models
+study_models=()
+if [ "$mode" = smoke ]; then
+    say "smoke models (scripts/study/smoke_models.sh)"
+    kind=$(scripts/study/smoke_models.sh "$results/smoke-models")
+    study_models=(--models-dir "$results/smoke-models/models" --models "smoke-base smoke-sinktok smoke-zerosink"
+                  --model-kind "$kind")
+elif [ -n "$models" ]; then
+    study_models=(--models "$models")
+else
+    have=0
+    for m in sb-base sb-sinktok sb-zerosink; do
+        { [ -f "models/$m/config.json" ] || [ -f "models/$m/model/config.json" ]; } && have=$((have + 1))
+    done
+    if [ "$have" = 0 ]; then
+        found=()
+        for d in models/*/; do
+            [ -d "$d" ] || continue
+            { [ -f "$d/config.json" ] || [ -f "$d/model/config.json" ]; } && found+=("$(basename "$d")")
+        done
+        if [ ${#found[@]} -gt 0 ]; then
+            say "the default models (models/sb-base, sb-sinktok, sb-zerosink) are missing; using ${found[*]}"
+            study_models=(--models "${found[*]}")
+        else
+            say "WARNING: no trained model in models/ (expected sb-base, sb-sinktok, sb-zerosink; see configs/train_*.ini)."
+            say "WARNING: quality experiments will be empty; './run_all.sh --smoke' checks the pipeline with tiny models."
+        fi
+    fi
+fi
+data_args=()
+[ -z "$data" ] || data_args=(--data "$data")
+
+# ---------------------------------------------------------------- 3. experiments
+failed=()
+for exp in "${experiments[@]}"; do
+    [ -z "$only" ] || [ "$only" = "$exp" ] || continue
+    say "experiment $exp ($mode)"
+    if ! bin/sinkbench study run --config "configs/$exp.ini" --mode "$mode" --results "$results" \
+            --jobs "$jobs" "${force[@]}" "${study_models[@]}" "${data_args[@]}"; then
+        failed+=("$exp")
+        say "experiment $exp had failures (see the notes in the report and the logs in $results/cells/$mode/$exp)"
+    fi
+done
+
+# ---------------------------------------------------------------- 4. figures and report
+say "figures (plots/plot_all.sh)"
+plots/plot_all.sh "$results" || { failed+=(figures); say "some figures failed"; }
+say "report"
+report=$(bin/sinkbench study report --results "$results" --experiments "${experiments[*]}" \
+         --command "$cmdline" --wall-s $((SECONDS - t0)))
+say "done in $(((SECONDS - t0) / 60)) min $(((SECONDS - t0) % 60)) s${failed:+; failures: ${failed[*]}}"
+echo "$report"
+[ ${#failed[@]} -eq 0 ]

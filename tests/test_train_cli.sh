@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# sinkbench train end to end: usage and config errors (one stderr line, status 1 or 2), a tiny
+# sink-token run with a tokenizer, --stop-at + --resume, and the engine reading the result.
+set -u
+cd "$(dirname "$0")/.."
+SB=${SINKBENCH:-bin/sinkbench}
+[ -x "$SB" ] || { echo "SKIP $SB not built"; exit 0; }
+T=$(mktemp -d /tmp/sb_test_train_cli.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+export OMP_WAIT_POLICY=passive
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+expect_error() {
+    local want=$1 word=$2; shift 2
+    "$@" >"$T/out" 2>"$T/err"
+    local rc=$?
+    if [ "$rc" -ge 128 ]; then fail "$* died by signal ($rc)"; return; fi
+    if [ "$rc" -ne "$want" ]; then fail "$*: status $rc, want $want ($(cat "$T/err"))"; return; fi
+    [ "$(wc -l <"$T/err")" -eq 1 ] || fail "$*: not one stderr line: $(cat "$T/err")"
+    grep -qF -- "$word" "$T/err" || fail "$*: stderr lacks '$word': $(cat "$T/err")"
+}
+
+# ---- a small tokenizer with <sink>, and token streams made from its text
+for i in $(seq 1 300); do
+    echo "the cat sat on the mat number $((i % 17)) and the dog ran to the log $((i % 5))"
+done >"$T/text.txt"
+$SB tokenizer-train --in "$T/text.txt" --vocab 320 --out "$T/tok" >/dev/null 2>&1 || fail "tokenizer-train"
+# training may stop below 320 when no pair repeats: the vocabulary ends with <sink>
+SINK=$(sed -n 's/^ *"<sink>": *\([0-9]*\).*/\1/p' "$T/tok/tokenizer.json" | head -1)
+[ -n "$SINK" ] || { echo "FAIL: no <sink> in the tokenizer"; exit 1; }
+V=$((SINK + 1))
+# ids: deterministic pseudo-text over the first 300 ids
+awk 'BEGIN { x = 7; for (i = 0; i < 6000; i++) { x = (x * 1103515245 + 12345) % 2147483648;
+     if (x % 4) p = (p * 7 + 3) % 300; else p = x % 300; printf "%d%s", p, (i % 20 == 19) ? "\n" : " " } }' >"$T/train.ids"
+head -c 3000 "$T/train.ids" | sed '$d' >"$T/held.ids"
+
+cat >"$T/tiny.ini" <<INI
+[model]
+vocab = $V
+dim = 32
+layers = 2
+heads = 4
+kv_heads = 2
+ffn = 64
+ctx = 64
+[data]
+train = $T/train.ids
+heldout = $T/held.ids
+tokenizer = $T/tok
+seq_len = 48
+[optim]
+lr = 3e-3
+min_lr = 3e-4
+warmup = 4
+steps = 12
+batch = 2
+[run]
+threads = 2
+eval_interval = 4
+eval_tokens = 480
+checkpoint_interval = 5
+[variant]
+type = sink_token
+INI
+
+# ---- errors
+expect_error 2 "--config is required" $SB train
+expect_error 2 "unknown option '--bogus'" $SB train --bogus
+expect_error 2 "--out is required" $SB train --config "$T/tiny.ini"
+expect_error 2 "--stop-at" $SB train --config "$T/tiny.ini" --out "$T/x" --stop-at zero
+expect_error 1 "$T/none.ini" $SB train --config "$T/none.ini" --out "$T/x"
+sed 's/^lr = 3e-3/lr = fast/' "$T/tiny.ini" >"$T/bad.ini"
+expect_error 1 "optim.lr = 'fast'" $SB train --config "$T/bad.ini" --out "$T/x"
+sed 's/^batch = 2/batchsize = 2/' "$T/tiny.ini" >"$T/bad.ini"
+expect_error 1 "optim.batchsize" $SB train --config "$T/bad.ini" --out "$T/x"
+sed "s|^train = .*|train = $T/missing.ids|" "$T/tiny.ini" >"$T/bad.ini"
+expect_error 1 "missing.ids" $SB train --config "$T/bad.ini" --out "$T/x"
+expect_error 1 "train_state.bin" $SB train --config "$T/tiny.ini" --out "$T/x" --resume
+$SB train --help | grep -q -- "--resume" || fail "help lacks --resume"
+$SB train --config "$T/tiny.ini" --print-config | grep -q "^sink_token_id = $SINK$" || fail "print-config sink id"
+
+# ---- 12 steps straight vs 6 + resume + 6
+$SB train --config "$T/tiny.ini" --out "$T/a" --quiet || fail "straight run: $(cat "$T/err")"
+$SB train --config "$T/tiny.ini" --out "$T/b" --quiet --stop-at 6 || fail "first half"
+expect_error 1 "--resume" $SB train --config "$T/tiny.ini" --out "$T/b" --quiet
+$SB train --config "$T/tiny.ini" --out "$T/b" --quiet --resume || fail "resumed half"
+cmp -s "$T/a/model.safetensors" "$T/b/model.safetensors" || fail "resumed weights differ"
+for f in config.json model.safetensors tokenizer.json train_state.bin train_log.h5 train.ini; do
+    [ -s "$T/a/$f" ] || fail "output lacks $f"
+done
+grep -q "\"sink_token_id\":[[:space:]]*$SINK" "$T/a/config.json" || fail "config.json lacks the sink id"
+h5ls "$T/a/train_log.h5" 2>/dev/null | grep -q "sink_share.*{4, 2, 4}" || fail "sink_share shape: $(h5ls "$T/a/train_log.h5" 2>&1)"
+
+# ---- the engine evaluates what was trained (learned:W prefixes the sink itself)
+$SB ppl --model "$T/a" --data "$T/held.ids" --policy learned:32 --tokens 200 --json >"$T/ppl.json" 2>"$T/err" \
+    || fail "ppl on the trained model: $(cat "$T/err")"
+$SB info --model "$T/a" --verify >/dev/null 2>&1 || fail "info --verify"
+
+[ "$fails" -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
+echo "ok"

@@ -1,0 +1,208 @@
+/* The trainer's INI config: defaults, strict keys, value checks naming section.key, echo. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/common.h"
+#include "tokenizer/tokenizer.h"
+#include "train/train.h"
+
+static const char base_ini[] =
+    "; a small config\n"
+    "[model]\nvocab = 300\ndim = 48\nlayers = 3\nheads = 6\nkv_heads = 2\nffn = 96\nctx = 128\n"
+    "rope_theta = 500000\ntie_embeddings = true\n"
+    "[data]\ntrain = a.tok\nheldout = b.tok\nseq_len = 64\n"
+    "[optim]\nlr = 6e-4\nmin_lr = 6e-5\nwarmup = 10\nsteps = 100\nbatch = 4\ngrad_accum = 2\n"
+    "weight_decay = 0.1\nbeta1 = 0.9\nbeta2 = 0.95\neps = 1e-8\nclip = 1.0\n"
+    "[run]\nseed = 7\nthreads = 2\neval_interval = 10\neval_tokens = 1024\ncheckpoint_interval = 50\n"
+    "log = log.h5\n"
+    "[variant]\ntype = sink_logit\n";
+
+static int parse(sb_train_config *c, const char *text) {
+    sb_train_config_default(c);
+    sb_clear_error();
+    return sb_train_config_parse(c, text, "test.ini");
+}
+
+static void test_parse_full(void **state) {
+    (void)state;
+    sb_train_config c;
+    assert_int_equal(parse(&c, base_ini), SB_OK);
+    assert_int_equal(c.model.vocab_size, 300);
+    assert_int_equal(c.model.head_dim, 8);
+    assert_int_equal(c.model.rotary_dim, 8);
+    assert_int_equal(c.model.n_kv_heads, 2);
+    assert_true(c.model.tie_embeddings);
+    assert_float_equal(c.model.rope_theta, 500000.0f, 0.0);
+    assert_string_equal(c.train_path, "a.tok");
+    assert_int_equal(c.seq_len, 64);
+    assert_int_equal(c.grad_accum, 2);
+    assert_true(c.seed == 7);
+    assert_string_equal(c.log_name, "log.h5");
+    assert_int_equal(c.variant, SB_VARIANT_SINK_LOGIT);
+    assert_int_equal(c.model.softmax, SB_SOFTMAX_SINK_LOGIT);
+    assert_int_equal(c.model.sink_token_id, -1);
+}
+
+static void test_variants_set_model(void **state) {
+    (void)state;
+    sb_train_config c;
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", base_ini);
+    strcpy(strstr(buf, "type = sink_logit"), "type = zero_sink\n");
+    assert_int_equal(parse(&c, buf), SB_OK);
+    assert_int_equal(c.model.softmax, SB_SOFTMAX_OFF_BY_ONE);
+    strcpy(strstr(buf, "type = zero_sink"), "type = sink_token\nsink_token_id = 299\n");
+    assert_int_equal(parse(&c, buf), SB_OK);
+    assert_int_equal(c.model.softmax, SB_SOFTMAX_STANDARD);
+    assert_int_equal(c.model.sink_token_id, 299);
+    strcpy(strstr(buf, "type = sink_token"), "type = vanilla\nsink_token_id = 299\n");
+    assert_int_equal(parse(&c, buf), SB_OK);
+    assert_int_equal(c.model.sink_token_id, -1); /* only the sink_token variant has one */
+}
+
+/* Replace the line starting with `key =` in base_ini by `line` and expect an error
+ * containing every needle. */
+static void expect_error(const char *key, const char *line, const char *needle1, const char *needle2) {
+    char buf[4096];
+    const char *at = strstr(base_ini, key);
+    assert_non_null(at);
+    const char *eol = strchr(at, '\n');
+    snprintf(buf, sizeof buf, "%.*s%s%s", (int)(at - base_ini), base_ini, line, eol);
+    sb_train_config c;
+    assert_int_equal(parse(&c, buf), SB_ERR);
+    const char *msg = sb_last_error();
+    print_message("  %-28s -> %s\n", line, msg);
+    assert_non_null(strstr(msg, "test.ini"));
+    assert_non_null(strstr(msg, needle1));
+    if (needle2) assert_non_null(strstr(msg, needle2));
+}
+
+static void test_errors_name_key_and_value(void **state) {
+    (void)state;
+    expect_error("lr = 6e-4", "lrr = 6e-4", "optim.lrr", NULL);
+    expect_error("lr = 6e-4", "lr = fast", "optim.lr", "'fast'");
+    expect_error("lr = 6e-4", "lr = -1", "optim.lr", "'-1'");
+    expect_error("lr = 6e-4", "lr = nan", "optim.lr", "'nan'");
+    expect_error("batch = 4", "batch = 0", "optim.batch", "'0'");
+    expect_error("batch = 4", "batch = 4x", "optim.batch", "'4x'");
+    expect_error("dim = 48", "dim = 99999999999", "model.dim", "99999999999");
+    expect_error("tie_embeddings = true", "tie_embeddings = maybe", "model.tie_embeddings", "'maybe'");
+    expect_error("type = sink_logit", "type = magic", "variant.type", "'magic'");
+    expect_error("seed = 7", "seed = -3", "run.seed", "'-3'");
+    expect_error("log = log.h5", "log = ../x.h5", "run.log", "../x.h5");
+    expect_error("threads = 2", "[extra]\nfoo = 1", "[extra]", NULL);
+    expect_error("threads = 2", "this is not ini", "line", NULL);
+}
+
+static void test_consistency_errors(void **state) {
+    (void)state;
+    expect_error("heads = 6", "heads = 5", "model.dim", "model.heads");
+    expect_error("kv_heads = 2", "kv_heads = 4", "kv_heads", NULL);
+    expect_error("seq_len = 64", "seq_len = 256", "data.seq_len", "model.ctx");
+    expect_error("min_lr = 6e-5", "min_lr = 1e-3", "optim.min_lr", NULL);
+    expect_error("warmup = 10", "warmup = 100", "optim.warmup", NULL);
+    expect_error("type = sink_logit", "type = sink_token", "variant.sink_token_id", NULL);
+    expect_error("type = sink_logit", "type = sink_token\nsink_token_id = 300", "variant.sink_token_id", NULL);
+    expect_error("train = a.tok", "train =", "data.train", NULL);
+    expect_error("eval_tokens = 1024", "eval_tokens = 10", "run.eval_tokens", NULL);
+}
+
+static void test_ini_roundtrip(void **state) {
+    (void)state;
+    sb_train_config a, b;
+    assert_int_equal(parse(&a, base_ini), SB_OK);
+    char *ini = sb_train_config_to_ini(&a);
+    assert_non_null(ini);
+    assert_int_equal(parse(&b, ini), SB_OK);
+    assert_memory_equal(&a.model, &b.model, sizeof a.model);
+    assert_true(a.lr == b.lr && a.min_lr == b.min_lr && a.eps == b.eps && a.beta2 == b.beta2);
+    assert_int_equal(a.grad_accum, b.grad_accum);
+    assert_string_equal(a.heldout_path, b.heldout_path);
+    assert_int_equal(a.eval_tokens, b.eval_tokens);
+    free(ini);
+}
+
+static void test_load_missing_file(void **state) {
+    (void)state;
+    sb_train_config c;
+    sb_train_config_default(&c);
+    assert_int_equal(sb_train_config_load(&c, "/nonexistent/train.ini"), SB_ERR);
+    assert_non_null(strstr(sb_last_error(), "/nonexistent/train.ini"));
+}
+
+static void test_lr_schedule(void **state) {
+    (void)state;
+    sb_train_config c;
+    assert_int_equal(parse(&c, base_ini), SB_OK); /* lr 6e-4, min 6e-5, warmup 10, steps 100 */
+    assert_float_equal(sb_train_lr(&c, 0), 6e-5, 1e-12);
+    assert_float_equal(sb_train_lr(&c, 9), 6e-4, 1e-12);
+    assert_float_equal(sb_train_lr(&c, 10), 6e-4, 1e-12);
+    assert_float_equal(sb_train_lr(&c, 99), 6e-5, 1e-12);
+    double mid = sb_train_lr(&c, 54);
+    assert_true(mid < 6e-4 && mid > 6e-5);
+    for (int s = 11; s < 100; s++) assert_true(sb_train_lr(&c, s) <= sb_train_lr(&c, s - 1));
+}
+
+/* [data] tokenizer supplies <sink>, <|endoftext|> and "\n" ids and must match model.vocab. */
+static void test_tokenizer_ids(void **state) {
+    (void)state;
+    const char *text = "the cat sat on the mat\nthe dog sat on the log\nthe cat and the dog\n";
+    const char *special[] = {SB_TOKEN_ENDOFTEXT, SB_TOKEN_SINK};
+    sb_bpe_train_opts o = {.vocab_size = 270, .special = special, .n_special = 2, .threads = 1};
+    sb_tokenizer *tok;
+    assert_int_equal(sb_bpe_train(&tok, text, strlen(text), &o), SB_OK);
+    char dir[] = "/tmp/sb_test_train_tok_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(sb_tokenizer_save(tok, dir), SB_OK);
+    int32_t vocab = sb_tokenizer_vocab_size(tok), sink = sb_tokenizer_token_id(tok, SB_TOKEN_SINK);
+    int32_t nl = sb_tokenizer_token_id(tok, "\n");
+    sb_tokenizer_free(tok);
+    assert_true(sink > 0 && nl >= 0);
+    char ini[1024];
+    snprintf(ini, sizeof ini,
+             "[model]\nvocab = %d\ndim = 16\nlayers = 1\nheads = 2\nffn = 32\nctx = 32\n"
+             "[data]\ntrain = x.ids\ntokenizer = %s\nseq_len = 16\n[variant]\ntype = sink_token\n",
+             vocab, dir);
+    sb_train_config c;
+    int rc = parse(&c, ini);
+    if (rc) print_message("%s\n", sb_last_error());
+    assert_int_equal(rc, SB_OK);
+    assert_int_equal(c.model.sink_token_id, sink);
+    assert_int_equal(c.model.eos_id, sink - 1);
+    assert_int_equal(c.model.newline_token_id, nl);
+    snprintf(ini, sizeof ini,
+             "[model]\nvocab = %d\ndim = 16\nlayers = 1\nheads = 2\nffn = 32\nctx = 32\n"
+             "[data]\ntrain = x.ids\ntokenizer = %s\nseq_len = 16\n",
+             vocab + 1, dir);
+    assert_int_equal(parse(&c, ini), SB_ERR);
+    assert_non_null(strstr(sb_last_error(), "data.tokenizer"));
+    assert_non_null(strstr(sb_last_error(), "model.vocab"));
+    snprintf(ini, sizeof ini, "[data]\ntrain = x.ids\ntokenizer = %s/nothing\n", dir);
+    assert_int_equal(parse(&c, ini), SB_ERR);
+    assert_non_null(strstr(sb_last_error(), "data.tokenizer"));
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_full),
+        cmocka_unit_test(test_variants_set_model),
+        cmocka_unit_test(test_errors_name_key_and_value),
+        cmocka_unit_test(test_consistency_errors),
+        cmocka_unit_test(test_ini_roundtrip),
+        cmocka_unit_test(test_load_missing_file),
+        cmocka_unit_test(test_lr_schedule),
+        cmocka_unit_test(test_tokenizer_ids),
+    };
+    return cmocka_run_group_tests_name("train_config", tests, NULL, NULL);
+}
