@@ -40,8 +40,17 @@ $(BUILD)/tests/%: tests/%.c $(TEST_HELPERS) $(BUILD)/libsinkbench.a
 test: all
 	@tests/run_tests.sh $(BUILD)/tests
 
-bench: bin/sinkbench
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+$(BUILD)/bench/%: bench/%.c $(BUILD)/cli/cli.o $(BUILD)/libsinkbench.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -o $@ $< $(BUILD)/cli/cli.o $(BUILD)/libsinkbench.a $(LDLIBS)
+
+bench: bin/sinkbench $(BENCH_BIN)
 	@bench/run_bench.sh
+	@if [ -f data/text/train.txt ]; then \
+	  $(BUILD)/bench/bench_tokenizer --text data/text/train.txt --train-bytes 20M > results/bench_tokenizer.json.tmp \
+	  && mv results/bench_tokenizer.json.tmp results/bench_tokenizer.json && echo "wrote results/bench_tokenizer.json"; \
+	else echo "bench: skipping the tokenizer benchmark (run make datasets first)"; fi
 
 datasets:
 	@datasets/make_datasets.sh

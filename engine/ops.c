@@ -13,6 +13,9 @@ static void matmul_impl(float *out, const float *in, const float *w, const float
     if (T <= 0 || OC <= 0) return;
     if (C <= 0) {
         for (size_t i = 0; i < (size_t)T * OC; i++) out[i] = beta * out[i];
+    } else if (T == 1) {
+        /* one token (decode): sgemm would pack the whole weight matrix for a single row */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, w, C, in, 1, beta, out, 1);
     } else {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OC, C, 1.0f, in, C, w, C, beta, out, OC);
     }
