@@ -17,10 +17,12 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 usage() {
     cat <<'EOF'
 usage: ./run_all.sh [--smoke | --quick | --full] [options]
-  (default)       quick: every experiment at reduced length, <= 30 min on 2 cores
-  --full          whole held-out stream (millions of tokens), 400K-token ablations, the
-                  1.1B-shape latency sweep up to cache 4096 (many hours on 2 cores)
-  --smoke         tiny models made on the spot, short streams: checks the pipeline (CI)
+  (default)       quick: every experiment at reduced length, about 25 min on 2 idle cores
+  --full          whole held-out stream (about 3.5M tokens), 400K-token ablations, 20K-token
+                  dense and re-computation runs, the 1.1B-shape latency sweep up to cache
+                  4096: about 8 hours on 2 cores (estimated from quick-mode throughput)
+  --smoke         tiny models trained on the spot, short streams: checks the pipeline in
+                  about a minute (CI; then run tests/check_smoke_outputs.sh)
   --only EXP      run one experiment (ppl_stream sink_ablation cache_size latency
                   attention training); the report still shows every finished experiment
   --jobs N        cells at a time (default: number of cores, one thread each; the latency

@@ -33,6 +33,21 @@ static void doc_heading(doc *d, int level, const char *anchor, const char *text)
     sb_study_buf_printf(&d->html, "</h%d>\n", level);
 }
 
+/* Escaped HTML of Markdown-ish text: `code` spans become <code>. */
+static void html_inline(sb_study_buf *b, const char *text) {
+    bool code = false;
+    for (const char *p = text; *p; p++) {
+        if (*p == '`') {
+            sb_study_buf_printf(b, code ? "</code>" : "<code>");
+            code = !code;
+            continue;
+        }
+        char one[2] = {*p, 0};
+        sb_study_buf_html(b, one);
+    }
+    if (code) sb_study_buf_printf(b, "</code>");
+}
+
 /* A paragraph with an optional bold lead. */
 static void doc_para(doc *d, const char *lead, const char *text) {
     if (lead) sb_study_buf_printf(&d->md, "**%s** ", lead);
@@ -43,7 +58,7 @@ static void doc_para(doc *d, const char *lead, const char *text) {
         sb_study_buf_html(&d->html, lead);
         sb_study_buf_printf(&d->html, "</b> ");
     }
-    sb_study_buf_html(&d->html, text);
+    html_inline(&d->html, text);
     sb_study_buf_printf(&d->html, "</p>\n");
 }
 

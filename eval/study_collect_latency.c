@@ -34,6 +34,8 @@ static int load_cell(sb_collect *k, int i, lat_cell *lc) {
     lc->tokens = sb_cell_attr_i64(f, "tokens");
     lc->warmup = sb_cell_attr_i64(f, "warmup");
     lc->threads = sb_cell_attr_i64(f, "threads");
+    char hash[128] = "";
+    if (sb_h5_attr_get_str(f, NULL, "model_sha256", hash, sizeof hash)) sb_clear_error();
     for (size_t a = 0; a < sizeof arrays / sizeof arrays[0] && !rc; a++) {
         void *data = NULL;
         int rank;
@@ -63,6 +65,7 @@ static int load_cell(sb_collect *k, int i, lat_cell *lc) {
         rc = rc ? rc : sb_h5_attr_f64(k->out, name, "peak_rss_mb", lc->rss);
         rc = rc ? rc : sb_h5_attr_i64(k->out, name, "cache_bytes", lc->cache_bytes);
         rc = rc ? rc : sb_h5_attr_i64(k->out, name, "threads", lc->threads);
+        rc = rc ? rc : sb_h5_attr_str(k->out, name, "model_sha256", hash);
     }
     lc->ok = !rc;
     sb_h5_close(f);

@@ -158,11 +158,14 @@ static void write_curves(sb_collect *k, const ppl_cell *pc) {
     for (int m = 0; m < plan->n_models; m++) {
         sb_study_buf b = {0};
         int blocks = 0;
+        int64_t longest = 0; /* every policy of the model shares the bins of its longest stream */
+        for (int i = 0; i < plan->n_cells; i++)
+            if (plan->cells[i].model == m && pc[i].ok && pc[i].n > longest) longest = pc[i].n;
         for (int i = 0; i < plan->n_cells; i++) {
             if (plan->cells[i].model != m || !pc[i].ok) continue;
             char label[64];
             sb_policy_label(plan->cells[i].spec, label, sizeof label);
-            int n = sb_stats_ppl_curve(pc[i].nll, pc[i].n, BINS, 32, x, y);
+            int n = sb_stats_ppl_curve(pc[i].nll, pc[i].n, longest, BINS, 32, x, y);
             if (blocks++) sb_study_buf_printf(&b, "\n\n");
             sb_study_buf_printf(&b, "\"tokens\" \"%s\"\n", label);
             for (int j = 0; j < n; j++) sb_study_buf_printf(&b, "%.1f %.6g\n", x[j], y[j]);

@@ -30,16 +30,22 @@ double sb_stats_percentile(const double *x, size_t n, double p) {
     return v;
 }
 
-int sb_stats_ppl_curve(const float *nll, int64_t n, int n_bins, int64_t min_width, double *x_mid, double *ppl) {
+int sb_stats_ppl_curve(const float *nll, int64_t n, int64_t n_ref, int n_bins, int64_t min_width, double *x_mid,
+                       double *ppl) {
     if (n <= 0 || n_bins <= 0) return 0;
+    if (n_ref < n) n_ref = n;
     if (min_width < 1) min_width = 1;
-    double ratio = pow((double)n, 1.0 / n_bins);
+    double ratio = pow((double)n_ref, 1.0 / n_bins);
     int out = 0;
     int64_t start = 0;
     for (int b = 1; b <= n_bins && start < n; b++) {
-        int64_t end = b == n_bins ? n : (int64_t)llround(pow(ratio, b));
+        int64_t end = b == n_bins ? n_ref : (int64_t)llround(pow(ratio, b));
         if (end < start + min_width) end = start + min_width;
-        if (end > n || n - end < min_width / 2) end = n; /* no sliver of a last bin */
+        if (end > n_ref || n_ref - end < min_width / 2) end = n_ref; /* no sliver of a last bin */
+        if (end > n) {
+            if (n - start < (end - start + 1) / 2 && out > 0) break; /* less than half a bin left */
+            end = n;
+        }
         double s = 0.0;
         for (int64_t i = start; i < end; i++) s += nll[i];
         x_mid[out] = 0.5 * (double)(start + end) + 0.5;

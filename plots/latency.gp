@@ -17,6 +17,7 @@ do for [t = 1:2] {
     set title "per-token latency (labels: speedup)"
     set xlabel "cache size (tokens, log scale)"
     set ylabel "milliseconds per token (log scale)"
+    set format y "%g"
     set logscale y
     set offsets graph 0.04, graph 0.04, graph 0.12, graph 0.02
     plot data using 1:2:xtic(1) with linespoints lw 2 pt 7 lc rgb "#c0392b" title num." (mean)", \
@@ -28,7 +29,8 @@ do for [t = 1:2] {
     set ylabel "peak RSS (MiB)"
     set yrange [0:*]
     unset logscale y
-    set offsets graph 0.04, graph 0.04, graph 0.1, graph 0.1
+    set format y "%g"
+    set offsets graph 0.04, graph 0.04, graph 0.1, 0
     plot data using 1:5:xtic(1) with linespoints lw 2 pt 7 lc rgb "#c0392b" title num, \
          data using 1:9 with linespoints lw 2 pt 5 lc rgb "#2471a3" title den
     set yrange [*:*]

@@ -9,6 +9,7 @@ set title ttl noenhanced
 set xlabel "position in the stream (tokens, log scale)"
 set ylabel "perplexity over the window (log scale)"
 set logscale xy
+set format x "%.0s%c"
 set grid xtics ytics mxtics mytics lc rgb "#dddddd"
 set key outside right top noenhanced title "cache policy (K+W)"
 set arrow 1 from ctx, graph 0 to ctx, graph 1 nohead dashtype 2 lc rgb "#555555"

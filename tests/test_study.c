@@ -269,16 +269,21 @@ static void test_ppl_curve(void **state) {
     /* first half ln 10, second half ln 1000: windows must recover both */
     for (int i = 0; i < N; i++) nll[i] = (float)(i < N / 2 ? log(10.0) : log(1000.0));
     double x[40], p[40];
-    int n = sb_stats_ppl_curve(nll, N, 40, 32, x, p);
+    int n = sb_stats_ppl_curve(nll, N, N, 40, 32, x, p);
     assert_true(n > 5 && n <= 40);
     assert_true(fabs(p[0] - 10.0) < 1e-3);
     assert_true(fabs(p[n - 1] - 1000.0) < 1e-1);
     assert_true(x[0] >= 16.0 && x[0] < 20.0); /* first bin is the 32 first tokens */
     for (int i = 1; i < n; i++) assert_true(x[i] > x[i - 1]);
     assert_true(x[n - 1] < N);
-    /* bins tile the stream: the NLL-weighted mean of the bins is the stream's */
-    assert_int_equal(sb_stats_ppl_curve(nll, 0, 40, 32, x, p), 0);
-    assert_int_equal(sb_stats_ppl_curve(nll, 5, 40, 32, x, p), 1);
+    /* a shorter stream on the same bins: identical bins where both have data, then stops */
+    double x2[40], p2[40];
+    int n2 = sb_stats_ppl_curve(nll, N / 4, N, 40, 32, x2, p2);
+    assert_true(n2 > 1 && n2 < n);
+    for (int i = 0; i < n2 - 1; i++) assert_true(x2[i] == x[i] && p2[i] == p[i]);
+    assert_true(x2[n2 - 1] <= N / 4);
+    assert_int_equal(sb_stats_ppl_curve(nll, 0, N, 40, 32, x, p), 0);
+    assert_int_equal(sb_stats_ppl_curve(nll, 5, 5, 40, 32, x, p), 1);
     assert_true(fabs(p[0] - 10.0) < 1e-3);
     free(nll);
 }
