@@ -217,6 +217,48 @@ static void point_to_json(cJSON *arr, const latency_point *p) {
     cJSON_AddItemToArray(arr, e);
 }
 
+static int32_t next_token(uint64_t *rng, int32_t vocab) {
+    *rng ^= *rng << 13; /* xorshift64: cheap, reproducible token ids */
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    return (int32_t)(*rng % (uint64_t)vocab);
+}
+
+/* One step, timed into *dt when dt is not NULL. */
+static int timed_step(sb_decoder *d, uint64_t *rng, int32_t vocab, float *logits, double *dt) {
+    double t0 = dt ? sb_now() : 0;
+    int rc = sb_decoder_step(d, next_token(rng, vocab), logits);
+    if (dt) *dt = sb_now() - t0;
+    return rc;
+}
+
+/* Mean, p50, p90 of n step times (sorts them). */
+static void summarize(latency_point *p, double *times, int64_t n) {
+    double sum = 0;
+    for (int64_t k = 0; k < n; k++) sum += times[k];
+    qsort(times, (size_t)n, sizeof *times, cmp_double);
+    p->mean_ms = 1e3 * sum / (double)n;
+    p->p50_ms = 1e3 * times[n / 2];
+    p->p90_ms = 1e3 * times[(n * 9) / 10];
+}
+
+static void point_memory(latency_point *p, const sb_decoder *d) {
+    p->rss_mb = sb_rss_mb();
+    p->peak_rss_mb = sb_peak_rss_mb();
+    p->cache_bytes = sb_decoder_cache_bytes(d);
+    p->cache_len = sb_decoder_cache_len(d);
+}
+
+/* Steps of each decoder per turn in the paired measurement: long enough to keep each
+ * cache warm for a while, short enough that load changes hit both sides alike. */
+#define PAIRED_BLOCK 50
+
+/* Two measurements of latency at token `at` vs token `long`:
+ *   sequential: windows ending at `at` and at `long` of one stream (with RSS there); on a
+ *               shared machine the load may differ between the two windows, minutes apart;
+ *   paired:     a second decoder is brought to at - window, then the two decoders take
+ *               turns (PAIRED_BLOCK steps each) over their next `window` tokens, so both
+ *               sides see the same machine. The target uses the paired figures. */
 static int bench_decode(const bench_args *a) {
     if (a->at >= a->long_n) return sb_usage_error("--at (%" PRId64 ") must be below --long (%" PRId64 ")", a->at, a->long_n);
     if (a->window > a->at || a->long_n - a->window < a->at)
@@ -227,7 +269,7 @@ static int bench_decode(const bench_args *a) {
     if (rc) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", sb_last_error());
-        return sb_usage_error("--policy %s: %s", spec, msg);
+        return sb_usage_error("--policy: %s", msg);
     }
     sb_model m;
     memset(&m, 0, sizeof m);
@@ -236,66 +278,82 @@ static int bench_decode(const bench_args *a) {
         sb_model_free(&m);
         return rc;
     }
-    sb_decoder *d;
-    if ((rc = sb_decoder_new(&d, &m, &pol, a->long_n))) {
+    sb_decoder *dl = NULL, *ds = NULL;
+    if ((rc = sb_decoder_new(&dl, &m, &pol, a->long_n + a->window))) {
         sb_model_free(&m);
         return rc;
     }
-    float *logits = malloc_check((size_t)m.cfg.vocab_size * sizeof(float));
+    int32_t V = m.cfg.vocab_size;
+    float *logits = malloc_check((size_t)V * sizeof(float));
     double *times = malloc_check((size_t)a->window * sizeof(double));
-    latency_point pts[2];
+    double *times2 = malloc_check((size_t)a->window * sizeof(double));
+    latency_point seq[2], pair[2];
+    memset(seq, 0, sizeof seq);
+    memset(pair, 0, sizeof pair);
     int64_t ends[2] = {a->at, a->long_n};
-    uint64_t rng = (uint64_t)a->seed * 0x9E3779B97F4A7C15ull + 1;
+    uint64_t rng_l = (uint64_t)a->seed * 0x9E3779B97F4A7C15ull + 1, rng_s = rng_l ^ 0x5DEECE66Dull;
     sb_progress bar;
-    sb_progress_begin(&bar, "decode", a->long_n);
+    sb_progress_begin(&bar, "decode", a->long_n + a->at + a->window);
     double t_start = sb_now();
-    int pi = 0;
-    for (int64_t t = 0; t < a->long_n && !rc; t++) {
-        rng ^= rng << 13; /* xorshift64: cheap, reproducible token ids */
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        int32_t tok = (int32_t)(rng % (uint64_t)m.cfg.vocab_size);
+
+    /* sequential: one stream to `long` */
+    for (int64_t t = 0, pi = 0; t < a->long_n && !rc; t++) {
         int64_t w0 = ends[pi] - a->window;
-        if (t >= w0) {
-            double t0 = sb_now();
-            rc = sb_decoder_step(d, tok, logits);
-            times[t - w0] = sb_now() - t0;
-        } else {
-            rc = sb_decoder_step(d, tok, logits);
-        }
+        rc = timed_step(dl, &rng_l, V, logits, t >= w0 ? &times[t - w0] : NULL);
         if (!rc && t + 1 == ends[pi]) {
-            latency_point *p = &pts[pi];
-            double sum = 0;
-            for (int64_t k = 0; k < a->window; k++) sum += times[k];
-            qsort(times, (size_t)a->window, sizeof *times, cmp_double);
-            p->token = ends[pi];
-            p->mean_ms = 1e3 * sum / (double)a->window;
-            p->p50_ms = 1e3 * times[a->window / 2];
-            p->p90_ms = 1e3 * times[(a->window * 9) / 10];
-            p->rss_mb = sb_rss_mb();
-            p->peak_rss_mb = sb_peak_rss_mb();
-            p->cache_bytes = sb_decoder_cache_bytes(d);
-            p->cache_len = sb_decoder_cache_len(d);
+            seq[pi].token = ends[pi];
+            summarize(&seq[pi], times, a->window);
+            point_memory(&seq[pi], dl);
             pi++;
-            if (pi == 2) break;
         }
         if ((t & 255) == 0) sb_progress_update(&bar, t, NAN);
     }
+    double wall_seq = sb_now() - t_start;
+
+    /* paired: a fresh decoder to at - window, then turns */
+    if (!rc) rc = sb_decoder_new(&ds, &m, &pol, a->at);
+    for (int64_t t = 0; t < a->at - a->window && !rc; t++) {
+        rc = timed_step(ds, &rng_s, V, logits, NULL);
+        if ((t & 255) == 0) sb_progress_update(&bar, a->long_n + t, NAN);
+    }
+    for (int64_t k0 = 0; k0 < a->window && !rc; k0 += PAIRED_BLOCK) {
+        int64_t k1 = k0 + PAIRED_BLOCK < a->window ? k0 + PAIRED_BLOCK : a->window;
+        /* alternate who goes first, so neither side always follows the other's cache misses */
+        for (int side = 0; side < 2 && !rc; side++) {
+            bool short_side = (side == 0) == ((k0 / PAIRED_BLOCK) % 2 == 0);
+            for (int64_t k = k0; k < k1 && !rc; k++)
+                rc = short_side ? timed_step(ds, &rng_s, V, logits, &times[k])
+                                : timed_step(dl, &rng_l, V, logits, &times2[k]);
+        }
+    }
+    if (!rc) {
+        pair[0].token = a->at;
+        summarize(&pair[0], times, a->window);
+        point_memory(&pair[0], ds);
+        pair[1].token = a->long_n + a->window;
+        summarize(&pair[1], times2, a->window);
+        point_memory(&pair[1], dl);
+    }
     sb_progress_end(&bar);
     double wall = sb_now() - t_start;
-    sb_decoder_free(d);
+    sb_decoder_free(ds);
+    sb_decoder_free(dl);
     sb_model_free(&m);
     free(logits);
     free(times);
+    free(times2);
     if (rc) return rc;
-    cJSON *o = cJSON_CreateObject(), *arr = cJSON_CreateArray();
+    cJSON *o = cJSON_CreateObject(), *arr = cJSON_CreateArray(), *parr = cJSON_CreateArray();
     cJSON_AddStringToObject(o, "policy", pol.spec);
     cJSON_AddNumberToObject(o, "window", (double)a->window);
     cJSON_AddNumberToObject(o, "tokens", (double)a->long_n);
     cJSON_AddNumberToObject(o, "wall_s", wall);
-    cJSON_AddNumberToObject(o, "tokens_per_s", (double)a->long_n / wall);
-    for (int k = 0; k < 2; k++) point_to_json(arr, &pts[k]);
+    cJSON_AddNumberToObject(o, "tokens_per_s", (double)a->long_n / wall_seq);
+    for (int k = 0; k < 2; k++) point_to_json(arr, &seq[k]);
     cJSON_AddItemToObject(o, "points", arr);
+    for (int k = 0; k < 2; k++) point_to_json(parr, &pair[k]);
+    cJSON_AddItemToObject(o, "paired", parr);
+    cJSON_AddNumberToObject(o, "paired_block", PAIRED_BLOCK);
     cJSON_AddNumberToObject(o, "threads", openblas_get_num_threads());
     add_provenance(o);
     return print_json(o);
@@ -367,15 +425,18 @@ static int bench_report(const bench_args *a) {
         goto done;
     }
     const cJSON *pts = cJSON_GetObjectItemCaseSensitive(la, "points");
-    if (!cJSON_IsArray(pts) || cJSON_GetArraySize(pts) != 2) {
-        rc = sb_error("%s: expected two latency points", a->latency);
+    const cJSON *paired = cJSON_GetObjectItemCaseSensitive(la, "paired");
+    if (!cJSON_IsArray(pts) || cJSON_GetArraySize(pts) != 2 || !cJSON_IsArray(paired) ||
+        cJSON_GetArraySize(paired) != 2) {
+        rc = sb_error("%s: expected two sequential and two paired latency points", a->latency);
         goto done;
     }
-    double lat[2] = {0}, rss[2] = {0}, tok[2] = {0};
+    /* lat: paired (same machine state on both sides); lat_seq: one stream, minutes apart */
+    double lat[2] = {0}, lat_seq[2] = {0}, rss[2] = {0}, tok[2] = {0};
     for (int k = 0; k < 2; k++) {
-        const cJSON *p = cJSON_GetArrayItem(pts, k);
-        if ((rc = num(p, "ms_per_token_mean", a->latency, &lat[k])) || (rc = num(p, "rss_mb", a->latency, &rss[k])) ||
-            (rc = num(p, "token", a->latency, &tok[k])))
+        const cJSON *p = cJSON_GetArrayItem(pts, k), *q = cJSON_GetArrayItem(paired, k);
+        if ((rc = num(p, "ms_per_token_mean", a->latency, &lat_seq[k])) || (rc = num(p, "rss_mb", a->latency, &rss[k])) ||
+            (rc = num(p, "token", a->latency, &tok[k])) || (rc = num(q, "ms_per_token_mean", a->latency, &lat[k])))
             goto done;
     }
 
@@ -413,6 +474,7 @@ static int bench_report(const bench_args *a) {
     cJSON_AddNumberToObject(r, "exact_gflops_over_sgemm", r_sgemm);
     cJSON_AddNumberToObject(r, "exact_over_decode_tokens_per_s", r_decode);
     cJSON_AddNumberToObject(r, "latency_long_over_short", r_lat);
+    cJSON_AddNumberToObject(r, "latency_long_over_short_sequential", lat_seq[1] / lat_seq[0]);
     cJSON_AddNumberToObject(r, "rss_long_over_short", r_rss);
     cJSON *t = cJSON_AddObjectToObject(o, "targets");
     cJSON_AddBoolToObject(t, "exact_ge_50pct_sgemm", r_sgemm >= 0.5);

@@ -531,6 +531,7 @@ void sb_forward_token(float *logits, sb_slot_cache *c, const sb_model *m, const 
         sb_attn_params_init(&ap, m, l, ws->alibi);
         attention_token_forward(ws->att, c->scores, ws->q, c->k[l], c->v[l], c->slots, s->slot_pos, s->query_pos, n,
                                 &ap);
+        if (c->probe) c->probe(c->probe_user, l, c->scores, c->slots, n);
         block_post(ws, m, l, 1);
     }
     for (int64_t j = 0; j < n_move; j++)

@@ -85,6 +85,11 @@ typedef struct {
     float *cos_r, *sin_r;      /* [n_raw + 2, rotary_dim/2] */
     sb_block_ws ws;            /* one row */
     void *ws_block;            /* allocation behind ws */
+    /* Optional observer (NULL in normal runs; sb_slot_cache_init leaves it NULL): called
+     * after each layer's attention with its probabilities probs [H][n] over the keys of
+     * slots[n] (attention_probe.h records attention maps through it). */
+    void (*probe)(void *user, int layer, const float *probs, const int64_t *slots, int n);
+    void *probe_user;
 } sb_slot_cache;
 
 /* Bytes of a slot cache with n_slots slots of which the first n_moving move. 0 on overflow. */

@@ -9,6 +9,7 @@
 
 #include "engine/common.h"
 #include "engine/hfconfig.h"
+#include "engine/llama2c.h"
 #include "engine/rng.h"
 #include "engine/safetensors.h"
 
@@ -375,6 +376,7 @@ int sb_model_inspect(const char *dir, sb_model_config *cfg, uint64_t *file_bytes
 
 int sb_model_load(sb_model *m, const char *dir) {
     memset(m, 0, sizeof *m);
+    if (sb_llama2c_is_checkpoint(dir)) return sb_model_load_llama2c(m, dir);
     sb_model_config cfg;
     sb_st_set set;
     sb_tensor_ref *t;

@@ -15,6 +15,7 @@
 
 #include "engine/common.h"
 #include "tokenizer/tokenizer.h"
+#include "datasets/sha256.h"
 #include "tokenizer/tokenizer_internal.h"
 
 /* ---- helpers ---- */
@@ -389,7 +390,7 @@ static void test_save_load_identical(void **state) {
     snprintf(file, sizeof file, "%s/tokenizer.json", tmpdir);
     assert_int_equal(sb_read_file(file, &data, &size), SB_OK);
     uint8_t h[32];
-    sb_tokenizer_sha256(data, size, h);
+    sb_sha256(data, size, h);
     assert_memory_equal(h, sb_tokenizer_hash(t), 32);
 
     /* Hugging Face structure */

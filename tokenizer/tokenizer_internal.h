@@ -128,7 +128,6 @@ int sb_bytelevel_byte(uint32_t cp);
 /* The canonical tokenizer.json as a malloc'd string. */
 int sb_tokenizer_to_json(const sb_tokenizer *t, char **json, size_t *len);
 
-void sb_tokenizer_sha256(const void *data, size_t len, uint8_t out[32]);
 
 /* Apply the BPE merges to one word of initial symbols (in place); returns the new count.
  * Exactly Hugging Face's Word::merge_all (priority queue on (rank, position)). */

@@ -18,6 +18,7 @@
 
 #include "engine/common.h"
 #include "tokenizer/tokenizer_internal.h"
+#include "datasets/sha256.h"
 #include "tokenizer/unicode.h"
 
 /* ---- writer ---- */
@@ -656,7 +657,7 @@ static int load_json(sb_tokenizer **out, const char *path, const char *data, siz
         char *json;
         size_t len;
         sb_tokenizer_to_json(t, &json, &len);
-        sb_tokenizer_sha256(json, len, t->hash);
+        sb_sha256(json, len, t->hash);
         free(json);
         *out = t;
     }

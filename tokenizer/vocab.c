@@ -4,6 +4,7 @@
 
 #include "engine/common.h"
 #include "tokenizer/tokenizer_internal.h"
+#include "datasets/sha256.h"
 
 /* ---- pair map ---- */
 
@@ -220,7 +221,7 @@ int sb_tokenizer_build(sb_tokenizer **out, sb_tokenizer_kind kind, int32_t vocab
         sb_tokenizer_free(t);
         return SB_ERR;
     }
-    sb_tokenizer_sha256(json, len, t->hash);
+    sb_sha256(json, len, t->hash);
     free(json);
     *out = t;
     return SB_OK;

@@ -1,0 +1,231 @@
+/* sinkbench generate: text from a prompt, streamed to stdout token by token.
+ *
+ * Works with native checkpoint directories (tokenizer.json inside, or --tokenizer) and with
+ * llama2.c .bin checkpoints plus their tokenizer .bin. The loop is llama2.c's: positions
+ * 0..N-1 where the prompt (BOS first) is fed and every later token is sampled, so output
+ * for `--max-tokens 64 --temperature 0` matches llama2.c `run -t 0 -n 64`. */
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "engine/common.h"
+#include "engine/decoder.h"
+#include "engine/model.h"
+#include "engine/policy.h"
+#include "engine/rng.h"
+#include "tokenizer/llama2c_tok.h"
+#include "tokenizer/tokenizer.h"
+
+static const char generate_usage[] =
+    "usage: sinkbench generate --model PATH --prompt TEXT --max-tokens N [--tokenizer PATH]\n"
+    "                          [--policy SPEC] [--temperature T] [--top-p P] [--seed S]\n"
+    "  --model PATH      checkpoint directory, or a llama2.c .bin file\n"
+    "  --tokenizer PATH  a llama2.c tokenizer .bin (for .bin models), or a tokenizer.json;\n"
+    "                    default: MODEL/tokenizer.json\n"
+    "  --max-tokens N    total positions, prompt INCLUDED (BOS is position 0), as llama2.c -n:\n"
+    "                    the prompt is fed, then tokens are sampled until N positions are used;\n"
+    "                    stops early when the model emits BOS (llama2.c) or EOS (tokenizer.json)\n"
+    "  --policy SPEC     KV-cache policy (dense, window:W, sinks:K:W, ...; default dense)\n"
+    "  --temperature T   0 = greedy (argmax); default 1\n"
+    "  --top-p P         nucleus sampling threshold in (0, 1]; default 0.9 (1 = plain sampling)\n"
+    "  --seed S          sampling seed (default 42)\n"
+    "Output: the prompt and the generated text, streamed, then a newline.\n";
+
+typedef struct {
+    const char *model, *tokenizer, *prompt, *policy;
+    int64_t max_tokens;
+    double temperature, top_p;
+    int64_t seed;
+} gen_args;
+
+static int32_t argmax(const float *x, int32_t n) {
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+typedef struct {
+    float p;
+    int32_t id;
+} prob_id;
+
+static int cmp_prob_desc(const void *a, const void *b) {
+    float pa = ((const prob_id *)a)->p, pb = ((const prob_id *)b)->p;
+    return pa < pb ? 1 : pa > pb ? -1 : 0;
+}
+
+/* Softmax over logits/T, then sample from the smallest set whose mass reaches top_p. */
+static int32_t sample(float *logits, int32_t n, double temperature, double top_p, sb_rng *r, prob_id *buf) {
+    float mx = logits[0];
+    for (int32_t i = 1; i < n; i++)
+        if (logits[i] > mx) mx = logits[i];
+    double sum = 0;
+    for (int32_t i = 0; i < n; i++) {
+        buf[i].p = expf((float)((logits[i] - mx) / temperature));
+        buf[i].id = i;
+        sum += buf[i].p;
+    }
+    for (int32_t i = 0; i < n; i++) buf[i].p = (float)(buf[i].p / sum);
+    int32_t keep = n;
+    if (top_p < 1.0) {
+        qsort(buf, (size_t)n, sizeof *buf, cmp_prob_desc);
+        double cum = 0;
+        for (int32_t i = 0; i < n; i++) {
+            cum += buf[i].p;
+            if (cum >= top_p) {
+                keep = i + 1;
+                break;
+            }
+        }
+    }
+    double mass = 0;
+    for (int32_t i = 0; i < keep; i++) mass += buf[i].p;
+    double u = sb_rng_uniform(r) * mass, cum = 0;
+    for (int32_t i = 0; i < keep; i++) {
+        cum += buf[i].p;
+        if (u < cum) return buf[i].id;
+    }
+    return buf[keep - 1].id;
+}
+
+/* llama2.c prints a lone byte only when it is printable or whitespace. */
+static void print_piece(const char *p, size_t len) {
+    if (!p || len == 0) return;
+    if (len == 1 && !(isprint((unsigned char)p[0]) || isspace((unsigned char)p[0]))) return;
+    fwrite(p, 1, len, stdout);
+    fflush(stdout);
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+static int run_generate(const gen_args *a) {
+    sb_model m;
+    sb_policy_spec pol;
+    int rc;
+    if ((rc = sb_policy_parse(a->policy, &pol))) return rc;
+    if (sb_model_load(&m, a->model)) return SB_ERR;
+    sb_l2c_tok *lt = NULL;
+    sb_tokenizer *ht = NULL;
+    sb_decoder *d = NULL;
+    int32_t *ids = NULL;
+    float *logits = NULL;
+    prob_id *buf = NULL;
+    size_t n_prompt = 0;
+    int32_t stop_id;
+    bool has_bos = true;
+    char tokpath[4096];
+    const char *tp = a->tokenizer;
+    if (!tp) {
+        snprintf(tokpath, sizeof tokpath, "%s/tokenizer.json", a->model);
+        tp = tokpath;
+    }
+    if (ends_with(tp, ".bin")) {
+        if ((rc = sb_l2c_tok_load(&lt, tp))) goto done;
+        if (sb_l2c_tok_vocab_size(lt) != m.cfg.vocab_size) {
+            rc = sb_error("%s: %d tokens, the model has vocab_size %d", tp, sb_l2c_tok_vocab_size(lt),
+                          m.cfg.vocab_size);
+            goto done;
+        }
+        if ((rc = sb_l2c_tok_encode(lt, a->prompt, true, false, &ids, &n_prompt))) goto done;
+        stop_id = SB_L2C_BOS;
+    } else {
+        if ((rc = sb_tokenizer_load(&ht, tp))) goto done;
+        if (sb_tokenizer_vocab_size(ht) > m.cfg.vocab_size) {
+            rc = sb_error("%s: %d tokens, more than the model's vocab_size %d", tp, sb_tokenizer_vocab_size(ht),
+                          m.cfg.vocab_size);
+            goto done;
+        }
+        int32_t *enc;
+        size_t n;
+        if ((rc = sb_tokenizer_encode(ht, a->prompt, strlen(a->prompt), &enc, &n))) goto done;
+        int32_t bos = sb_tokenizer_bos_id(ht);
+        if (bos < 0) bos = m.cfg.bos_id;
+        ids = malloc_check((n + 1) * sizeof *ids);
+        has_bos = bos >= 0;
+        if (has_bos) ids[n_prompt++] = bos;
+        memcpy(ids + n_prompt, enc, n * sizeof *ids);
+        n_prompt += n;
+        free(enc);
+        stop_id = m.cfg.eos_id;
+        if (n_prompt == 0) {
+            rc = sb_usage_error("--prompt is empty and the tokenizer has no BOS token to start from");
+            goto done;
+        }
+    }
+    if ((rc = sb_policy_check_model(&pol, &m.cfg))) goto done;
+    if ((rc = sb_decoder_new(&d, &m, &pol, a->max_tokens))) goto done;
+    int32_t V = m.cfg.vocab_size;
+    logits = malloc_check((size_t)V * sizeof *logits);
+    buf = malloc_check((size_t)V * sizeof *buf);
+    sb_rng r;
+    sb_rng_seed(&r, (uint64_t)a->seed);
+    int32_t token = ids[0];
+    if (ht && !has_bos) { /* the first prompt token is text too */
+        size_t len = 0;
+        const char *piece = sb_tokenizer_token_bytes(ht, token, &len);
+        print_piece(piece, len);
+    }
+    for (int64_t pos = 0; pos < a->max_tokens; pos++) {
+        if ((rc = sb_decoder_step(d, token, logits))) goto done;
+        int32_t next;
+        if ((size_t)pos + 1 < n_prompt) next = ids[pos + 1];
+        else if (a->temperature == 0.0) next = argmax(logits, V);
+        else next = sample(logits, V, a->temperature, a->top_p, &r, buf);
+        if (next == stop_id) break;
+        size_t len = 0;
+        const char *piece = lt ? sb_l2c_tok_decode(lt, token, next, &len) : sb_tokenizer_token_bytes(ht, next, &len);
+        print_piece(piece, len);
+        token = next;
+    }
+    printf("\n");
+    fflush(stdout);
+done:
+    sb_decoder_free(d);
+    free(ids);
+    free(logits);
+    free(buf);
+    sb_l2c_tok_free(lt);
+    if (ht) sb_tokenizer_free(ht);
+    sb_model_free(&m);
+    return rc;
+}
+
+int cmd_generate(int argc, char **argv) {
+    gen_args a = {.policy = "dense", .max_tokens = -1, .temperature = 1.0, .top_p = 0.9, .seed = 42};
+    /* every option but --help takes a value */
+    for (int i = 1; i < argc; i += 2) {
+        const char *o = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+            fputs(generate_usage, stdout);
+            return 0;
+        }
+        const char **str = !strcmp(o, "--model") ? &a.model : !strcmp(o, "--tokenizer") ? &a.tokenizer
+                         : !strcmp(o, "--prompt") ? &a.prompt : !strcmp(o, "--policy") ? &a.policy : NULL;
+        if (str) {
+            if (!val) return cli_fail("generate", sb_usage_error("%s needs a value", o));
+            *str = val;
+        } else if (!strcmp(o, "--max-tokens")) {
+            if (cli_parse_int(o, val, 1, INT32_MAX, &a.max_tokens)) return cli_fail("generate", SB_ERR_USAGE);
+        } else if (!strcmp(o, "--seed")) {
+            if (cli_parse_int(o, val, 0, INT64_MAX, &a.seed)) return cli_fail("generate", SB_ERR_USAGE);
+        } else if (!strcmp(o, "--temperature")) {
+            if (cli_parse_float(o, val, 0.0, 100.0, &a.temperature)) return cli_fail("generate", SB_ERR_USAGE);
+        } else if (!strcmp(o, "--top-p")) {
+            if (cli_parse_float(o, val, 1e-6, 1.0, &a.top_p)) return cli_fail("generate", SB_ERR_USAGE);
+        } else {
+            return cli_fail("generate", sb_usage_error("unknown option '%s' (see sinkbench generate --help)", o));
+        }
+    }
+    if (!a.model || !a.model[0]) return cli_fail("generate", sb_usage_error("--model is required"));
+    if (!a.prompt) return cli_fail("generate", sb_usage_error("--prompt is required"));
+    if (a.max_tokens < 0) return cli_fail("generate", sb_usage_error("--max-tokens is required"));
+    int rc = run_generate(&a);
+    return rc ? cli_fail("generate", rc) : 0;
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# sinkbench attention end to end on a small random model: the HDF5 output has maps [L, n, n]
+# and sink_share [L, H] with the complete attribute, JSON on stdout, the command line the
+# study's attention cells use (with --threads) works, and bad input gives one stderr line.
+set -u
+cd "$(dirname "$0")/.."
+sb=${SINKBENCH:-bin/sinkbench}
+tmp=$(mktemp -d /tmp/sb_test_attention.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+jget() { sed -n "s/.*\"$1\":\(\"[^\"]*\"\|[^,}]*\).*/\1/p" "$2" | tr -d '"'; }
+
+$sb init --arch llama --vocab 256 --dim 64 --layers 3 --heads 4 --kv-heads 2 --ffn 128 --ctx 64 \
+    --seed 3 --scale 2 --out "$tmp/m" >/dev/null || { echo "FAIL: init"; exit 1; }
+awk 'BEGIN { srand(5); for (i = 0; i < 100; i++) printf "%d ", int(rand() * 256) }' >"$tmp/d.ids"
+
+$sb attention --help >/dev/null || fail "--help must exit 0 (the study probes it)"
+$sb attention --model "$tmp/m" --data "$tmp/d.ids" --tokens 24 --json --out "$tmp/a.h5" --threads 1 \
+    >"$tmp/a.json" 2>"$tmp/a.err" || fail "attention run: $(cat "$tmp/a.err")"
+[ -s "$tmp/a.err" ] && fail "stderr not empty: $(cat "$tmp/a.err")"
+[ "$(jget tokens "$tmp/a.json")" = "24" ] || fail "json tokens: $(cat "$tmp/a.json")"
+[ "$(jget layers "$tmp/a.json")" = "3" ] || fail "json layers"
+[ "$(jget heads "$tmp/a.json")" = "4" ] || fail "json heads"
+h5ls "$tmp/a.h5" >"$tmp/ls" 2>&1 || fail "h5ls"
+grep -q "^maps .*{3, 24, 24}" "$tmp/ls" || fail "maps shape: $(cat "$tmp/ls")"
+grep -q "^sink_share .*{3, 4}" "$tmp/ls" || fail "sink_share shape: $(cat "$tmp/ls")"
+h5dump -a complete "$tmp/a.h5" 2>/dev/null | grep -q "(0): 1" || fail "complete attribute"
+ls "$tmp" | grep -q tmp && fail "temporary file left behind"
+
+# default --tokens 64 but the stream is shorter: all 40 tokens
+head -c 200 "$tmp/d.ids" | awk '{ for (i = 1; i <= 40 && i <= NF; i++) printf "%s ", $i }' >"$tmp/short.ids"
+$sb attention --model "$tmp/m" --data "$tmp/short.ids" --json >"$tmp/s.json" 2>/dev/null || fail "short run"
+[ "$(jget tokens "$tmp/s.json")" = "$(wc -w <"$tmp/short.ids" | tr -d ' ')" ] || fail "short tokens: $(cat "$tmp/s.json")"
+
+# errors: one stderr line, usage errors exit 2, others 1, no output file
+check_err() { # want_status args...
+    want=$1
+    shift
+    $sb attention "$@" >/dev/null 2>"$tmp/e"
+    st=$?
+    [ "$st" = "$want" ] || fail "attention $*: status $st, want $want"
+    [ "$(wc -l <"$tmp/e")" = "1" ] || fail "attention $*: stderr not one line: $(cat "$tmp/e")"
+}
+check_err 2 --data "$tmp/d.ids"
+check_err 2 --model "$tmp/m" --data "$tmp/d.ids" --tokens 1
+check_err 2 --model "$tmp/m" --data "$tmp/d.ids" --bogus 3
+check_err 1 --model "$tmp/nope" --data "$tmp/d.ids"
+check_err 1 --model "$tmp/m" --data "$tmp/missing.ids" --out "$tmp/x.h5"
+echo "300 1 2" >"$tmp/bad.ids"
+check_err 1 --model "$tmp/m" --data "$tmp/bad.ids" --out "$tmp/x.h5"
+[ -e "$tmp/x.h5" ] && fail "output written on error"
+
+if [ "$fails" -gt 0 ]; then
+    echo "$fails failure(s)"
+    exit 1
+fi
+echo "ok"
