@@ -9,13 +9,14 @@
 #include "train/train.h"
 
 static const char train_usage[] =
-    "usage: sinkbench train --config FILE.ini --out DIR [--resume] [--stop-at STEP] [--quiet]\n"
+    "usage: sinkbench train --config FILE.ini --out DIR [--resume] [--stop-at STEP] [--threads N] [--quiet]\n"
     "  --config FILE   INI with sections [model] [data] [optim] [run] [variant]\n"
     "                  (see configs/train_*.ini; unknown keys are errors)\n"
     "  --out DIR       a model directory: config.json, model.safetensors (+ tokenizer.json),\n"
     "                  and train_state.bin, train_log.h5, train.ini\n"
     "  --resume        continue from DIR/train_state.bin (bit-identical to an unbroken run)\n"
     "  --stop-at STEP  stop with a checkpoint once STEP optimizer steps are done\n"
+    "  --threads N     override [run] threads (results are deterministic per thread count)\n"
     "  --quiet         no progress output\n"
     "  --print-config  print the resolved config (defaults filled in) and exit\n";
 
@@ -29,6 +30,7 @@ int cmd_train(int argc, char **argv) {
     const char *config = NULL, *out = NULL;
     sb_train_options opt = {0};
     bool print_config = false;
+    int64_t threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -45,6 +47,9 @@ int cmd_train(int argc, char **argv) {
         } else if (!strcmp(a, "--stop-at")) {
             if (cli_parse_int("--stop-at", val, 1, INT32_MAX, &opt.stop_at_step)) return cli_fail("train", SB_ERR_USAGE);
             i++;
+        } else if (!strcmp(a, "--threads")) {
+            if (cli_parse_int("--threads", val, 1, 1024, &threads)) return cli_fail("train", SB_ERR_USAGE);
+            i++;
         } else if (!strcmp(a, "--resume")) {
             opt.resume = true;
         } else if (!strcmp(a, "--quiet")) {
@@ -59,6 +64,7 @@ int cmd_train(int argc, char **argv) {
     sb_train_config cfg;
     sb_train_config_default(&cfg);
     if (sb_train_config_load(&cfg, config)) return cli_fail("train", SB_ERR);
+    if (threads > 0) cfg.threads = (int)threads;
     if (print_config) {
         char *ini = sb_train_config_to_ini(&cfg);
         if (!ini) return cli_fail("train", SB_ERR);
