@@ -20,6 +20,7 @@ SB_WEAK int cmd_attention(int argc, char **argv);
 SB_WEAK int cmd_bench(int argc, char **argv);
 SB_WEAK int cmd_study(int argc, char **argv);
 SB_WEAK int cmd_convert(int argc, char **argv);
+SB_WEAK int cmd_card(int argc, char **argv);
 
 typedef struct {
     const char *name;
@@ -30,6 +31,7 @@ typedef struct {
 static const command commands[] = {
     {"init", cmd_init, "write a random model (deterministic by seed)"},
     {"convert", cmd_convert, "rewrite a checkpoint in another dtype (f32, f16, bf16)"},
+    {"card", cmd_card, "write a trained model's CARD.md from its logs and evaluations"},
     {"info", cmd_info, "print a model's architecture, parameters and memory"},
     {"ppl", cmd_ppl, "per-token NLL / perplexity of a token stream under a cache policy"},
     {"tokenize", cmd_tokenize, "turn text into a .tok token file"},
