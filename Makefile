@@ -17,7 +17,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_HELPERS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/helpers/*.c))
 
-.PHONY: all test bench clean datasets models
+.PHONY: all test bench clean datasets models test-asan test-valgrind
 all: bin/sinkbench $(TEST_BIN)
 
 $(BUILD)/%.o: %.c
@@ -36,6 +36,17 @@ $(BUILD)/tests/%: tests/%.c $(TEST_HELPERS) $(BUILD)/libsinkbench.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -o $@ $< $(TEST_HELPERS) $(BUILD)/libsinkbench.a $(LDLIBS) -lcmocka
 
+# The CLI inside a build dir, for builds other than the default (BUILD=build-asan).
+$(BUILD)/sinkbench: $(CLI_OBJ) $(BUILD)/libsinkbench.a
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libsinkbench.a $(LDLIBS)
+
+# The suite under ASan+UBSan (build-asan/) and a subset under valgrind (the normal build):
+# tests/sanitizers/*.sh, with their suppression files beside them.
+test-asan:
+	@tests/sanitizers/asan.sh
+test-valgrind:
+	@tests/sanitizers/valgrind.sh
+
 # The suite: every cmocka binary plus the shell tests, summarised as "N passed, N failed".
 test: all
 	@tests/run_tests.sh $(BUILD)/tests
@@ -47,6 +58,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/cli/cli.o $(BUILD)/libsinkbench.a
 
 bench: bin/sinkbench $(BENCH_BIN)
 	@bench/run_bench.sh
+	@bench/bench_weights.sh
 	@if [ -f data/text/train.txt ]; then \
 	  $(BUILD)/bench/bench_tokenizer --text data/text/train.txt --train-bytes 20M > results/bench_tokenizer.json.tmp \
 	  && mv results/bench_tokenizer.json.tmp results/bench_tokenizer.json && echo "wrote results/bench_tokenizer.json"; \
@@ -55,7 +67,12 @@ bench: bin/sinkbench $(BENCH_BIN)
 datasets:
 	@datasets/make_datasets.sh
 
+models: all
+	@scripts/make_models.sh
+
 clean:
 	rm -rf $(BUILD) bin
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_HELPERS:.o=.d)
+
+include tests/fuzz/fuzz.mk

@@ -7,7 +7,8 @@
 #
 # Finished cells are skipped, so an interrupted run resumes where it stopped (--force redoes
 # them). A cell is one command (e.g. one model under one cache policy); its result and log
-# live in results/cells/<mode>/<experiment>/.
+# live in results/cells/<mode>/<experiment>/. Ctrl-C or SIGTERM stops the running cells (each
+# saves its state), prints a "resume with: ./run_all.sh ... --resume" line and exits 130 / 143.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 # OpenBLAS (pthreads) and OpenMP each keep a pool of worker threads; spinning OpenMP workers
@@ -33,9 +34,12 @@ usage: ./run_all.sh [--smoke | --quick | --full] [options]
   --results DIR   output directory (default results; results/smoke for --smoke, so a
                   smoke run never replaces real results)
   --no-deps       skip scripts/install_deps.sh
+  --resume        continue an interrupted run (the default behaviour: finished cells are
+                  kept; accepted so the printed resume command reads as what it does)
 EOF
 }
 
+orig_args=("$@") # for the resume line: the option loop below shifts them away
 mode=quick only="" jobs="" results="" models="" data="" deps=1
 force=()
 while [ $# -gt 0 ]; do
@@ -50,6 +54,7 @@ while [ $# -gt 0 ]; do
         --data) data=${2:?--data needs a file}; shift ;;
         --results) results=${2:?--results needs a directory}; shift ;;
         --no-deps) deps=0 ;;
+        --resume) ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run_all: unknown option '$1'" >&2; usage >&2; exit 2 ;;
     esac
@@ -68,6 +73,40 @@ cores=$(nproc 2>/dev/null || echo 1)
 [ -n "$jobs" ] || jobs=$cores
 case "$jobs" in ''|*[!0-9]*|0) echo "run_all: --jobs $jobs is not a positive number" >&2; exit 2 ;; esac
 
+# ---------------------------------------------------------------- signals
+# The study runs in its own process group (setsid), so a SIGTERM sent to this script alone
+# still reaches every cell: the trap forwards the signal to the group, waits for the cells to
+# save their state, then prints how to resume and exits 128 + signal. A setup step (build,
+# datasets, smoke models) is finished first: bash runs the trap once it returns.
+caught="" study_pid=""
+on_signal() {
+    [ -n "$caught" ] || caught=$1
+    [ -z "$study_pid" ] || kill -"$1" -- "-$study_pid" 2>/dev/null || true
+}
+trap 'on_signal INT' INT
+trap 'on_signal TERM' TERM
+finish_interrupted() {
+    local status=130 q="" a
+    [ "$caught" = TERM ] && status=143
+    for a in "${orig_args[@]}"; do [ "$a" = --resume ] || q+=" $(printf '%q' "$a")"; done
+    say "interrupted by SIG$caught; finished cells are kept"
+    echo "resume with: ./run_all.sh${q} --resume" >&2
+    exit "$status"
+}
+# run_study CMD...: the study in its own group; returns its status once it has really ended
+run_study() {
+    setsid "$@" &
+    study_pid=$!
+    local rc=0
+    while :; do
+        wait "$study_pid" && rc=0 || rc=$?
+        # wait returns early (> 128) when a trapped signal arrives: the group is still saving
+        kill -0 "$study_pid" 2>/dev/null || break
+    done
+    study_pid=""
+    return "$rc"
+}
+
 t0=$SECONDS
 say() { printf 'run_all [%02d:%02d] %s\n' $(((SECONDS - t0) / 60)) $(((SECONDS - t0) % 60)) "$*" >&2; }
 cmdline="./run_all.sh $*"
@@ -85,8 +124,10 @@ if ! make -j"$cores" bin/sinkbench > "$results/logs/build.log" 2>&1; then
     say "build failed (full log: $results/logs/build.log)"
     exit 1
 fi
+[ -z "$caught" ] || finish_interrupted
 say "held-out text (make datasets)"
 make datasets >&2
+[ -z "$caught" ] || finish_interrupted
 
 # ---------------------------------------------------------------- 2. models
 study_models=()
@@ -119,19 +160,23 @@ else
 fi
 data_args=()
 [ -z "$data" ] || data_args=(--data "$data")
+[ -z "$caught" ] || finish_interrupted
 
 # ---------------------------------------------------------------- 3. experiments
 failed=()
 for exp in "${experiments[@]}"; do
     [ -z "$only" ] || [ "$only" = "$exp" ] || continue
+    [ -z "$caught" ] || finish_interrupted
     say "experiment $exp ($mode)"
-    if ! bin/sinkbench study run --config "configs/$exp.ini" --mode "$mode" --results "$results" \
+    if ! run_study bin/sinkbench study run --config "configs/$exp.ini" --mode "$mode" --results "$results" \
             --jobs "$jobs" "${force[@]}" "${study_models[@]}" "${data_args[@]}"; then
+        [ -z "$caught" ] || finish_interrupted
         failed+=("$exp")
         say "experiment $exp had failures (see the notes in the report and the logs in $results/cells/$mode/$exp)"
     fi
 done
 
+[ -z "$caught" ] || finish_interrupted
 # ---------------------------------------------------------------- 4. figures and report
 say "figures (plots/plot_all.sh)"
 plots/plot_all.sh "$results" || { failed+=(figures); say "some figures failed"; }

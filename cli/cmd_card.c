@@ -90,7 +90,7 @@ int cmd_card(int argc, char **argv) {
     const char *evals[MAX_EVALS];
     int n_evals = 0;
     double target_bpb = 1.6;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(card_usage, stdout);
@@ -107,7 +107,6 @@ int cmd_card(int argc, char **argv) {
             if (n_evals == MAX_EVALS) return cli_fail("card", sb_usage_error("--eval: at most %d files", MAX_EVALS));
             evals[n_evals++] = val;
         } else return cli_fail("card", sb_usage_error("unknown option '%s' (see sinkbench card --help)", a));
-        i++;
     }
     if (!dir) return cli_fail("card", sb_usage_error("--model is required"));
     char path[4096], outpath[4096];

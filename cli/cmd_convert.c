@@ -17,7 +17,7 @@ static const char convert_usage[] =
 
 int cmd_convert(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *dtype = NULL;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(convert_usage, stdout);
@@ -27,7 +27,6 @@ int cmd_convert(int argc, char **argv) {
         if (!dst) return cli_fail("convert", sb_usage_error("unknown option '%s' (see sinkbench convert --help)", a));
         if (!val || !val[0]) return cli_fail("convert", sb_usage_error("%s needs a value", a));
         *dst = val;
-        i++;
     }
     if (!in || !out || !dtype) return cli_fail("convert", sb_usage_error("--model, --dtype and --out are required"));
     sb_dtype dt;

@@ -15,7 +15,7 @@
 #include "engine/decoder.h"
 #include "engine/model.h"
 #include "engine/policy.h"
-#include "engine/rng.h"
+#include "engine/sampler.h"
 #include "tokenizer/llama2c_tok.h"
 #include "tokenizer/tokenizer.h"
 
@@ -41,57 +41,6 @@ typedef struct {
     int64_t seed;
 } gen_args;
 
-static int32_t argmax(const float *x, int32_t n) {
-    int32_t best = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
-}
-
-typedef struct {
-    float p;
-    int32_t id;
-} prob_id;
-
-static int cmp_prob_desc(const void *a, const void *b) {
-    float pa = ((const prob_id *)a)->p, pb = ((const prob_id *)b)->p;
-    return pa < pb ? 1 : pa > pb ? -1 : 0;
-}
-
-/* Softmax over logits/T, then sample from the smallest set whose mass reaches top_p. */
-static int32_t sample(float *logits, int32_t n, double temperature, double top_p, sb_rng *r, prob_id *buf) {
-    float mx = logits[0];
-    for (int32_t i = 1; i < n; i++)
-        if (logits[i] > mx) mx = logits[i];
-    double sum = 0;
-    for (int32_t i = 0; i < n; i++) {
-        buf[i].p = expf((float)((logits[i] - mx) / temperature));
-        buf[i].id = i;
-        sum += buf[i].p;
-    }
-    for (int32_t i = 0; i < n; i++) buf[i].p = (float)(buf[i].p / sum);
-    int32_t keep = n;
-    if (top_p < 1.0) {
-        qsort(buf, (size_t)n, sizeof *buf, cmp_prob_desc);
-        double cum = 0;
-        for (int32_t i = 0; i < n; i++) {
-            cum += buf[i].p;
-            if (cum >= top_p) {
-                keep = i + 1;
-                break;
-            }
-        }
-    }
-    double mass = 0;
-    for (int32_t i = 0; i < keep; i++) mass += buf[i].p;
-    double u = sb_rng_uniform(r) * mass, cum = 0;
-    for (int32_t i = 0; i < keep; i++) {
-        cum += buf[i].p;
-        if (u < cum) return buf[i].id;
-    }
-    return buf[keep - 1].id;
-}
-
 /* llama2.c prints a lone byte only when it is printable or whitespace. */
 static void print_piece(const char *p, size_t len) {
     if (!p || len == 0) return;
@@ -116,7 +65,8 @@ static int run_generate(const gen_args *a) {
     sb_decoder *d = NULL;
     int32_t *ids = NULL;
     float *logits = NULL;
-    prob_id *buf = NULL;
+    sb_sampler sampler;
+    memset(&sampler, 0, sizeof sampler);
     size_t n_prompt = 0;
     int32_t stop_id;
     bool has_bos = true;
@@ -154,6 +104,9 @@ static int run_generate(const gen_args *a) {
         n_prompt += n;
         free(enc);
         stop_id = m.cfg.eos_id;
+        /* config.json without eos_token_id: the tokenizer's end-of-text token still ends a text */
+        if (stop_id < 0) stop_id = sb_tokenizer_token_id(ht, SB_TOKEN_ENDOFTEXT);
+        if (stop_id < 0) stop_id = sb_tokenizer_token_id(ht, "</s>");
         if (n_prompt == 0) {
             rc = sb_usage_error("--prompt is empty and the tokenizer has no BOS token to start from");
             goto done;
@@ -163,9 +116,7 @@ static int run_generate(const gen_args *a) {
     if ((rc = sb_decoder_new(&d, &m, &pol, a->max_tokens))) goto done;
     int32_t V = m.cfg.vocab_size;
     logits = malloc_check((size_t)V * sizeof *logits);
-    buf = malloc_check((size_t)V * sizeof *buf);
-    sb_rng r;
-    sb_rng_seed(&r, (uint64_t)a->seed);
+    if ((rc = sb_sampler_init(&sampler, V, a->temperature, a->top_p, (uint64_t)a->seed))) goto done;
     int32_t token = ids[0];
     if (ht && !has_bos) { /* the first prompt token is text too */
         size_t len = 0;
@@ -176,9 +127,8 @@ static int run_generate(const gen_args *a) {
         if ((rc = sb_decoder_step(d, token, logits))) goto done;
         int32_t next;
         if ((size_t)pos + 1 < n_prompt) next = ids[pos + 1];
-        else if (a->temperature == 0.0) next = argmax(logits, V);
-        else next = sample(logits, V, a->temperature, a->top_p, &r, buf);
-        if (next == stop_id) break;
+        else next = sb_sampler_sample(&sampler, logits);
+        if (next == stop_id && (size_t)pos + 1 >= n_prompt) break; /* a prompt may contain it */
         size_t len = 0;
         const char *piece = lt ? sb_l2c_tok_decode(lt, token, next, &len) : sb_tokenizer_token_bytes(ht, next, &len);
         print_piece(piece, len);
@@ -190,7 +140,7 @@ done:
     sb_decoder_free(d);
     free(ids);
     free(logits);
-    free(buf);
+    sb_sampler_free(&sampler);
     sb_l2c_tok_free(lt);
     if (ht) sb_tokenizer_free(ht);
     sb_model_free(&m);

@@ -11,7 +11,8 @@
 #include "engine/model.h"
 
 static const char info_usage[] =
-    "usage: sinkbench info --model DIR [--json] [--cache N] [--verify]\n"
+    "usage: sinkbench info --model DIR|FILE.bin [--json] [--cache N] [--verify]\n"
+    "  --model P    a checkpoint directory (any supported family) or a llama2.c .bin file\n"
     "  --cache N    KV-cache size in tokens for the memory figure (default: max_ctx)\n"
     "  --verify     also load every weight (fp32), check they are finite and print a checksum\n";
 
@@ -61,6 +62,8 @@ int cmd_info(int argc, char **argv) {
     if (sb_model_inspect(dir, &c, &disk)) return cli_fail("info", SB_ERR);
     size_t n_params = sb_model_param_count(&c);
     double ram_mib = (double)n_params * 4.0 / (1024.0 * 1024.0);
+    /* what a default (native) load keeps in RAM: bf16/fp16 matrices stay compact */
+    double native_mib = c.dtype == SB_DTYPE_F32 ? ram_mib : (double)disk / (1024.0 * 1024.0);
     /* K and V per layer, fp32 as the engine keeps them */
     uint64_t kv_tok = 2ull * (uint64_t)c.n_layers * (uint64_t)c.n_kv_heads * (uint64_t)c.head_dim * 4ull;
     if (cache < 0) cache = c.max_ctx;
@@ -70,7 +73,8 @@ int cmd_info(int argc, char **argv) {
     size_t nonfinite = 0;
     if (verify) {
         sb_model m;
-        if (sb_model_load(&m, dir)) return cli_fail("info", SB_ERR);
+        /* fp32 in one block, whatever the storage dtype: the checksum is over fp32 values */
+        if (sb_model_load_mode(&m, dir, SB_WEIGHTS_F32)) return cli_fail("info", SB_ERR);
         checksum = weights_checksum(&m, &nonfinite);
         sb_model_free(&m);
         if (nonfinite) return cli_fail("info", sb_error("%s: %zu weights are not finite", dir, nonfinite));
@@ -115,6 +119,7 @@ int cmd_info(int argc, char **argv) {
         cJSON_AddStringToObject(r, "dtype", sb_dtype_name(c.dtype));
         cJSON_AddNumberToObject(r, "n_params", (double)n_params);
         cJSON_AddNumberToObject(r, "weights_ram_bytes", (double)n_params * 4.0);
+        cJSON_AddNumberToObject(r, "weights_native_ram_bytes", native_mib * 1024.0 * 1024.0);
         cJSON_AddNumberToObject(r, "weights_disk_bytes", (double)disk);
         cJSON_AddNumberToObject(r, "kv_bytes_per_token", (double)kv_tok);
         cJSON_AddNumberToObject(r, "kv_cache_tokens", (double)cache);
@@ -145,6 +150,15 @@ int cmd_info(int argc, char **argv) {
         printf("position     alibi, bias_max %g\n", (double)c.alibi_bias_max);
     else
         printf("position     none\n");
+    if (c.pos == SB_POS_ROPE && c.rope_scaling != SB_ROPE_SCALING_NONE) {
+        static const char *const kinds[] = {"none", "linear", "dynamic", "llama3"};
+        printf("rope scaling %s, factor %g", kinds[c.rope_scaling], (double)c.rope_factor);
+        if (c.rope_scaling == SB_ROPE_SCALING_LLAMA3)
+            printf(", low_freq_factor %g, high_freq_factor %g", (double)c.rope_low_freq_factor,
+                   (double)c.rope_high_freq_factor);
+        if (c.rope_scaling != SB_ROPE_SCALING_LINEAR) printf(", original context %d", c.rope_orig_ctx);
+        printf("\n");
+    }
     printf("norm         %s, eps %g, bias %s\n", sb_norm_kind_name(c.norm), (double)c.norm_eps, yes(c.norm_bias));
     printf("residual     %s\n", c.parallel_residual ? (c.shared_norm ? "parallel, shared norm" : "parallel") : "sequential");
     printf("mlp          %s, act %s, bias %s\n", sb_mlp_kind_name(c.mlp), sb_act_kind_name(c.act), yes(c.mlp_bias));
@@ -152,8 +166,8 @@ int cmd_info(int argc, char **argv) {
     printf("tokens       bos %d, eos %d, sink %d, newline %d\n", c.bos_id, c.eos_id, c.sink_token_id,
            c.newline_token_id);
     printf("parameters   %zu (%.3f M)\n", n_params, n_params / 1e6);
-    printf("weights      %.2f MiB fp32 in RAM, %.2f MiB on disk (%s)\n", ram_mib, disk / (1024.0 * 1024.0),
-           sb_dtype_name(c.dtype));
+    printf("weights      %.2f MiB on disk (%s); in RAM %.2f MiB as loaded, %.2f MiB with SINKBENCH_WEIGHTS=f32\n",
+           disk / (1024.0 * 1024.0), sb_dtype_name(c.dtype), native_mib, ram_mib);
     printf("kv cache     %llu bytes/token (fp32), %.2f MiB for %lld tokens\n", (unsigned long long)kv_tok,
            kv_cache / (1024.0 * 1024.0), (long long)cache);
     if (verify) printf("verify       all weights finite, checksum %016llx\n", (unsigned long long)checksum);

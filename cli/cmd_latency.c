@@ -12,19 +12,22 @@
  *
  * Token ids are pseudo-random (--seed) unless --data is given: latency does not depend on
  * the text. RSS and cache bytes are sampled every --sample-every tokens, warmup included,
- * so the same run shows memory against tokens processed. */
-#include <cblas.h>
+ * so the same run shows memory against tokens processed.
+ *
+ * Ctrl-C / SIGTERM stop after the current token; with --out the times and samples so far go
+ * to FILE.h5.resume and --resume replays the finished tokens untimed (rebuilding the cache),
+ * then times the rest: counts, samples and configuration come out as in an unbroken run. */
 #include <cJSON.h>
 #include <inttypes.h>
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
-#include "datasets/tokens.h"
+#include "cli/cli_opts.h"
+#include "datasets/sha256.h"
 #include "engine/common.h"
 #include "engine/decoder.h"
 #include "engine/forward.h"
@@ -33,9 +36,12 @@
 #include "engine/policy.h"
 #include "engine/rng.h"
 #include "eval/h5.h"
+#include "eval/lock.h"
+#include "eval/memcheck.h"
 #include "eval/provenance.h"
+#include "eval/resume_state.h"
+#include "eval/signals.h"
 #include "eval/study_stats.h"
-#include "tokenizer/tokenizer.h"
 
 #define CMD "latency"
 /* queries per batched forward when recomputing a window */
@@ -44,9 +50,10 @@
 typedef enum { RECOMPUTE_BATCHED, RECOMPUTE_DECODE } recompute_mode;
 
 typedef struct {
-    const char *model_dir, *policy, *out, *data;
-    int64_t tokens, warmup, sample_every, threads, seed;
-    bool warmup_set, json;
+    cli_common_opts c;       /* --model --data --out --threads --max-memory --json --resume */
+    const char *policy;
+    int64_t tokens, warmup, sample_every, seed;
+    bool warmup_set;
     recompute_mode recompute;
 } lat_args;
 
@@ -63,50 +70,40 @@ static void lat_usage(FILE *f) {
             "  --data FILE           token ids from .tok/.ids/.txt instead of pseudo-random ones\n"
             "  --seed S              seed of the pseudo-random ids (default 1)\n"
             "  --threads N           BLAS/OpenMP threads\n"
+            "  --max-memory SIZE     refuse runs needing more (default: MemAvailable), e.g. 512M\n"
             "  --json                one JSON object on stdout\n"
-            "  --out FILE.h5         per-token times and memory samples, written atomically\n");
+            "  --out FILE.h5         per-token times and memory samples, written atomically;\n"
+            "                        FILE.h5.lock keeps a second run off it; Ctrl-C / SIGTERM save\n"
+            "                        the finished part to FILE.h5.resume and exit 130 / 143\n"
+            "  --resume              continue from FILE.h5.resume\n");
+}
+
+static int lat_option(const char *f, const char *v, void *user) {
+    lat_args *a = user;
+    if (!strcmp(f, "--policy")) a->policy = v;
+    else if (!strcmp(f, "--tokens")) return cli_parse_int(f, v, 1, (int64_t)1 << 32, &a->tokens);
+    else if (!strcmp(f, "--warmup")) {
+        a->warmup_set = true;
+        return cli_parse_int(f, v, 0, (int64_t)1 << 32, &a->warmup);
+    } else if (!strcmp(f, "--sample-every")) return cli_parse_int(f, v, 1, (int64_t)1 << 32, &a->sample_every);
+    else if (!strcmp(f, "--seed")) return cli_parse_int(f, v, 0, INT64_MAX, &a->seed);
+    else if (!strcmp(f, "--recompute")) {
+        if (!strcmp(v, "batched")) a->recompute = RECOMPUTE_BATCHED;
+        else if (!strcmp(v, "decode")) a->recompute = RECOMPUTE_DECODE;
+        else return sb_usage_error("--recompute: '%s' is not batched or decode", v);
+    } else return CLI_OPT_UNKNOWN;
+    return SB_OK;
 }
 
 static int lat_parse_args(int argc, char **argv, lat_args *a) {
     memset(a, 0, sizeof *a);
     a->sample_every = 64;
     a->seed = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int rc = SB_OK;
-        if (!strcmp(f, "--json")) {
-            a->json = true;
-            continue;
-        }
-        if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
-            lat_usage(stdout);
-            exit(0);
-        }
-        if (strncmp(f, "--", 2) != 0) return sb_usage_error("unexpected argument '%s'", f);
-        if (!v) return sb_usage_error("%s needs a value", f);
-        i++;
-        if (!strcmp(f, "--model")) a->model_dir = v;
-        else if (!strcmp(f, "--policy")) a->policy = v;
-        else if (!strcmp(f, "--out")) a->out = v;
-        else if (!strcmp(f, "--data")) a->data = v;
-        else if (!strcmp(f, "--tokens")) rc = cli_parse_int(f, v, 1, (int64_t)1 << 32, &a->tokens);
-        else if (!strcmp(f, "--warmup")) {
-            rc = cli_parse_int(f, v, 0, (int64_t)1 << 32, &a->warmup);
-            a->warmup_set = true;
-        } else if (!strcmp(f, "--sample-every")) rc = cli_parse_int(f, v, 1, (int64_t)1 << 32, &a->sample_every);
-        else if (!strcmp(f, "--threads")) rc = cli_parse_int(f, v, 1, 4096, &a->threads);
-        else if (!strcmp(f, "--seed")) rc = cli_parse_int(f, v, 0, INT64_MAX, &a->seed);
-        else if (!strcmp(f, "--recompute")) {
-            if (!strcmp(v, "batched")) a->recompute = RECOMPUTE_BATCHED;
-            else if (!strcmp(v, "decode")) a->recompute = RECOMPUTE_DECODE;
-            else return sb_usage_error("--recompute: '%s' is not batched or decode", v);
-        } else return sb_usage_error("unknown option '%s' (see sinkbench latency --help)", f);
-        if (rc) return rc;
-    }
-    if (!a->model_dir) return sb_usage_error("--model DIR is required");
+    int rc = cli_opts_parse(argc, argv, CMD, lat_usage, &a->c, lat_option, a);
+    if (rc) return rc;
     if (!a->policy) return sb_usage_error("--policy SPEC is required");
     if (!a->tokens) return sb_usage_error("--tokens N is required");
+    if (a->c.resume && !a->c.out) return sb_usage_error("--resume needs --out FILE.h5 (its state is FILE.h5.resume)");
     return SB_OK;
 }
 
@@ -128,7 +125,7 @@ static int64_t default_warmup(const lat_args *a, const sb_policy_spec *p) {
 /* The stream: ids from --data, else pseudo-random in [0, vocab). */
 static int lat_tokens(const lat_args *a, const sb_model_config *c, int64_t need, int32_t **ids) {
     *ids = NULL;
-    if (!a->data) {
+    if (!a->c.data) {
         size_t bytes;
         if (!sb_mul_size((size_t)need, sizeof(int32_t), &bytes) || !(*ids = malloc(bytes)))
             return sb_error("cannot allocate %" PRId64 " token ids", need);
@@ -138,23 +135,12 @@ static int lat_tokens(const lat_args *a, const sb_model_config *c, int64_t need,
         return SB_OK;
     }
     int64_t n = 0;
-    int rc;
-    size_t len = strlen(a->data);
-    if (len >= 4 && !strcmp(a->data + len - 4, ".txt")) {
-        char tok_path[4096];
-        snprintf(tok_path, sizeof tok_path, "%s/tokenizer.json", a->model_dir);
-        sb_tokenizer *tok;
-        if ((rc = sb_tokenizer_load(&tok, tok_path))) return rc;
-        rc = sb_tokens_load_text(a->data, tok, c->vocab_size, need, ids, &n);
-        sb_tokenizer_free(tok);
-    } else {
-        rc = sb_tokens_load(a->data, c->vocab_size, need, ids, &n);
-    }
+    int rc = cli_load_stream(a->c.model_dir, a->c.data, c->vocab_size, need, ids, &n, NULL);
     if (rc) return rc;
     if (n < need) {
         free(*ids);
         *ids = NULL;
-        return sb_error("%s: the run needs %" PRId64 " tokens, the file has %" PRId64, a->data, need, n);
+        return sb_error("%s: the run needs %" PRId64 " tokens, the file has %" PRId64, a->c.data, need, n);
     }
     return SB_OK;
 }
@@ -207,16 +193,22 @@ static int64_t kv_bytes_per_token(const sb_model_config *c) {
     return 2 * (int64_t)c->n_layers * c->n_kv_heads * c->head_dim * (int64_t)sizeof(float);
 }
 
+/* Steps [*done, total) are timed; steps before *done (a resume) are replayed untimed to
+ * rebuild the cache. A caught signal stops before the next step, *done = steps finished. */
 static int run_decoder(const sb_model *m, const sb_policy_spec *p, const int32_t *ids, int64_t total,
-                       int64_t sample_every, double *step_ms, mem_samples *ms, lat_result *r) {
+                       int64_t sample_every, double *step_ms, mem_samples *ms, lat_result *r, int64_t *done) {
     sb_decoder *d;
     /* dense gets no capacity hint: its cache then grows the way a deployed one would */
     int rc = sb_decoder_new(&d, m, p, p->kind == SB_POLICY_DENSE ? 0 : total);
     if (rc) return rc;
     const int64_t per_token = kv_bytes_per_token(&m->cfg);
     float *logits = malloc_check((size_t)m->cfg.vocab_size * sizeof(float));
-    samples_push(ms, 0, sb_decoder_cache_len(d) * per_token);
-    for (int64_t i = 0; i < total && !rc; i++) {
+    int64_t start = *done;
+    if (start == 0) samples_push(ms, 0, sb_decoder_cache_len(d) * per_token);
+    for (int64_t i = 0; i < start && !rc; i++) rc = sb_decoder_step(d, ids[i], logits);
+    for (int64_t i = start; i < total && !rc; i++) {
+        if (sb_signal_poll()) break;
+        *done = i + 1;
         double t0 = sb_now();
         rc = sb_decoder_step(d, ids[i], logits);
         step_ms[i] = 1e3 * (sb_now() - t0);
@@ -231,16 +223,20 @@ static int run_decoder(const sb_model *m, const sb_policy_spec *p, const int32_t
 }
 
 /* recompute:W, batched: step i predicts from a fresh dense pass over ids[i..i+W). */
+/* Each step is a fresh pass: a resume just starts at *done. */
 static int run_recompute_batched(const sb_model *m, int64_t W, const int32_t *ids, int64_t total,
-                                 int64_t sample_every, double *step_ms, mem_samples *ms, lat_result *r) {
+                                 int64_t sample_every, double *step_ms, mem_samples *ms, lat_result *r,
+                                 int64_t *done) {
     int T_max = (int)(W < RECOMPUTE_CHUNK ? W : RECOMPUTE_CHUNK);
     sb_chunk_state s;
     int rc = sb_chunk_state_init(&s, m, 0, SB_FORWARD_W_ALL, T_max, sb_chunk_band_rows(0, SB_FORWARD_W_ALL, T_max, W));
     if (rc) return rc;
     /* the part of the state that plays the cache: keys and values of the W window tokens */
     int64_t kv = W * kv_bytes_per_token(&m->cfg);
-    samples_push(ms, 0, kv);
-    for (int64_t i = 0; i < total && !rc; i++) {
+    if (*done == 0) samples_push(ms, 0, kv);
+    for (int64_t i = *done; i < total && !rc; i++) {
+        if (sb_signal_poll()) break;
+        *done = i + 1;
         double t0 = sb_now();
         sb_chunk_state_reset(&s);
         for (int64_t pos0 = 0; pos0 < W && !rc; pos0 += T_max) {
@@ -286,9 +282,9 @@ static int lat_write_h5(sb_h5 *f, const lat_args *a, const lat_result *r, const 
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "command", "sinkbench latency");
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "policy", r->policy.spec);
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "recompute", recompute_name(a, &r->policy));
-    rc = rc ? rc : sb_h5_attr_str(f, NULL, "model", a->model_dir);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "model", a->c.model_dir);
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "model_sha256", r->model_hash);
-    rc = rc ? rc : sb_h5_attr_str(f, NULL, "data", a->data ? a->data : "pseudo-random ids");
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "data", a->c.data ? a->c.data : "pseudo-random ids");
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "seed", a->seed);
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "tokens", r->tokens);
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "warmup", r->warmup);
@@ -330,61 +326,148 @@ static int lat_print_json(const lat_args *a, const lat_result *r) {
     cJSON_AddNumberToObject(o, "threads", r->threads);
     cJSON_AddNumberToObject(o, "load_s", r->load_s);
     cJSON_AddNumberToObject(o, "wall_s", r->wall_s);
-    cJSON_AddStringToObject(o, "model", a->model_dir);
+    cJSON_AddStringToObject(o, "model", a->c.model_dir);
     cJSON_AddStringToObject(o, "model_sha256", r->model_hash);
-    if (a->out) cJSON_AddStringToObject(o, "out", a->out);
+    if (a->c.out) cJSON_AddStringToObject(o, "out", a->c.out);
     sb_provenance_to_json(&r->prov, o);
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (!s) return sb_error("cannot format JSON output");
-    int bad = printf("%s\n", s) < 0 || fflush(stdout) != 0;
-    free(s);
-    return bad ? sb_error("cannot write to stdout") : SB_OK;
+    return cli_print_json(o);
+}
+
+/* Everything the counts and samples depend on; a resume under another hash is refused. */
+static void lat_inputs_hash(const lat_args *a, const lat_result *r, const char *data_hash, uint8_t hash[32]) {
+    sb_resume_hash h;
+    sb_resume_hash_init(&h, CMD);
+    sb_resume_hash_str(&h, "model_sha256", r->model_hash);
+    sb_resume_hash_str(&h, "data_sha256", data_hash);
+    sb_resume_hash_str(&h, "policy", r->policy.spec);
+    sb_resume_hash_str(&h, "recompute", recompute_name(a, &r->policy));
+    sb_resume_hash_i64(&h, "seed", a->seed);
+    sb_resume_hash_i64(&h, "warmup", r->warmup);
+    sb_resume_hash_i64(&h, "tokens", r->tokens);
+    sb_resume_hash_i64(&h, "sample_every", a->sample_every);
+    sb_resume_hash_i64(&h, "threads", r->threads);
+    sb_resume_hash_final(&h, hash);
+}
+
+/* Append bytes at *p; memcpy from a NULL source is undefined even for 0 bytes (no samples). */
+static void put_bytes(char **p, const void *src, size_t bytes) {
+    if (!bytes) return;
+    memcpy(*p, src, bytes);
+    *p += bytes;
+}
+
+/* Payload: int64 done, double step_ms[done], int64 n_samples, then the samples' tokens,
+ * cache bytes and RSS, n_samples each. */
+static int lat_save_state(const char *path, const uint8_t hash[32], const double *step_ms, int64_t done,
+                          const mem_samples *ms) {
+    size_t n = 2 * sizeof(int64_t) + (size_t)done * sizeof(double) + (size_t)ms->n * 3 * sizeof(int64_t);
+    char *buf = malloc(n), *p = buf;
+    if (!buf) return sb_error("%s: out of memory for the resume state", path);
+    put_bytes(&p, &done, sizeof done);
+    put_bytes(&p, step_ms, (size_t)done * sizeof(double));
+    put_bytes(&p, &ms->n, sizeof ms->n);
+    put_bytes(&p, ms->tokens, (size_t)ms->n * sizeof(int64_t));
+    put_bytes(&p, ms->cache_bytes, (size_t)ms->n * sizeof(int64_t));
+    put_bytes(&p, ms->rss_mb, (size_t)ms->n * sizeof(double));
+    int rc = sb_resume_save(path, CMD, hash, buf, n);
+    free(buf);
+    return rc;
+}
+
+static int lat_load_state(const char *path, const uint8_t hash[32], double *step_ms, int64_t steps, int64_t *done,
+                          mem_samples *ms) {
+    *done = 0;
+    void *buf;
+    size_t n;
+    int missing;
+    int rc = sb_resume_load(path, CMD, hash, &buf, &n, &missing);
+    if (rc) {
+        if (!missing) return rc;
+        sb_clear_error();
+        fprintf(stderr, "sinkbench latency: no saved state in %s, starting from the beginning\n", path);
+        return SB_OK;
+    }
+    const char *p = buf, *end = p + n;
+    int64_t d = -1, k = -1;
+    if (n >= sizeof d) memcpy(&d, p, sizeof d);
+    p += sizeof d;
+    bool ok = d >= 0 && d <= steps && (size_t)(end - p) >= (size_t)d * sizeof(double) + sizeof k;
+    if (ok) {
+        memcpy(step_ms, p, (size_t)d * sizeof(double));
+        p += (size_t)d * sizeof(double);
+        memcpy(&k, p, sizeof k);
+        p += sizeof k;
+        /* samples: one at 0, one per sample_every and the last: never more than steps + 1 */
+        ok = k >= 0 && k <= steps + 1 && (size_t)(end - p) == (size_t)k * 3 * sizeof(int64_t);
+    }
+    if (!ok) {
+        free(buf);
+        return sb_error("%s: resume state does not match this run (%" PRId64 " steps)", path, steps);
+    }
+    for (int64_t i = 0; i < k; i++) {
+        int64_t t, c;
+        double rss;
+        memcpy(&t, p + i * sizeof t, sizeof t);
+        memcpy(&c, p + (k + i) * sizeof c, sizeof c);
+        memcpy(&rss, p + (2 * k + i) * sizeof rss, sizeof rss);
+        samples_push(ms, t, c);
+        ms->rss_mb[ms->n - 1] = rss;
+    }
+    free(buf);
+    *done = d;
+    return SB_OK;
 }
 
 int cmd_latency(int argc, char **argv) {
+    sb_signals_install();
     lat_args a;
     int rc = lat_parse_args(argc, argv, &a);
     if (rc) {
         if (rc == SB_ERR_USAGE && argc <= 1) lat_usage(stderr);
         return cli_fail(CMD, rc);
     }
-    if (a.threads > 0) {
-        openblas_set_num_threads((int)a.threads);
-        omp_set_num_threads((int)a.threads);
-    }
+    cli_set_threads(a.c.threads);
     lat_result r;
     memset(&r, 0, sizeof r);
 
-    struct stat st;
-    if (stat(a.model_dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return sb_error("%s: no such model directory", a.model_dir), cli_fail(CMD, SB_ERR);
     sb_model_config cfg;
-    char cfg_path[4096];
-    if (snprintf(cfg_path, sizeof cfg_path, "%s/config.json", a.model_dir) >= (int)sizeof cfg_path)
-        return sb_usage_error("--model: path too long"), cli_fail(CMD, SB_ERR_USAGE);
-    if ((rc = sb_hfconfig_load(&cfg, cfg_path))) return cli_fail(CMD, rc);
-    if ((rc = sb_policy_parse(a.policy, &r.policy))) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", sb_last_error());
-        return sb_usage_error("--policy: %s", msg), cli_fail(CMD, SB_ERR_USAGE);
-    }
-    if ((rc = sb_policy_check_model(&r.policy, &cfg))) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", sb_last_error());
-        return sb_error("--policy %s: %s", a.policy, msg), cli_fail(CMD, rc);
-    }
+    if ((rc = cli_load_model_config(a.c.model_dir, &cfg))) return cli_fail(CMD, rc);
+    if ((rc = cli_parse_policy(a.policy, &cfg, &r.policy))) return cli_fail(CMD, rc);
     r.warmup = a.warmup_set ? a.warmup : default_warmup(&a, &r.policy);
     r.tokens = a.tokens;
     int64_t steps = r.warmup + r.tokens;
     /* a batched recompute step reads its whole window from the stream */
     int64_t need = steps + (batched_recompute(&a, &r.policy) ? r.policy.window - 1 : 0);
 
+    size_t n_params = sb_model_param_count(&cfg);
+    uint64_t run_bytes;
+    if (batched_recompute(&a, &r.policy)) {
+        int T = (int)(r.policy.window < RECOMPUTE_CHUNK ? r.policy.window : RECOMPUTE_CHUNK);
+        run_bytes = sb_chunk_state_bytes(&cfg, 0, SB_FORWARD_W_ALL, T,
+                                         sb_chunk_band_rows(0, SB_FORWARD_W_ALL, T, r.policy.window));
+        if (!run_bytes) run_bytes = UINT64_MAX;
+    } else {
+        run_bytes = sb_decoder_memory_bytes(&cfg, &r.policy, steps);
+    }
+    sb_mem_part parts[3] = {
+        {"weights", n_params > UINT64_MAX / sizeof(float) ? UINT64_MAX : (uint64_t)n_params * sizeof(float)},
+        {batched_recompute(&a, &r.policy) ? "recompute pass (KV, activations, logits)" : "decoder (KV cache, logits)",
+         run_bytes},
+        {"token ids and step times", (uint64_t)need * sizeof(int32_t) + (uint64_t)steps * sizeof(double)},
+    };
+    char what[128];
+    snprintf(what, sizeof what, "policy %s over %" PRId64 " tokens", r.policy.spec, steps);
+    if ((rc = sb_mem_check(what, parts, 3, a.c.max_memory))) return cli_fail(CMD, rc);
+
     int32_t *ids = NULL;
     if ((rc = lat_tokens(&a, &cfg, need, &ids))) return cli_fail(CMD, rc);
 
+    sb_lock *lock = NULL;
     sb_h5 *out = NULL;
-    if (a.out && (rc = sb_h5_create(&out, a.out))) {
+    char state_path[4096] = "";
+    if (a.c.out && ((rc = sb_resume_path(state_path, sizeof state_path, a.c.out)) ||
+                    (rc = sb_lock_acquire(&lock, a.c.out)) || (rc = sb_h5_create(&out, a.c.out)))) {
+        sb_lock_release(lock);
         free(ids);
         return cli_fail(CMD, rc);
     }
@@ -392,27 +475,58 @@ int cmd_latency(int argc, char **argv) {
     mem_samples ms = {0};
     sb_model model;
     memset(&model, 0, sizeof model);
+    char data_hash[65] = "pseudo-random";
+    uint8_t hash[32];
+    int64_t done = 0;
     if (!step_ms) {
         rc = sb_error("cannot allocate %" PRId64 " step times", steps);
         goto done;
     }
     double t_load = sb_now();
-    if ((rc = sb_model_load(&model, a.model_dir))) goto done;
+    if ((rc = sb_model_load(&model, a.c.model_dir))) goto done;
     r.load_s = sb_now() - t_load;
     r.weights_mb = (double)model.n_params * sizeof(float) / (1024.0 * 1024.0);
-    r.threads = a.threads > 0 ? (int)a.threads : openblas_get_num_threads();
+    r.threads = cli_set_threads(a.c.threads);
+    if (a.c.data) {
+        uint8_t dig[32];
+        if ((rc = sb_sha256_file(a.c.data, dig))) goto done;
+        sb_sha256_hex(dig, data_hash);
+    }
+    if (a.c.resume) {
+        /* the model hash reads every weight: only a resume needs it before timing */
+        if ((rc = sb_provenance_hash_model(a.c.model_dir, r.model_hash))) goto done;
+        lat_inputs_hash(&a, &r, data_hash, hash);
+        if ((rc = lat_load_state(state_path, hash, step_ms, steps, &done, &ms))) goto done;
+    }
 
     double t0 = sb_now();
-    if (batched_recompute(&a, &r.policy))
-        rc = run_recompute_batched(&model, r.policy.window, ids, steps, a.sample_every, step_ms, &ms, &r);
-    else
-        rc = run_decoder(&model, &r.policy, ids, steps, a.sample_every, step_ms, &ms, &r);
+    if (!sb_signal_caught()) {
+        if (batched_recompute(&a, &r.policy))
+            rc = run_recompute_batched(&model, r.policy.window, ids, steps, a.sample_every, step_ms, &ms, &r, &done);
+        else
+            rc = run_decoder(&model, &r.policy, ids, steps, a.sample_every, step_ms, &ms, &r, &done);
+    }
     r.wall_s = sb_now() - t0;
     if (rc) goto done;
+    if (sb_signal_caught()) {
+        if (!a.c.out) {
+            fprintf(stderr, "sinkbench latency: interrupted after %" PRId64 " of %" PRId64
+                            " tokens; nothing saved (only runs with --out can resume)\n", done, steps);
+        } else {
+            if (!r.model_hash[0] && (rc = sb_provenance_hash_model(a.c.model_dir, r.model_hash))) goto done;
+            lat_inputs_hash(&a, &r, data_hash, hash);
+            if ((rc = lat_save_state(state_path, hash, step_ms, done, &ms))) goto done;
+            fprintf(stderr, "sinkbench latency: interrupted after %" PRId64 " of %" PRId64 " tokens, saved to %s\n",
+                    done, steps, state_path);
+            sb_signal_print_resume(stderr, argc, argv);
+        }
+        rc = -1; /* exit with the signal's status below */
+        goto done;
+    }
     r.peak_rss_mb = sb_peak_rss_mb();
     lat_stats(&r, step_ms + r.warmup, r.tokens);
     /* hashing reads every weight: done after timing so it cannot disturb it */
-    if ((rc = sb_provenance_hash_model(a.model_dir, r.model_hash))) goto done;
+    if (!r.model_hash[0] && (rc = sb_provenance_hash_model(a.c.model_dir, r.model_hash))) goto done;
     sb_provenance_collect(&r.prov);
 
     if (out) {
@@ -420,8 +534,9 @@ int cmd_latency(int argc, char **argv) {
         rc = sb_h5_commit(out);
         out = NULL;
         if (rc) goto done;
+        unlink(state_path);
     }
-    if (a.json) rc = lat_print_json(&a, &r);
+    if (a.c.json) rc = lat_print_json(&a, &r);
     else {
         printf("policy %s%s%s: %" PRId64 " timed tokens after %" PRId64 " warmup, cache %" PRId64 " tokens (keys+values %.2f MiB)\n",
                r.policy.spec, r.policy.kind == SB_POLICY_RECOMPUTE ? ", recompute " : "",
@@ -435,9 +550,11 @@ int cmd_latency(int argc, char **argv) {
 
 done:
     sb_h5_abort(out);
+    sb_lock_release(lock);
     sb_model_free(&model);
     samples_free(&ms);
     free(step_ms);
     free(ids);
+    if (rc == -1) return sb_signal_exit_status();
     return rc ? cli_fail(CMD, rc) : 0;
 }

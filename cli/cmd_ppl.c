@@ -2,19 +2,23 @@
  *
  * Everything that can be wrong with the input is checked before the evaluation starts
  * (config, policy against the model, token ids, memory, output path), so a long run never
- * fails at the end for a reason that was knowable at the start. */
+ * fails at the end for a reason that was knowable at the start.
+ *
+ * Ctrl-C / SIGTERM stop the evaluation after the current chunk; with --out the per-token
+ * NLL done so far is saved to FILE.h5.resume (with a hash of every input), and --resume
+ * replays the finished tokens through the forward without the head, then continues: the
+ * result is bit-identical to an uninterrupted run. */
 #include <cJSON.h>
-#include <cblas.h>
 #include <inttypes.h>
 #include <math.h>
-#include <omp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_opts.h"
 #include "datasets/sha256.h"
 #include "datasets/tokens.h"
 #include "engine/common.h"
@@ -23,20 +27,21 @@
 #include "engine/policy.h"
 #include "engine/stream_eval.h"
 #include "eval/h5.h"
+#include "eval/lock.h"
+#include "eval/memcheck.h"
 #include "eval/progress.h"
 #include "eval/provenance.h"
-#include "tokenizer/tokenizer.h"
+#include "eval/resume_state.h"
+#include "eval/signals.h"
 
 #define CMD "ppl"
 
 typedef struct {
-    const char *model_dir, *data, *policy, *out;
+    cli_common_opts c;       /* --model --data --out --threads --max-memory --json --resume */
+    const char *policy;
     sb_eval_mode mode;
     int64_t tokens;          /* 0 = all */
-    int64_t threads;         /* 0 = library default */
     int64_t chunk;           /* 0 = engine default */
-    uint64_t max_memory;     /* 0 = MemAvailable */
-    bool json;
 } ppl_args;
 
 static void ppl_usage(FILE *f) {
@@ -51,78 +56,46 @@ static void ppl_usage(FILE *f) {
             "  --threads N         BLAS/OpenMP threads\n"
             "  --max-memory SIZE   refuse runs needing more (default: MemAvailable), e.g. 512M\n"
             "  --json              one JSON object on stdout\n"
-            "  --out FILE.h5       per-token NLL with the run's configuration, written atomically\n");
+            "  --out FILE.h5       per-token NLL with the run's configuration, written atomically;\n"
+            "                      FILE.h5.lock keeps a second run off it; Ctrl-C / SIGTERM save\n"
+            "                      the finished part to FILE.h5.resume and exit 130 / 143\n"
+            "  --resume            continue from FILE.h5.resume (bit-identical to an unbroken run)\n");
+}
+
+static int ppl_option(const char *f, const char *v, void *user) {
+    ppl_args *a = user;
+    if (!strcmp(f, "--policy")) a->policy = v;
+    else if (!strcmp(f, "--mode")) {
+        if (!strcmp(v, "exact")) a->mode = SB_MODE_EXACT;
+        else if (!strcmp(v, "decode")) a->mode = SB_MODE_DECODE;
+        else return sb_usage_error("--mode: '%s' is not exact or decode", v);
+    } else if (!strcmp(f, "--tokens")) return cli_parse_int(f, v, 2, INT64_MAX, &a->tokens);
+    else if (!strcmp(f, "--chunk")) return cli_parse_int(f, v, 1, SB_POLICY_MAX_LEN, &a->chunk);
+    else return CLI_OPT_UNKNOWN;
+    return SB_OK;
 }
 
 static int ppl_parse_args(int argc, char **argv, ppl_args *a) {
     memset(a, 0, sizeof *a);
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int rc = SB_OK;
-        if (!strcmp(f, "--json")) {
-            a->json = true;
-            continue;
-        }
-        if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
-            ppl_usage(stdout);
-            exit(0);
-        }
-        if (strncmp(f, "--", 2) != 0) return sb_usage_error("unexpected argument '%s'", f);
-        if (!v) return sb_usage_error("%s needs a value", f);
-        i++;
-        if (!strcmp(f, "--model")) a->model_dir = v;
-        else if (!strcmp(f, "--data")) a->data = v;
-        else if (!strcmp(f, "--policy")) a->policy = v;
-        else if (!strcmp(f, "--out")) a->out = v;
-        else if (!strcmp(f, "--mode")) {
-            if (!strcmp(v, "exact")) a->mode = SB_MODE_EXACT;
-            else if (!strcmp(v, "decode")) a->mode = SB_MODE_DECODE;
-            else return sb_usage_error("--mode: '%s' is not exact or decode", v);
-        } else if (!strcmp(f, "--tokens")) rc = cli_parse_int(f, v, 2, INT64_MAX, &a->tokens);
-        else if (!strcmp(f, "--threads")) rc = cli_parse_int(f, v, 1, 4096, &a->threads);
-        else if (!strcmp(f, "--chunk")) rc = cli_parse_int(f, v, 1, SB_POLICY_MAX_LEN, &a->chunk);
-        else if (!strcmp(f, "--max-memory")) {
-            rc = cli_parse_bytes(f, v, &a->max_memory);
-            if (!rc && a->max_memory == 0) rc = sb_usage_error("--max-memory must be positive");
-        } else return sb_usage_error("unknown option '%s' (see sinkbench ppl --help)", f);
-        if (rc) return rc;
-    }
-    if (!a->model_dir) return sb_usage_error("--model DIR is required");
-    if (!a->data) return sb_usage_error("--data FILE is required");
+    int rc = cli_opts_parse(argc, argv, CMD, ppl_usage, &a->c, ppl_option, a);
+    if (rc) return rc;
+    if (!a->c.data) return sb_usage_error("--data FILE is required");
+    if (a->c.resume && !a->c.out) return sb_usage_error("--resume needs --out FILE.h5 (its state is FILE.h5.resume)");
     return SB_OK;
-}
-
-static bool ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && !strcmp(s + n - k, suffix);
-}
-
-/* MemAvailable from /proc/meminfo in bytes; 0 if unknown (then no limit is applied). */
-static uint64_t mem_available(void) {
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (!f) return 0;
-    char line[256];
-    uint64_t kb = 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %" SCNu64 " kB", &kb) == 1) break;
-    fclose(f);
-    return kb * 1024;
-}
-
-static void fmt_bytes(char *buf, size_t cap, uint64_t b) {
-    if (b >= (1ull << 30)) snprintf(buf, cap, "%.2f GiB", (double)b / (1ull << 30));
-    else snprintf(buf, cap, "%.1f MiB", (double)b / (1ull << 20));
 }
 
 typedef struct {
     sb_progress bar;
+    int64_t done;            /* predictions finished at the last report */
 } ppl_progress_ctx;
 
+/* Called after every chunk: a caught SIGINT/SIGTERM stops the evaluation here, with
+ * nll[0, done) complete, so that part can be saved for --resume. */
 static int ppl_progress(const sb_eval_progress *p, void *user) {
     ppl_progress_ctx *c = user;
+    c->done = p->done;
     sb_progress_update(&c->bar, p->done, p->sum_nll);
-    return 0;
+    return sb_signal_poll() != 0;
 }
 
 /* Everything the run produced, for JSON, the summary and the h5 attributes. */
@@ -161,18 +134,13 @@ static int ppl_print_json(const ppl_args *a, const ppl_result *r) {
     cJSON_AddNumberToObject(o, "memory_estimate_bytes", (double)r->mem_needed);
     cJSON_AddNumberToObject(o, "threads", r->threads);
     cJSON_AddNumberToObject(o, "chunk", (double)(a->chunk ? a->chunk : SB_EVAL_DEFAULT_CHUNK));
-    cJSON_AddStringToObject(o, "model", a->model_dir);
+    cJSON_AddStringToObject(o, "model", a->c.model_dir);
     cJSON_AddStringToObject(o, "model_sha256", r->model_hash);
-    cJSON_AddStringToObject(o, "data", a->data);
+    cJSON_AddStringToObject(o, "data", a->c.data);
     cJSON_AddStringToObject(o, "data_sha256", r->data_hash);
-    if (a->out) cJSON_AddStringToObject(o, "out", a->out);
+    if (a->c.out) cJSON_AddStringToObject(o, "out", a->c.out);
     sb_provenance_to_json(&r->prov, o);
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (!s) return sb_error("cannot format JSON output");
-    int bad = printf("%s\n", s) < 0 || fflush(stdout) != 0;
-    free(s);
-    return bad ? sb_error("cannot write to stdout") : SB_OK;
+    return cli_print_json(o);
 }
 
 static void ppl_print_summary(const ppl_args *a, const ppl_result *r) {
@@ -190,9 +158,9 @@ static int ppl_write_h5(sb_h5 *f, const ppl_args *a, const ppl_result *r, const 
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "command", "sinkbench ppl");
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "policy", r->policy.spec);
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "mode", mode_name(a->mode));
-    rc = rc ? rc : sb_h5_attr_str(f, NULL, "model", a->model_dir);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "model", a->c.model_dir);
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "model_sha256", r->model_hash);
-    rc = rc ? rc : sb_h5_attr_str(f, NULL, "data", a->data);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "data", a->c.data);
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "data_sha256", r->data_hash);
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "tokens", r->n_tokens);
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "tokens_scored", r->scored);
@@ -208,163 +176,195 @@ static int ppl_write_h5(sb_h5 *f, const ppl_args *a, const ppl_result *r, const 
     return rc;
 }
 
-/* Load the stream; .txt goes through the model's tokenizer. bytes_scored gets the UTF-8
- * bytes of the predicted tokens (x_1..x_{n-1}) for text input, 0 otherwise. */
-static int ppl_load_tokens(const ppl_args *a, int32_t vocab, int32_t **ids, int64_t *n, uint64_t *bytes_scored) {
-    *bytes_scored = 0;
-    if (!ends_with(a->data, ".txt")) return sb_tokens_load(a->data, vocab, a->tokens, ids, n);
-    char tok_path[4096];
-    snprintf(tok_path, sizeof tok_path, "%s/tokenizer.json", a->model_dir);
-    FILE *probe = fopen(tok_path, "rb");
-    if (!probe)
-        return sb_error("%s: text input needs the model's tokenizer, but %s does not exist "
-                        "(use a .tok/.ids file, or add a tokenizer.json)", a->data, tok_path);
-    fclose(probe);
-    sb_tokenizer *tok;
-    int rc = sb_tokenizer_load(&tok, tok_path);
-    if (rc) return rc;
-    rc = sb_tokens_load_text(a->data, tok, vocab, a->tokens, ids, n);
-    if (!rc)
-        for (int64_t i = 1; i < *n; i++) {
-            size_t len = 0;
-            if (sb_tokenizer_token_bytes(tok, (*ids)[i], &len)) *bytes_scored += len;
-        }
-    sb_tokenizer_free(tok);
+/* Everything the result depends on: a resume under another hash would not continue the
+ * interrupted run. Threads are in because BLAS reductions may split differently. */
+static void ppl_inputs_hash(const ppl_args *a, const ppl_result *r, uint8_t hash[32]) {
+    sb_resume_hash h;
+    sb_resume_hash_init(&h, CMD);
+    sb_resume_hash_str(&h, "model_sha256", r->model_hash);
+    sb_resume_hash_str(&h, "data_sha256", r->data_hash);
+    sb_resume_hash_str(&h, "policy", r->policy.spec);
+    sb_resume_hash_str(&h, "mode", mode_name(a->mode));
+    sb_resume_hash_i64(&h, "tokens", r->n_tokens);
+    sb_resume_hash_i64(&h, "chunk", a->chunk ? a->chunk : SB_EVAL_DEFAULT_CHUNK);
+    sb_resume_hash_i64(&h, "threads", r->threads);
+    sb_resume_hash_final(&h, hash);
+}
+
+/* Resume payload: int64 done, then float nll[done]. */
+static int ppl_save_state(const char *path, const uint8_t hash[32], const float *nll, int64_t done) {
+    size_t n = sizeof(int64_t) + (size_t)done * sizeof(float);
+    char *buf = malloc(n);
+    if (!buf) return sb_error("%s: out of memory for the resume state", path);
+    memcpy(buf, &done, sizeof done);
+    if (done) memcpy(buf + sizeof done, nll, (size_t)done * sizeof(float));
+    int rc = sb_resume_save(path, CMD, hash, buf, n);
+    free(buf);
     return rc;
+}
+
+/* Fill nll[0, *done) from a saved state; *done = 0 when there is none. */
+static int ppl_load_state(const char *path, const uint8_t hash[32], float *nll, int64_t scored, int64_t *done) {
+    *done = 0;
+    void *buf;
+    size_t n;
+    int missing;
+    int rc = sb_resume_load(path, CMD, hash, &buf, &n, &missing);
+    if (rc) {
+        if (!missing) return rc;
+        sb_clear_error();
+        fprintf(stderr, "sinkbench ppl: no saved state in %s, starting from the beginning\n", path);
+        return SB_OK;
+    }
+    int64_t d = -1;
+    if (n >= sizeof d) memcpy(&d, buf, sizeof d);
+    if (d < 0 || d > scored || n != sizeof d + (size_t)d * sizeof(float)) {
+        free(buf);
+        return sb_error("%s: resume state does not match this stream (%" PRId64 " predictions)", path, scored);
+    }
+    if (d) memcpy(nll, (char *)buf + sizeof d, (size_t)d * sizeof(float));
+    free(buf);
+    *done = d;
+    return SB_OK;
 }
 
 int cmd_ppl(int argc, char **argv) {
     /* a closed stdout must be an error message and status 1, not death by SIGPIPE */
     signal(SIGPIPE, SIG_IGN);
+    /* from the start: a signal during loading is answered at the first check, after the
+     * output's temp file and lock exist, so both are cleaned up */
+    sb_signals_install();
     ppl_args a;
     int rc = ppl_parse_args(argc, argv, &a);
     if (rc) {
         if (rc == SB_ERR_USAGE && argc <= 1) ppl_usage(stderr);
         return cli_fail(CMD, rc);
     }
-    if (a.threads > 0) {
-        openblas_set_num_threads((int)a.threads);
-        omp_set_num_threads((int)a.threads);
-    }
+    cli_set_threads(a.c.threads);
     double t_start = sb_now();
     ppl_result r;
     memset(&r, 0, sizeof r);
     r.bpb = NAN;
 
-    struct stat st;
-    if (stat(a.model_dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return sb_error("%s: no such model directory", a.model_dir), cli_fail(CMD, SB_ERR);
     sb_model_config cfg;
-    char cfg_path[4096];
-    if (snprintf(cfg_path, sizeof cfg_path, "%s/config.json", a.model_dir) >= (int)sizeof cfg_path)
-        return sb_error("--model: path too long"), cli_fail(CMD, SB_ERR_USAGE);
-    if ((rc = sb_hfconfig_load(&cfg, cfg_path))) return cli_fail(CMD, rc);
-
+    if ((rc = cli_load_model_config(a.c.model_dir, &cfg))) return cli_fail(CMD, rc);
     char default_policy[64];
     if (!a.policy) {
         if (cfg.max_ctx > 4) snprintf(default_policy, sizeof default_policy, "sinks:4:%d", cfg.max_ctx - 4);
         else snprintf(default_policy, sizeof default_policy, "dense");
         a.policy = default_policy;
     }
-    if ((rc = sb_policy_parse(a.policy, &r.policy))) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", sb_last_error());
-        return sb_usage_error("--policy: %s", msg), cli_fail(CMD, SB_ERR_USAGE);
-    }
-    if ((rc = sb_policy_check_model(&r.policy, &cfg))) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", sb_last_error());
-        return sb_error("--policy %s: %s", a.policy, msg), cli_fail(CMD, rc);
-    }
+    if ((rc = cli_parse_policy(a.policy, &cfg, &r.policy))) return cli_fail(CMD, rc);
 
     int32_t *ids = NULL;
     int64_t n = 0;
-    if ((rc = ppl_load_tokens(&a, cfg.vocab_size, &ids, &n, &r.bytes_scored))) return cli_fail(CMD, rc);
+    if ((rc = cli_load_stream(a.c.model_dir, a.c.data, cfg.vocab_size, a.tokens, &ids, &n, &r.bytes_scored)))
+        return cli_fail(CMD, rc);
     if (n < 2) {
         free(ids);
-        return sb_error("%s: needs at least 2 tokens, has %" PRId64, a.data, n), cli_fail(CMD, SB_ERR);
+        return sb_error("%s: needs at least 2 tokens, has %" PRId64, a.c.data, n), cli_fail(CMD, SB_ERR);
     }
     r.n_tokens = n;
     r.scored = n - 1;
 
     sb_eval_opts opts = {.mode = a.mode, .chunk = a.chunk};
-    uint64_t eval_bytes = sb_eval_memory_bytes(&cfg, &r.policy, n, &opts);
-    uint64_t weight_bytes = (uint64_t)sb_model_param_count(&cfg) * sizeof(float);
-    uint64_t io_bytes = (uint64_t)n * (sizeof(int32_t) + sizeof(float));
-    if (eval_bytes == UINT64_MAX || weight_bytes / sizeof(float) != sb_model_param_count(&cfg) ||
-        __builtin_add_overflow(eval_bytes, weight_bytes, &r.mem_needed) ||
-        __builtin_add_overflow(r.mem_needed, io_bytes, &r.mem_needed))
-        r.mem_needed = UINT64_MAX;
-    uint64_t limit = a.max_memory ? a.max_memory : mem_available();
-    if (limit && r.mem_needed > limit) {
+    size_t n_params = sb_model_param_count(&cfg);
+    sb_mem_part parts[3] = {
+        {"weights", n_params > UINT64_MAX / sizeof(float) ? UINT64_MAX : (uint64_t)n_params * sizeof(float)},
+        {"evaluation (KV cache, activations, logits)", sb_eval_memory_bytes(&cfg, &r.policy, n, &opts)},
+        {"tokens and NLL", (uint64_t)n * (sizeof(int32_t) + sizeof(float))},
+    };
+    r.mem_needed = sb_mem_total(parts, 3);
+    char what[128];
+    snprintf(what, sizeof what, "policy %s over %" PRId64 " tokens", r.policy.spec, n);
+    if ((rc = sb_mem_check(what, parts, 3, a.c.max_memory))) {
         free(ids);
-        char need[32], have[32];
-        fmt_bytes(need, sizeof need, r.mem_needed);
-        fmt_bytes(have, sizeof have, limit);
-        if (r.mem_needed == UINT64_MAX) snprintf(need, sizeof need, "more than 2^64");
-        return sb_error("policy %s over %" PRId64 " tokens needs %" PRIu64 " bytes (%s: weights %" PRIu64
-                        " + evaluation %" PRIu64 "), more than the %s limit of %" PRIu64 " bytes (%s)",
-                        r.policy.spec, n, r.mem_needed, need, weight_bytes, eval_bytes,
-                        a.max_memory ? "--max-memory" : "available-memory", limit, have),
-               cli_fail(CMD, SB_ERR);
+        return cli_fail(CMD, rc);
     }
 
-    /* Create the output first: an unwritable path fails now, not after the evaluation. */
+    /* Lock and create the output first: a clash or an unwritable path fails now, not after
+     * the evaluation. */
+    sb_lock *lock = NULL;
     sb_h5 *out = NULL;
-    if (a.out && (rc = sb_h5_create(&out, a.out))) {
+    char state_path[4096] = "";
+    if (a.c.out && ((rc = sb_resume_path(state_path, sizeof state_path, a.c.out)) ||
+                    (rc = sb_lock_acquire(&lock, a.c.out)) || (rc = sb_h5_create(&out, a.c.out)))) {
+        sb_lock_release(lock);
         free(ids);
         return cli_fail(CMD, rc);
     }
 
     sb_model model;
     memset(&model, 0, sizeof model);
-    if ((rc = sb_model_load(&model, a.model_dir))) goto fail;
-    if ((rc = sb_provenance_hash_model(a.model_dir, r.model_hash))) goto fail;
-    uint8_t dig[32];
-    if ((rc = sb_sha256_file(a.data, dig))) goto fail;
+    float *nll = NULL;
+    if ((rc = sb_model_load(&model, a.c.model_dir))) goto fail;
+    if ((rc = sb_provenance_hash_model(a.c.model_dir, r.model_hash))) goto fail;
+    uint8_t dig[32], hash[32];
+    if ((rc = sb_sha256_file(a.c.data, dig))) goto fail;
     sb_sha256_hex(dig, r.data_hash);
-    r.threads = a.threads > 0 ? (int)a.threads : openblas_get_num_threads();
+    r.threads = cli_set_threads(a.c.threads);
+    ppl_inputs_hash(&a, &r, hash);
 
-    float *nll = malloc((size_t)r.scored * sizeof *nll);
+    nll = malloc((size_t)r.scored * sizeof *nll);
     if (!nll) {
         rc = sb_error("cannot allocate %" PRId64 " NLL values", r.scored);
         goto fail;
     }
-    ppl_progress_ctx pc;
+    if (a.c.resume && (rc = ppl_load_state(state_path, hash, nll, r.scored, &opts.resume_from))) goto fail;
+    ppl_progress_ctx pc = {.done = opts.resume_from};
     sb_progress_begin(&pc.bar, mode_name(a.mode), r.scored);
     opts.progress = ppl_progress;
     opts.user = &pc;
     double t0 = sb_now();
     r.load_s = t0 - t_start;
-    rc = sb_eval_stream_nll(&model, &r.policy, ids, n, &opts, nll);
+    rc = sb_signal_caught() ? SB_ERR : sb_eval_stream_nll(&model, &r.policy, ids, n, &opts, nll);
     r.wall_s = sb_now() - t0;
     sb_progress_end(&pc.bar);
-    if (rc) {
+    if (sb_signal_caught()) {
+        /* finished or not, a stop that was asked for exits as interrupted */
+        if (!a.c.out) {
+            fprintf(stderr, "sinkbench ppl: interrupted after %" PRId64 " of %" PRId64
+                            " predictions; nothing saved (only runs with --out can resume)\n", pc.done, r.scored);
+        } else if ((rc = ppl_save_state(state_path, hash, nll, pc.done))) {
+            goto fail;
+        } else {
+            fprintf(stderr, "sinkbench ppl: interrupted after %" PRId64 " of %" PRId64 " predictions, saved to %s\n",
+                    pc.done, r.scored, state_path);
+            sb_signal_print_resume(stderr, argc, argv);
+        }
+        sb_h5_abort(out);
+        sb_lock_release(lock);
+        sb_model_free(&model);
         free(nll);
-        goto fail;
+        free(ids);
+        return sb_signal_exit_status();
     }
+    if (rc) goto fail;
     double sum = 0;
     for (int64_t i = 0; i < r.scored; i++) sum += nll[i];
     r.mean_nll = sum / (double)r.scored;
     r.ppl = exp(r.mean_nll);
     if (r.bytes_scored > 0) r.bpb = sum / log(2.0) / (double)r.bytes_scored;
-    r.tokens_per_s = r.wall_s > 0 ? (double)r.scored / r.wall_s : 0;
+    r.tokens_per_s = r.wall_s > 0 ? (double)(r.scored - opts.resume_from) / r.wall_s : 0;
     r.peak_rss_mb = sb_peak_rss_mb();
     sb_provenance_collect(&r.prov); /* after the run: its load average covers the run */
 
     if (out) {
         rc = ppl_write_h5(out, &a, &r, nll);
-        free(nll);
+        if (!rc && opts.resume_from) rc = sb_h5_attr_i64(out, NULL, "resumed_at", opts.resume_from);
         if (rc) goto fail;
         rc = sb_h5_commit(out);
         out = NULL;
         if (rc) goto fail;
-    } else {
-        free(nll);
+        unlink(state_path); /* the result is complete: the partial state is spent */
     }
+    free(nll);
+    nll = NULL;
+    sb_lock_release(lock);
+    lock = NULL;
     sb_model_free(&model);
     free(ids);
-    if (a.json) {
+    if (a.c.json) {
         if ((rc = ppl_print_json(&a, &r))) return cli_fail(CMD, rc);
     } else {
         ppl_print_summary(&a, &r);
@@ -375,7 +375,9 @@ int cmd_ppl(int argc, char **argv) {
 
 fail:
     sb_h5_abort(out);
+    sb_lock_release(lock);
     sb_model_free(&model);
+    free(nll);
     free(ids);
     return cli_fail(CMD, rc);
 }

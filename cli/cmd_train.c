@@ -6,6 +6,8 @@
 
 #include "cli/cli.h"
 #include "engine/common.h"
+#include "eval/lock.h"
+#include "eval/signals.h"
 #include "train/train.h"
 
 static const char train_usage[] =
@@ -19,12 +21,6 @@ static const char train_usage[] =
     "  --threads N     override [run] threads (results are deterministic per thread count)\n"
     "  --quiet         no progress output\n"
     "  --print-config  print the resolved config (defaults filled in) and exit\n";
-
-static volatile int interrupted;
-static void on_signal(int sig) {
-    (void)sig;
-    interrupted = 1;
-}
 
 int cmd_train(int argc, char **argv) {
     const char *config = NULL, *out = NULL;
@@ -73,16 +69,23 @@ int cmd_train(int argc, char **argv) {
         return 0;
     }
     if (!out) return cli_fail("train", sb_usage_error("--out is required"));
-    /* Ctrl-C / SIGTERM: finish the step, checkpoint, exit 1; a second signal kills */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESETHAND;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    opt.interrupt = &interrupted;
+    /* Ctrl-C / SIGTERM: finish the step, checkpoint (train_state.bin, atomically), print how
+     * to resume and exit 130 / 143; a second signal kills */
+    sb_signals_install();
+    opt.interrupt = sb_signal_flag();
+    /* one trainer per output directory: two would overwrite each other's checkpoints */
+    sb_lock *lock;
+    if (sb_lock_acquire(&lock, out)) return cli_fail("train", SB_ERR);
     sb_train_result res;
-    if (sb_train_run(&cfg, out, &opt, &res)) return cli_fail("train", SB_ERR);
+    int rc = sb_train_run(&cfg, out, &opt, &res);
+    sb_lock_release(lock);
+    if (rc && sb_signal_caught()) {
+        /* the trainer's own line says where it stopped (or why saving failed) */
+        cli_fail("train", SB_ERR);
+        if (strstr(sb_last_error(), "checkpoint saved")) sb_signal_print_resume(stderr, argc, argv);
+        return sb_signal_exit_status();
+    }
+    if (rc) return cli_fail("train", SB_ERR);
     if (!opt.quiet)
         fprintf(stderr, "sinkbench train: %lld steps, train loss %.4f, held-out loss %.4f, %.0f tok/s, %.1f s -> %s\n",
                 (long long)res.steps_done, res.last_train_loss, res.last_heldout_loss, res.tokens_per_s,

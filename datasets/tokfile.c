@@ -217,6 +217,7 @@ int sb_tok_writer_close(sb_tok_writer *w) {
         sb_tok_writer_abort(w);
         return rc;
     }
+    sb_fsync_dir(w->path);
     writer_free(w);
     return SB_OK;
 }

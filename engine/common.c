@@ -12,7 +12,10 @@
 static _Thread_local char err_buf[1024];
 
 static void set_error(const char *fmt, va_list ap) {
-    vsnprintf(err_buf, sizeof err_buf, fmt, ap);
+    /* format aside first: callers may pass sb_last_error() itself as an argument */
+    char tmp[sizeof err_buf];
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    memcpy(err_buf, tmp, sizeof err_buf);
     /* one line only: callers may embed file contents in messages */
     for (char *p = err_buf; *p; p++)
         if (*p == '\n' || *p == '\r') *p = ' ';
@@ -84,11 +87,28 @@ int sb_read_file(const char *path, char **data, size_t *size) {
     return SB_OK;
 }
 
+void sb_fsync_dir(const char *path) {
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd); /* best effort: some file systems refuse to fsync a directory */
+        close(fd);
+    }
+}
+
 int sb_write_file_atomic(const char *path, const void *data, size_t size) {
+    /* renaming over a device (--out /dev/full as root) would replace the device node */
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return sb_error("%s: not a regular file, cannot write there", path);
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return sb_error("%s: path too long", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return sb_error("%s: cannot write: %s", path, strerror(errno));
     const char *p = data;
     size_t left = size;
@@ -104,16 +124,19 @@ int sb_write_file_atomic(const char *path, const void *data, size_t size) {
         p += w;
         left -= (size_t)w;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        int e = errno;
+    /* close() must run even when fsync fails, or the descriptor leaks */
+    int e = fsync(fd) != 0 ? errno : 0;
+    if (close(fd) != 0 && !e) e = errno;
+    if (e) {
         unlink(tmp);
         return sb_error("%s: write failed: %s", path, strerror(e));
     }
     if (rename(tmp, path) != 0) {
-        int e = errno;
+        e = errno;
         unlink(tmp);
         return sb_error("%s: cannot rename into place: %s", path, strerror(e));
     }
+    sb_fsync_dir(path); /* the rename itself survives a power cut only once the directory is synced */
     return SB_OK;
 }
 

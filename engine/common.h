@@ -38,8 +38,11 @@ static inline bool sb_add_size(size_t a, size_t b, size_t *out) {
 
 /* Read a whole file into a NUL-terminated buffer. Returns SB_OK or sets an error naming path. */
 int sb_read_file(const char *path, char **data, size_t *size);
-/* Write a whole buffer atomically: path.tmp.<pid>, fsync, rename. */
+/* Write a whole buffer atomically: path.tmp.<pid>, fsync, rename, fsync of the directory.
+ * Refuses an existing path that is not a regular file (a device such as /dev/full). */
 int sb_write_file_atomic(const char *path, const void *data, size_t size);
+/* fsync the directory holding path (after a rename into it); best effort. */
+void sb_fsync_dir(const char *path);
 
 /* Monotonic wall clock in seconds. */
 double sb_now(void);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "engine/common.h"
+#include "engine/hf_rope.h"
 #include "engine/ops.h"
 
 /* Loops over fewer floats than this stay on one thread: waking the team costs more. */
@@ -78,9 +79,9 @@ static void block_pre(sb_block_ws *ws, const sb_model *m, int l, int T) {
     /* a parallel block normalises the MLP input from the same residual stream */
     if (c->parallel_residual && !c->shared_norm)
         norm_forward(ws->xb2, ws->x, w->mlp_norm_w, w->mlp_norm_b, c->norm, c->norm_eps, T, C);
-    matmul_forward(ws->q, ws->xb, w->wq, w->bq, T, C, qd);
-    matmul_forward(ws->k, ws->xb, w->wk, w->bk, T, C, kvd);
-    matmul_forward(ws->v, ws->xb, w->wv, w->bv, T, C, kvd);
+    matmul_weight_forward(ws->q, ws->xb, &w->mat.q, w->bq, T, C, qd);
+    matmul_weight_forward(ws->k, ws->xb, &w->mat.k, w->bk, T, C, kvd);
+    matmul_weight_forward(ws->v, ws->xb, &w->mat.v, w->bv, T, C, kvd);
     if (c->clip_qkv > 0.0f) {
         clamp_forward(ws->q, (size_t)T * qd, c->clip_qkv);
         clamp_forward(ws->k, (size_t)T * kvd, c->clip_qkv);
@@ -93,21 +94,21 @@ static void block_post(sb_block_ws *ws, const sb_model *m, int l, int T) {
     const sb_model_config *c = &m->cfg;
     const sb_layer_weights *w = &m->w.layers[l];
     const int C = c->dim, F = c->ffn_dim, qd = c->n_heads * c->head_dim;
-    matmul_forward_acc(ws->x, ws->att, w->wo, w->bo, T, qd, C);
+    matmul_weight_forward_acc(ws->x, ws->att, &w->mat.o, w->bo, T, qd, C);
     const float *in = ws->xb2;
     if (c->shared_norm)
         in = ws->xb;
     else if (!c->parallel_residual)
         norm_forward(ws->xb2, ws->x, w->mlp_norm_w, w->mlp_norm_b, c->norm, c->norm_eps, T, C);
     if (c->mlp == SB_MLP_SWIGLU) {
-        matmul_forward(ws->hb, in, w->w_gate, w->b_gate, T, C, F);
-        matmul_forward(ws->hb2, in, w->w_up, w->b_up, T, C, F);
+        matmul_weight_forward(ws->hb, in, &w->mat.gate, w->b_gate, T, C, F);
+        matmul_weight_forward(ws->hb2, in, &w->mat.up, w->b_up, T, C, F);
         glu_forward(ws->hb, ws->hb, ws->hb2, (size_t)T * F, c->act);
     } else {
-        matmul_forward(ws->hb, in, w->w_up, w->b_up, T, C, F);
+        matmul_weight_forward(ws->hb, in, &w->mat.up, w->b_up, T, C, F);
         act_forward(ws->hb, ws->hb, (size_t)T * F, c->act);
     }
-    matmul_forward_acc(ws->x, ws->hb, w->w_down, w->b_down, T, F, C);
+    matmul_weight_forward_acc(ws->x, ws->hb, &w->mat.down, w->b_down, T, F, C);
 }
 
 /* Final norm and lm_head for rows [from, T) into ws->logits. */
@@ -117,7 +118,7 @@ static void block_head(sb_block_ws *ws, const sb_model *m, int from, int T) {
     if (n <= 0) return;
     float *xs = ws->xb + (size_t)from * C;
     norm_forward(xs, ws->x + (size_t)from * C, m->w.final_norm_w, m->w.final_norm_b, c->norm, c->norm_eps, n, C);
-    matmul_forward(ws->logits, xs, m->w.lm_head, NULL, n, C, c->vocab_size);
+    matmul_weight_forward(ws->logits, xs, &m->w.head, NULL, n, C, c->vocab_size);
 }
 
 /* ------------------------------------------------------------ exact mode */
@@ -256,7 +257,7 @@ static void chunk_layers(sb_chunk_state *s, const int32_t *tokens, int T, int64_
         float *scratch = s->scratch + (size_t)omp_get_thread_num() * s->scratch_per_thread;
 #pragma omp for schedule(static)
         for (int t = 0; t < T; t++)
-            memcpy(s->ws.x + (size_t)t * C, m->w.tok_embed + (size_t)tokens[t] * C, (size_t)C * sizeof(float));
+            sb_model_embed_row(s->ws.x + (size_t)t * C, m, tokens[t]);
         for (int l = 0; l < c->n_layers; l++) {
             float *sk = s->sink_k + (size_t)l * sinks_rows * kvd, *sv = s->sink_v + (size_t)l * sinks_rows * kvd;
             float *bk = s->band_k + (size_t)l * s->band_cap * kvd, *bv = s->band_v + (size_t)l * s->band_cap * kvd;
@@ -343,9 +344,9 @@ int sb_chunk_forward(sb_chunk_state *s, const int32_t *tokens, int T, int64_t po
     /* sinks see query t at min(t, K+W): a different rotation only once t > K+W */
     const bool split_q = half > 0 && K > 0 && pos0 + T - 1 > K + W;
     if (half > 0) {
-        rope_table_fill(s->cos_b, s->sin_b, pos0, T, c->rotary_dim, c->rope_theta);
+        sb_rope_table_fill(s->cos_b, s->sin_b, pos0, T, c);
         if (split_q) {
-            rope_table_fill(s->cos_s, s->sin_s, K + W, 1, c->rotary_dim, c->rope_theta);
+            sb_rope_table_fill(s->cos_s, s->sin_s, K + W, 1, c);
             for (int t = T - 1; t >= 0; t--) {
                 const float *cs = pos0 + t <= K + W ? s->cos_b + (size_t)t * half : s->cos_s;
                 const float *sn = pos0 + t <= K + W ? s->sin_b + (size_t)t * half : s->sin_s;
@@ -482,10 +483,10 @@ size_t sb_slot_cache_kv_bytes(const sb_slot_cache *c) {
 void sb_forward_token(float *logits, sb_slot_cache *c, const sb_model *m, const sb_kv_state *s, int64_t slot,
                       int32_t token) {
     const sb_model_config *cfg = &m->cfg;
-    const int C = cfg->dim, half = rope_half(cfg);
+    const int half = rope_half(cfg);
     const size_t kvd = c->kvd;
     sb_block_ws *ws = &c->ws;
-    memcpy(ws->x, m->w.tok_embed + (size_t)token * C, (size_t)C * sizeof(float));
+    sb_model_embed_row(ws->x, m, token);
 
     /* the keys this query sees: filled slots within the model's sliding window */
     const int64_t max_dist = cfg->sliding_window > 0 ? (int64_t)cfg->sliding_window - 1 : INT64_MAX;
@@ -498,16 +499,21 @@ void sb_forward_token(float *logits, sb_slot_cache *c, const sb_model *m, const 
     int64_t n_move = min64(c->n_raw, s->n_slots);
     bool any_move = false;
     if (half > 0) {
-        rope_table_fill(cq, sq, s->query_pos, 1, cfg->rotary_dim, cfg->rope_theta);
-        rope_table_fill(ck, sk, s->slot_pos[slot], 1, cfg->rotary_dim, cfg->rope_theta);
+        sb_rope_table_fill(cq, sq, s->query_pos, 1, cfg);
+        sb_rope_table_fill(ck, sk, s->slot_pos[slot], 1, cfg);
         for (int64_t j = 0; j < n_move; j++) {
             if (j == slot || s->slot_token[j] < 0 || c->raw_pos[j] == s->slot_pos[j]) continue;
-            rope_table_fill(c->cos_r + (size_t)(2 + j) * half, c->sin_r + (size_t)(2 + j) * half, s->slot_pos[j], 1,
-                            cfg->rotary_dim, cfg->rope_theta);
+            sb_rope_table_fill(c->cos_r + (size_t)(2 + j) * half, c->sin_r + (size_t)(2 + j) * half, s->slot_pos[j], 1,
+                               cfg);
             any_move = true;
         }
     }
 
+    /* compact weights run their matmuls on OpenMP threads: OpenBLAS's own pool (the small
+     * attention sgemms) would spin against them on the same cores */
+    const bool compact = m->w.layers[0].mat.q.dtype != SB_DTYPE_F32;
+    const int blas_threads = compact ? openblas_get_num_threads() : 1;
+    if (blas_threads != 1) openblas_set_num_threads(1);
     for (int l = 0; l < cfg->n_layers; l++) {
         block_pre(ws, m, l, 1);
         if (slot < c->n_raw) memcpy(c->k_raw[l] + (size_t)slot * kvd, ws->k, kvd * sizeof(float));
@@ -540,4 +546,5 @@ void sb_forward_token(float *logits, sb_slot_cache *c, const sb_model *m, const 
         block_head(ws, m, 0, 1);
         memcpy(logits, ws->logits, (size_t)cfg->vocab_size * sizeof(float));
     }
+    if (blas_threads != 1) openblas_set_num_threads(blas_threads);
 }

@@ -1,10 +1,14 @@
 /* config.json (Hugging Face) <-> sb_model_config.
  *
- * Table-driven: each model family (model_type) has a table mapping its JSON keys to config
- * fields; "llama" and "mistral" are supported now, and others (gpt_neox, falcon, mpt) add a
- * table. Our variants live in an extra object "sinkbench": {...}, which transformers ignores,
- * so a Llama-family model of ours loads in LlamaForCausalLM unchanged. Errors name the file,
- * the field and its value, e.g. "config.json: hidden_act 'relu' is not supported". */
+ * Table-driven: each model family (model_type llama, mistral, gpt_neox, falcon, mpt) has a
+ * table mapping its JSON keys to config fields, defaults as transformers' config classes,
+ * and an extra reader for keys that need more than a copy (fused-attention flags, rope dicts
+ * with rope_scaling linear/dynamic/llama3, old and new spellings such as rope_theta at the
+ * top level or in rope_parameters, torch_dtype or dtype, n_head/n_layer). Our variants live
+ * in an extra object "sinkbench": {...}, which transformers ignores, so a Llama-family model
+ * of ours loads in LlamaForCausalLM unchanged. Errors name the file, the field and its
+ * value, e.g. "config.json: hidden_act 'relu' is not supported". Only llama and mistral are
+ * written; other families serialise as llama with their variants in "sinkbench". */
 #ifndef SB_HFCONFIG_H
 #define SB_HFCONFIG_H
 

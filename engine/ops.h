@@ -23,6 +23,18 @@ void matmul_forward(float *out, const float *in, const float *w, const float *b,
 /* out[T,OC] += in[T,C] . w[OC,C]^T (+ b[OC] when b != NULL). For residual adds without a copy. */
 void matmul_forward_acc(float *out, const float *in, const float *w, const float *b, int T, int C, int OC);
 
+/* The same for a stored weight w [OC,C] (model.h sb_weight): fp32 goes to the two above.
+ * bf16/fp16 stay compact: T < MATMUL_GEMV_MAX_T rows run a fused kernel that converts each
+ * weight row on the fly (AVX2/F16C when the CPU has them) with a fixed summation order per
+ * output; more rows convert the weight in tiles of rows into a per-thread fp32 scratch and
+ * sgemm each tile. Outside a parallel region both split the output rows over OpenMP threads. */
+#define MATMUL_GEMV_MAX_T 4
+void matmul_weight_forward(float *out, const float *in, const sb_weight *w, const float *b, int T, int C, int OC);
+void matmul_weight_forward_acc(float *out, const float *in, const sb_weight *w, const float *b, int T, int C,
+                               int OC);
+/* out[C] = row `row` of w [rows, C] as fp32. */
+void weight_row_f32(float *out, const sb_weight *w, size_t row, int C);
+
 /* ---------------------------------------------------------------- norms */
 
 /* out[T,C] = in / sqrt(mean(in^2) + eps) * w[C]. out may alias in. */

@@ -138,6 +138,8 @@ static int parse_tensor(sb_st_file *f, const cJSON *it, const unsigned char *dat
 
 static int parse_metadata(sb_st_file *f, const cJSON *m) {
     if (!cJSON_IsObject(m)) return sb_error("%s: __metadata__ is not an object", f->path);
+    /* JSON allows the key twice; a second one would index past the first one's arrays */
+    if (f->meta_keys) return sb_error("%s: __metadata__ appears twice", f->path);
     int n = cJSON_GetArraySize(m);
     f->meta_keys = calloc((size_t)n + 1, sizeof(char *));
     f->meta_values = calloc((size_t)n + 1, sizeof(char *));
@@ -391,6 +393,11 @@ static int write_all(int fd, const void *buf, size_t n, const char *path) {
 
 int sb_st_write(const char *path, const sb_st_write_tensor *tensors, int n, sb_dtype dtype,
                 const char *const *meta_keys, const char *const *meta_values, int n_meta) {
+    return sb_st_write_raw(path, tensors, NULL, n, dtype, meta_keys, meta_values, n_meta);
+}
+
+int sb_st_write_raw(const char *path, const sb_st_write_tensor *tensors, const sb_weight *raws, int n, sb_dtype dtype,
+                    const char *const *meta_keys, const char *const *meta_values, int n_meta) {
     static const char *const names[] = {"F32", "F16", "BF16"};
     if ((unsigned)dtype > SB_DTYPE_BF16) return sb_error("%s: unsupported output dtype %d", path, (int)dtype);
     size_t esize = dtype == SB_DTYPE_F32 ? 4 : 2;
@@ -416,7 +423,7 @@ int sb_st_write(const char *path, const sb_st_write_tensor *tensors, int n, sb_d
             cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[d]));
         }
         ok = ok && sb_mul_size(numel, esize, &nbytes) && sb_add_size(off, nbytes, &end) &&
-             (double)end <= ST_MAX_JSON_INT && (numel == 0 || t->data);
+             (double)end <= ST_MAX_JSON_INT && (numel == 0 || t->data || (raws && raws[i].data));
         if (!ok) {
             cJSON_Delete(root);
             return sb_error("%s: tensor '%s' has an invalid shape or no data", path, t->name);
@@ -449,22 +456,40 @@ int sb_st_write(const char *path, const sb_st_write_tensor *tensors, int n, sb_d
     cJSON_free(hdr);
     enum { CHUNK = 1 << 16 };
     unsigned char *buf = malloc_check(CHUNK * 4);
+    float *fbuf = malloc_check(CHUNK * sizeof(float));
     for (int i = 0; i < n && !rc; i++) {
         const sb_st_write_tensor *t = &tensors[i];
         size_t numel = 1;
         for (int d = 0; d < t->ndim; d++) numel *= (size_t)t->shape[d];
+        const sb_weight *r = raws && raws[i].data ? &raws[i] : NULL;
+        const bool raw = r && (unsigned)r->dtype <= SB_DTYPE_BF16;
+        const size_t src_size = raw && r->dtype != SB_DTYPE_F32 ? 2 : 4;
         for (size_t s = 0; s < numel && !rc; s += CHUNK) {
             size_t k = numel - s < CHUNK ? numel - s : CHUNK;
-            if (dtype == SB_DTYPE_F32) memcpy(buf, t->data + s, k * 4);
-            else if (dtype == SB_DTYPE_F16) sb_f32_to_f16_array(buf, t->data + s, k);
-            else sb_f32_to_bf16_array(buf, t->data + s, k);
+            const float *x = raw ? NULL : t->data + s;
+            if (raw && r->dtype == dtype) {
+                rc = write_all(fd, (const unsigned char *)r->data + s * src_size, k * esize, path);
+                continue;
+            }
+            if (raw) { /* through fp32: bf16/fp16 -> fp32 is exact */
+                const unsigned char *p = (const unsigned char *)r->data + s * src_size;
+                if (r->dtype == SB_DTYPE_F32) memcpy(fbuf, p, k * 4);
+                else if (r->dtype == SB_DTYPE_F16) sb_f16_to_f32_array(fbuf, p, k);
+                else sb_bf16_to_f32_array(fbuf, p, k);
+                x = fbuf;
+            }
+            if (dtype == SB_DTYPE_F32) memcpy(buf, x, k * 4);
+            else if (dtype == SB_DTYPE_F16) sb_f32_to_f16_array(buf, x, k);
+            else sb_f32_to_bf16_array(buf, x, k);
             rc = write_all(fd, buf, k * esize, path);
         }
     }
     free(buf);
+    free(fbuf);
     if (!rc && fsync(fd) != 0) rc = sb_error("%s: fsync failed: %s", path, strerror(errno));
     if (close(fd) != 0 && !rc) rc = sb_error("%s: close failed: %s", path, strerror(errno));
     if (!rc && rename(tmp, path) != 0) rc = sb_error("%s: cannot rename into place: %s", path, strerror(errno));
     if (rc) unlink(tmp);
+    else sb_fsync_dir(path);
     return rc;
 }

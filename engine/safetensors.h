@@ -87,5 +87,10 @@ typedef struct {
  * (n_meta key/value string pairs). Atomic: temp file, fsync, rename. */
 int sb_st_write(const char *path, const sb_st_write_tensor *tensors, int n, sb_dtype dtype,
                 const char *const *meta_keys, const char *const *meta_values, int n_meta);
+/* Same, where raw[i].data (when not NULL) replaces tensors[i].data: values of raw[i].dtype at
+ * any alignment, copied as they are when that is the file dtype (a compact model saves
+ * without a detour through fp32). */
+int sb_st_write_raw(const char *path, const sb_st_write_tensor *tensors, const sb_weight *raw, int n, sb_dtype dtype,
+                    const char *const *meta_keys, const char *const *meta_values, int n_meta);
 
 #endif

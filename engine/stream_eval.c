@@ -59,9 +59,10 @@ static int64_t dense_window(const sb_model_config *c) {
     return c->sliding_window > 0 ? (int64_t)c->sliding_window - 1 : SB_FORWARD_W_ALL;
 }
 
-/* K sinks + W recent (dense: 0 + all) over stream[0..N), scoring positions >= first. */
+/* K sinks + W recent (dense: 0 + all) over stream[0..N), scoring positions >= first + skip
+ * (nll indexed from first; skip: already scored by an interrupted run). */
 static int exact_band(const sb_model *m, int64_t K, int64_t W, const int32_t *stream, int64_t N, int64_t first,
-                      int chunk, float *nll, progress_ctx *pc) {
+                      int64_t skip, int chunk, float *nll, progress_ctx *pc) {
     const int V = m->cfg.vocab_size;
     int T_max = (int)min64(chunk, N - 1);
     /* more sinks than tokens: every token is a sink at its true distance (K + W > t), the
@@ -72,7 +73,7 @@ static int exact_band(const sb_model *m, int64_t K, int64_t W, const int32_t *st
     if (rc) return rc;
     for (int64_t pos0 = 0; pos0 < N - 1 && !rc; pos0 += T_max) {
         int T = (int)min64(T_max, N - 1 - pos0);
-        int from = pos0 >= first ? 0 : (int)min64(first - pos0, T);
+        int from = pos0 >= first + skip ? 0 : (int)min64(first + skip - pos0, T);
         rc = sb_chunk_forward(&s, stream + pos0, T, pos0, from);
         if (rc) break;
         if (from < T) {
@@ -88,8 +89,8 @@ static int exact_band(const sb_model *m, int64_t K, int64_t W, const int32_t *st
 /* recompute:W: x_{t+1} is predicted by a fresh dense pass over x_{max(0,t-W+1)}..x_t at
  * positions 0... For t < W those windows are prefixes of one pass; later ones each need
  * their own pass, of which only the last row is scored. */
-static int exact_recompute(const sb_model *m, int64_t W, const int32_t *x, int64_t n, int chunk, float *nll,
-                           progress_ctx *pc) {
+static int exact_recompute(const sb_model *m, int64_t W, const int32_t *x, int64_t n, int64_t skip, int chunk,
+                           float *nll, progress_ctx *pc) {
     const int V = m->cfg.vocab_size;
     int64_t win = min64(W, n - 1);
     int T_max = (int)min64(chunk, win);
@@ -97,15 +98,20 @@ static int exact_recompute(const sb_model *m, int64_t W, const int32_t *x, int64
     int rc = sb_chunk_state_init(&s, m, 0, SB_FORWARD_W_ALL, T_max,
                                  sb_chunk_band_rows(0, SB_FORWARD_W_ALL, T_max, win));
     if (rc) return rc;
-    for (int64_t pos0 = 0; pos0 < win && !rc; pos0 += T_max) {
+    /* a resume past the prefix windows needs none of them */
+    for (int64_t pos0 = 0; pos0 < win && skip < win && !rc; pos0 += T_max) {
         int T = (int)min64(T_max, win - pos0);
-        rc = sb_chunk_forward(&s, x + pos0, T, pos0, 0);
+        int from = pos0 >= skip ? 0 : (int)min64(skip - pos0, T);
+        rc = sb_chunk_forward(&s, x + pos0, T, pos0, from);
         if (rc) break;
-        score_rows(nll, &pc->pr.sum_nll, s.ws.logits, V, x, pos0, 0, T, 0);
-        pc->pr.done += T;
-        rc = report(pc);
+        if (from < T) {
+            score_rows(nll, &pc->pr.sum_nll, s.ws.logits, V, x, pos0, from, T, 0);
+            pc->pr.done += T - from;
+            rc = report(pc);
+        }
     }
-    for (int64_t t = W; t < n - 1 && !rc; t++) {
+    /* every later prediction is a pass of its own: a resume simply starts at its token */
+    for (int64_t t = W > skip ? W : skip; t < n - 1 && !rc; t++) {
         const int32_t *w0 = x + (t - W + 1);
         sb_chunk_state_reset(&s);
         for (int64_t pos0 = 0; pos0 < W && !rc; pos0 += T_max) {
@@ -126,14 +132,15 @@ static int exact_recompute(const sb_model *m, int64_t W, const int32_t *x, int64
 
 /* ------------------------------------------------------------ decode mode */
 
-static int decode_eval(const sb_model *m, const sb_policy_spec *p, const int32_t *x, int64_t n, float *nll,
-                       progress_ctx *pc) {
+static int decode_eval(const sb_model *m, const sb_policy_spec *p, const int32_t *x, int64_t n, int64_t skip,
+                       float *nll, progress_ctx *pc) {
     const int V = m->cfg.vocab_size;
     sb_decoder *d;
     int rc = sb_decoder_new(&d, m, p, n);
     if (rc) return rc;
     float *logits = malloc_check((size_t)V * sizeof(float));
-    for (int64_t i = 0; i < n - 1 && !rc; i++) {
+    for (int64_t i = 0; i < skip && !rc; i++) rc = sb_decoder_step(d, x[i], NULL); /* replay, no head */
+    for (int64_t i = skip; i < n - 1 && !rc; i++) {
         rc = sb_decoder_step(d, x[i], logits);
         if (rc) break;
         double v = nll_from_logits(logits, V, x[i + 1]);
@@ -173,24 +180,30 @@ int sb_eval_stream_nll(const sb_model *m, const sb_policy_spec *p, const int32_t
     int rc = check_inputs(m, p, tokens, n, o);
     if (rc) return rc;
     progress_ctx pc = {.o = o, .pr = {.done = 0, .total = n > 1 ? n - 1 : 0, .sum_nll = 0.0}};
-    if (n < 2) return report(&pc);
-    if (o->mode == SB_MODE_DECODE) return decode_eval(m, p, tokens, n, nll, &pc);
+    const int64_t skip = o->resume_from;
+    if (skip < 0 || skip > pc.pr.total)
+        return sb_usage_error("resume point %lld is outside [0, %lld]", (long long)skip, (long long)pc.pr.total);
+    for (int64_t i = 0; i < skip; i++) pc.pr.sum_nll += nll[i];
+    pc.pr.done = skip;
+    if (n < 2 || skip == pc.pr.total) return report(&pc);
+    if (o->mode == SB_MODE_DECODE) return decode_eval(m, p, tokens, n, skip, nll, &pc);
 
     int chunk = SB_EVAL_DEFAULT_CHUNK;
     chunk_of(o, &chunk);
-    if (p->kind == SB_POLICY_RECOMPUTE) return exact_recompute(m, p->window, tokens, n, chunk, nll, &pc);
-    if (p->kind == SB_POLICY_DENSE) return exact_band(m, 0, dense_window(&m->cfg), tokens, n, 0, chunk, nll, &pc);
+    if (p->kind == SB_POLICY_RECOMPUTE) return exact_recompute(m, p->window, tokens, n, skip, chunk, nll, &pc);
+    if (p->kind == SB_POLICY_DENSE)
+        return exact_band(m, 0, dense_window(&m->cfg), tokens, n, 0, skip, chunk, nll, &pc);
 
     /* sinks: the prefix (learned <sink>, newline tokens) joins the stream and is not scored */
     int64_t P = sb_policy_prefix_len(p);
-    if (P == 0) return exact_band(m, p->n_sinks, p->window, tokens, n, 0, chunk, nll, &pc);
+    if (P == 0) return exact_band(m, p->n_sinks, p->window, tokens, n, 0, skip, chunk, nll, &pc);
     size_t bytes;
     if (!sb_mul_size((size_t)(P + n), sizeof(int32_t), &bytes)) return sb_error("stream too long");
     int32_t *stream = malloc(bytes);
     if (!stream) return sb_error("out of memory for a stream of %lld tokens", (long long)(P + n));
     sb_policy_prefix_tokens(p, &m->cfg, stream);
     memcpy(stream + P, tokens, (size_t)n * sizeof(int32_t));
-    rc = exact_band(m, p->n_sinks, p->window, stream, P + n, P, chunk, nll, &pc);
+    rc = exact_band(m, p->n_sinks, p->window, stream, P + n, P, skip, chunk, nll, &pc);
     free(stream);
     return rc;
 }

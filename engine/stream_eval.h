@@ -23,6 +23,11 @@ typedef struct {
     int64_t chunk;                    /* exact-mode query chunk; 0 = default */
     sb_eval_progress_fn progress;     /* may be NULL; called every chunk / every few tokens */
     void *user;
+    int64_t resume_from;              /* nll[0, resume_from) already hold the values of an
+                                       * interrupted run (a progress report's `done`): those
+                                       * tokens are replayed through the forward without the
+                                       * head, so the rest comes out bit-identical to an
+                                       * uninterrupted run; 0 = a fresh run */
 } sb_eval_opts;
 
 /* Default exact-mode chunk (queries per batched forward). */

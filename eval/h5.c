@@ -30,6 +30,10 @@ static void h5_quiet(void) {
     /* HDF5 prints its whole error stack by default; our callers print one line instead. */
     static bool done;
     if (!done) {
+        /* Before the library initialises: its exit handler re-closes any file whose H5Fclose
+         * failed (a full disk) and crashes in H5F__close_cb (HDF5 1.10); every file of ours
+         * is closed explicitly, so the handler has nothing to do anyway. */
+        H5dont_atexit();
         H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
         done = true;
     }
@@ -224,7 +228,10 @@ int sb_h5_commit(sb_h5 *f) {
         return sb_error("HDF5: commit of a file not open for writing");
     }
     int rc = sb_h5_attr_i64(f, NULL, "complete", 1);
-    if (!rc && H5Fflush(f->file, H5F_SCOPE_GLOBAL) < 0) rc = sb_error("%s: write failed (flush)", f->path);
+    errno = 0;
+    if (!rc && H5Fflush(f->file, H5F_SCOPE_GLOBAL) < 0)
+        /* HDF5 does not say why; the failed write(2) under it left errno (ENOSPC, EIO) */
+        rc = sb_error("%s: write failed (flush): %s", f->path, errno ? strerror(errno) : "HDF5 error");
     herr_t ce = H5Fclose(f->file);
     f->file = -1;
     if (!rc && ce < 0) rc = sb_error("%s: write failed (close)", f->path);

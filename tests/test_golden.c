@@ -1,8 +1,8 @@
 /* Golden values from PyTorch / transformers (tests/fixtures/<model>/golden.json, see
  * tests/fixtures/README.md): per-token NLLs of a 192-token stream under dense, sinks:4:16,
  * sinks:1:16, window:16 and recompute:16, and the logits of the first token. Both evaluation
- * modes must agree with them within 1e-4. A model family the loader does not support yet is
- * skipped with a SKIP line; llama must always load. */
+ * modes must agree with them within 1e-4. Every family must load: a missing fixture or an
+ * unsupported config fails. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/common.h"
 #include "engine/decoder.h"
@@ -64,22 +65,12 @@ static double max_diff(const float *nll, const cJSON *list, int64_t n, const cha
     return worst;
 }
 
-static void check_model(const char *name, bool must_load) {
+static void check_model(const char *name) {
     char dir[256], path[512];
     snprintf(dir, sizeof dir, "%s/%s", FIXTURES, name);
     snprintf(path, sizeof path, "%s/golden.json", dir);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        printf("SKIP golden %s: no %s\n", name, path);
-        return;
-    }
-    fclose(f);
     sb_model m;
-    if (sb_model_load(&m, dir)) {
-        if (must_load || !strstr(sb_last_error(), "not supported")) fail_msg("%s", sb_last_error());
-        printf("SKIP golden %s: %s\n", name, sb_last_error());
-        return;
-    }
+    if (sb_model_load(&m, dir)) fail_msg("%s", sb_last_error());
     cJSON *g = read_json(path);
     snprintf(path, sizeof path, "%s/stream.ids", dir);
     int64_t n;
@@ -117,6 +108,27 @@ static void check_model(const char *name, bool must_load) {
     printf("golden %s: NLL lists within %.2g, first-token logits within %.2g (tolerance %g)\n", name, worst_nll,
            worst, TOL);
     sb_decoder_free(d);
+
+    /* saved in the native (Llama-named) format and loaded back: the same numbers */
+    char tmp[] = "/tmp/sb_golden_XXXXXX";
+    assert_non_null(mkdtemp(tmp));
+    assert_int_equal(sb_model_save(&m, tmp), SB_OK);
+    sb_model b;
+    if (sb_model_load(&b, tmp)) fail_msg("%s", sb_last_error());
+    assert_string_equal(b.cfg.arch, strcmp(m.cfg.arch, "mistral") ? "llama" : "mistral");
+    float *nll2 = malloc((size_t)n * sizeof(float));
+    sb_eval_opts o = {.mode = SB_MODE_EXACT, .chunk = 64};
+    assert_int_equal(sb_eval_stream_nll(&m, &p, x, n, &o, nll), SB_OK);
+    assert_int_equal(sb_eval_stream_nll(&b, &p, x, n, &o, nll2), SB_OK);
+    assert_memory_equal(nll, nll2, (size_t)(n - 1) * sizeof(float));
+    sb_model_free(&b);
+    free(nll2);
+    char rm[128];
+    snprintf(rm, sizeof rm, "%s/model.safetensors", tmp);
+    unlink(rm);
+    snprintf(rm, sizeof rm, "%s/config.json", tmp);
+    unlink(rm);
+    rmdir(tmp);
     free(logits), free(nll), free(x);
     cJSON_Delete(g);
     sb_model_free(&m);
@@ -124,31 +136,31 @@ static void check_model(const char *name, bool must_load) {
 
 static void test_llama(void **state) {
     (void)state;
-    check_model("llama", true);
+    check_model("llama");
 }
 static void test_llama_gqa(void **state) {
     (void)state;
-    check_model("llama_gqa", false);
+    check_model("llama_gqa");
 }
 static void test_mistral(void **state) {
     (void)state;
-    check_model("mistral", false);
+    check_model("mistral");
 }
 static void test_gpt_neox(void **state) {
     (void)state;
-    check_model("gpt_neox", false);
+    check_model("gpt_neox");
 }
 static void test_falcon7b(void **state) {
     (void)state;
-    check_model("falcon7b", false);
+    check_model("falcon7b");
 }
 static void test_falcon_new(void **state) {
     (void)state;
-    check_model("falcon_new", false);
+    check_model("falcon_new");
 }
 static void test_mpt(void **state) {
     (void)state;
-    check_model("mpt", false);
+    check_model("mpt");
 }
 
 int main(void) {

@@ -21,7 +21,9 @@
 #include "engine/model.h"
 #include "engine/ops.h"
 #include "engine/rng.h"
+#include "engine/policy.h"
 #include "engine/safetensors.h"
+#include "engine/stream_eval.h"
 
 static char tmpdir[256];
 
@@ -322,9 +324,12 @@ static void test_save_load_roundtrip(void **state) {
             sb_model_init_random(&a, 11 + (uint64_t)k, 2.0f);
             const char *dir = sub("rt");
             assert_int_equal(sb_model_save(&a, dir), SB_OK);
-            if (sb_model_load(&b, dir) != SB_OK) fail_msg("load: %s", sb_last_error());
+            /* fp32 files map as the fp32 block; bf16/fp16 ones convert into one with F32 */
+            sb_weights_mode mode = dt == SB_DTYPE_F32 ? SB_WEIGHTS_NATIVE : SB_WEIGHTS_F32;
+            if (sb_model_load_mode(&b, dir, mode) != SB_OK) fail_msg("load: %s", sb_last_error());
             assert_config_equal(&a.cfg, &b.cfg);
             assert_int_equal(a.n_params, b.n_params);
+            assert_non_null(b.params);
             if (dt == SB_DTYPE_F32) {
                 assert_memory_equal(a.params, b.params, a.n_params * sizeof(float));
             } else {
@@ -336,6 +341,53 @@ static void test_save_load_roundtrip(void **state) {
             }
             /* pointers of the loaded model are wired like a fresh one */
             assert_true(b.w.layers[1].w_down == b.params + (a.w.layers[1].w_down - a.params));
+            assert_true(b.w.layers[1].mat.down.data == b.w.layers[1].w_down);
+            if (dt != SB_DTYPE_F32) {
+                /* native: matrices stay in the file's dtype, vectors become fp32 */
+                sb_model n;
+                if (sb_model_load(&n, dir) != SB_OK) fail_msg("load: %s", sb_last_error());
+                assert_null(n.params);
+                assert_null(n.w.layers[1].w_down);
+                assert_int_equal(n.w.layers[1].mat.down.dtype, dt);
+                assert_int_equal(n.w.embed.dtype, dt);
+                assert_non_null(n.w.layers[0].attn_norm_w);
+                int nt = sb_model_tensor_count(&c);
+                sb_tensor_ref *ta = calloc((size_t)nt, sizeof *ta), *tn = calloc((size_t)nt, sizeof *tn);
+                sb_model_tensor_list(&c, &b, ta);
+                sb_model_tensor_list(&n.cfg, &n, tn);
+                for (int i = 0; i < nt; i++) {
+                    assert_string_equal(ta[i].name, tn[i].name);
+                    for (size_t j = 0; j < tn[i].numel; j++) {
+                        float x;
+                        if (tn[i].stored.dtype == SB_DTYPE_F32) {
+                            x = ((const float *)tn[i].stored.data)[j];
+                        } else {
+                            uint16_t h;
+                            memcpy(&h, (const char *)tn[i].stored.data + 2 * j, 2);
+                            x = dt == SB_DTYPE_F16 ? sb_f16_to_f32(h) : sb_bf16_to_f32(h);
+                        }
+                        if (memcmp(&x, &ta[i].data[j], 4)) fail_msg("%s[%zu]: %g vs %g", tn[i].name, j, (double)x,
+                                                                  (double)ta[i].data[j]);
+                    }
+                }
+                size_t compact, f32;
+                sb_model_weight_bytes(&n, &compact, &f32);
+                assert_true(compact > 0 && f32 > 0 && compact / 2 + f32 / 4 == n.n_params);
+                /* a compact model saves back bit for bit */
+                const char *dir2 = sub("rt2");
+                assert_int_equal(sb_model_save(&n, dir2), SB_OK);
+                char p1[600], p2[600];
+                snprintf(p1, sizeof p1, "%s/model.safetensors", dir);
+                snprintf(p2, sizeof p2, "%s/model.safetensors", dir2);
+                char *d1, *d2;
+                size_t n1, n2;
+                assert_int_equal(sb_read_file(p1, &d1, &n1), SB_OK);
+                assert_int_equal(sb_read_file(p2, &d2, &n2), SB_OK);
+                assert_int_equal(n1, n2);
+                assert_memory_equal(d1, d2, n1);
+                free(d1), free(d2), free(ta), free(tn);
+                sb_model_free(&n);
+            }
             sb_model_config ic;
             uint64_t bytes = 0;
             assert_int_equal(sb_model_inspect(dir, &ic, &bytes), SB_OK);
@@ -627,7 +679,15 @@ static void test_load_sharded(void **state) {
     assert_int_equal(sb_st_write(p, wt + nt / 2, nt - nt / 2, SB_DTYPE_F32, NULL, NULL, 0), SB_OK);
     snprintf(p, sizeof p, "%s/model.safetensors.index.json", d);
     write_text(p, index);
+    /* two files are not one block: mapped natively, copied with F32 */
     if (sb_model_load(&b, d)) fail_msg("%s", sb_last_error());
+    assert_null(b.params);
+    sb_tensor_ref *tb = calloc((size_t)nt, sizeof *tb);
+    sb_model_tensor_list(&c, &b, tb);
+    for (int i = 0; i < nt; i++) assert_memory_equal(tb[i].data, t[i].data, t[i].numel * sizeof(float));
+    free(tb);
+    sb_model_free(&b);
+    if (sb_model_load_mode(&b, d, SB_WEIGHTS_F32)) fail_msg("%s", sb_last_error());
     assert_memory_equal(m.params, b.params, m.n_params * sizeof(float));
     sb_model_free(&b);
     free(index);
@@ -664,6 +724,26 @@ static void first_token_logits(const sb_model *m, int32_t id, float *logits) {
     norm_forward(h, x, m->w.final_norm_w, m->w.final_norm_b, c->norm, c->norm_eps, 1, C);
     matmul_forward(logits, h, m->w.lm_head, NULL, 1, C, c->vocab_size);
     free(x), free(h), free(v), free(att), free(g), free(u);
+}
+
+/* info describes llama2.c checkpoints too: sb_model_inspect on a .bin file. */
+static void test_inspect_llama2c(void **state) {
+    (void)state;
+    const char *bin = "../shared/fixtures/stories260K/stories260K.bin";
+    struct stat st;
+    if (stat(bin, &st) != 0) {
+        printf("SKIP inspect llama2.c: no %s\n", bin);
+        return;
+    }
+    sb_model_config c;
+    uint64_t bytes = 0;
+    if (sb_model_inspect(bin, &c, &bytes)) fail_msg("%s", sb_last_error());
+    assert_int_equal(c.dim, 64);
+    assert_int_equal(c.n_layers, 5);
+    assert_int_equal(c.vocab_size, 512);
+    assert_int_equal(c.rope_style, SB_ROPE_INTERLEAVED);
+    assert_int_equal(bytes, (uint64_t)st.st_size);
+    assert_int_equal(sb_model_inspect("tests/fixtures/no_such.bin", &c, &bytes), SB_ERR);
 }
 
 static void test_transformers_fixtures(void **state) {
@@ -714,8 +794,107 @@ static void test_transformers_fixtures(void **state) {
     }
 }
 
+
+/* ---------------------------------------------------------------- compact (bf16/fp16) weights */
+
+/* matmul_weight_forward on bf16/fp16 weights against fp32 sgemm on the converted weights,
+ * over both kernels (fused rows for T < MATMUL_GEMV_MAX_T, converted tiles above), odd sizes
+ * (vector tails), bias and accumulation. */
+static void test_matmul_weight_kernels(void **state) {
+    (void)state;
+    const int Ts[] = {1, 2, 3, 4, 5, 64, 130}, Cs[] = {7, 64, 203}, OCs[] = {5, 33, 300};
+    sb_rng r;
+    sb_rng_seed(&r, 77);
+    for (int dt = SB_DTYPE_F16; dt <= SB_DTYPE_BF16; dt++)
+        for (size_t ic = 0; ic < 3; ic++)
+            for (size_t io = 0; io < 3; io++)
+                for (size_t it = 0; it < sizeof Ts / sizeof Ts[0]; it++) {
+                    int T = Ts[it], C = Cs[ic], OC = OCs[io];
+                    float *w = malloc((size_t)OC * C * 4), *wc = malloc((size_t)OC * C * 4), *x = malloc((size_t)T * C * 4);
+                    float *b = malloc((size_t)OC * 4), *y = malloc((size_t)T * OC * 4), *ref = malloc((size_t)T * OC * 4);
+                    unsigned char *h = malloc((size_t)OC * C * 2 + 1);
+                    sb_rng_fill_normal(&r, w, (size_t)OC * C, 0.0f, 1.0f);
+                    sb_rng_fill_normal(&r, x, (size_t)T * C, 0.0f, 1.0f);
+                    sb_rng_fill_normal(&r, b, (size_t)OC, 0.0f, 1.0f);
+                    /* at an odd address, as a tensor may sit in a mapped file */
+                    if (dt == SB_DTYPE_F16) sb_f32_to_f16_array(h + 1, w, (size_t)OC * C), sb_f16_to_f32_array(wc, h + 1, (size_t)OC * C);
+                    else sb_f32_to_bf16_array(h + 1, w, (size_t)OC * C), sb_bf16_to_f32_array(wc, h + 1, (size_t)OC * C);
+                    sb_weight sw = {(sb_dtype)dt, h + 1};
+                    for (int acc = 0; acc < 2; acc++) {
+                        const float *bias = acc ? b : NULL;
+                        for (int i = 0; i < T * OC; i++) y[i] = ref[i] = acc ? 0.5f * (float)(i % 7) : 0.0f;
+                        if (acc) {
+                            matmul_weight_forward_acc(y, x, &sw, bias, T, C, OC);
+                            matmul_forward_acc(ref, x, wc, bias, T, C, OC);
+                        } else {
+                            matmul_weight_forward(y, x, &sw, bias, T, C, OC);
+                            matmul_forward(ref, x, wc, bias, T, C, OC);
+                        }
+                        for (int i = 0; i < T * OC; i++)
+                            if (!(fabsf(y[i] - ref[i]) <= 1e-4f * (1.0f + sqrtf((float)C)) )) 
+                                fail_msg("dt %d T %d C %d OC %d acc %d: [%d] %g vs %g", dt, T, C, OC, acc, i,
+                                         (double)y[i], (double)ref[i]);
+                    }
+                    float row[203];
+                    weight_row_f32(row, &sw, (size_t)(OC - 1), C);
+                    assert_memory_equal(row, wc + (size_t)(OC - 1) * C, (size_t)C * 4);
+                    free(w), free(wc), free(x), free(b), free(y), free(ref), free(h);
+                }
+}
+
+/* The same bf16/fp16 checkpoint loaded compact (native) and converted to fp32 gives the same
+ * NLLs in both evaluation modes and with chunks on both matmul kernels. */
+static void test_compact_matches_f32(void **state) {
+    (void)state;
+    sb_model_config cfgs[8];
+    int n = feature_configs(cfgs);
+    enum { N = 80 };
+    int32_t tok[N];
+    for (int i = 0; i < N; i++) tok[i] = (int32_t)((i * 37 + 11) % 50);
+    float nf[N], nc[N];
+    for (int k = 0; k < n; k++)
+        for (int dt = SB_DTYPE_F16; dt <= SB_DTYPE_BF16; dt++) {
+            sb_model_config c = cfgs[k];
+            c.dtype = (sb_dtype)dt;
+            sb_model a, f, m;
+            assert_int_equal(sb_model_alloc(&a, &c), SB_OK);
+            sb_model_init_random(&a, 3 + (uint64_t)k, 3.0f);
+            const char *dir = sub("compact");
+            assert_int_equal(sb_model_save(&a, dir), SB_OK);
+            if (sb_model_load_mode(&f, dir, SB_WEIGHTS_F32) || sb_model_load_mode(&m, dir, SB_WEIGHTS_NATIVE))
+                fail_msg("%s", sb_last_error());
+            assert_non_null(f.params);
+            assert_int_equal(m.w.layers[0].mat.q.dtype, dt);
+            const char *specs[] = {"dense", "sinks:4:16"};
+            for (int s = 0; s < 2; s++)
+                for (int mode = 0; mode < 2; mode++)
+                    for (int chunk = 2; chunk <= 64; chunk *= 32) {
+                        sb_policy_spec p;
+                        assert_int_equal(sb_policy_parse(specs[s], &p), SB_OK);
+                        sb_eval_opts o = {.mode = (sb_eval_mode)mode, .chunk = chunk};
+                        if (sb_eval_stream_nll(&f, &p, tok, N, &o, nf) || sb_eval_stream_nll(&m, &p, tok, N, &o, nc))
+                            fail_msg("%s", sb_last_error());
+                        for (int i = 0; i < N - 1; i++)
+                            if (!(fabsf(nf[i] - nc[i]) <= 1e-5f))
+                                fail_msg("config %d dtype %d %s mode %d chunk %d: NLL[%d] %.7g (f32) vs %.7g (compact)",
+                                         k, dt, specs[s], mode, chunk, i, (double)nf[i], (double)nc[i]);
+                    }
+            sb_model_free(&a), sb_model_free(&f), sb_model_free(&m);
+        }
+    /* the mode's spelling */
+    sb_weights_mode wm;
+    assert_int_equal(sb_weights_mode_parse("f32", "--weights", &wm), SB_OK);
+    assert_int_equal(wm, SB_WEIGHTS_F32);
+    assert_int_equal(sb_weights_mode_parse("native", "--weights", &wm), SB_OK);
+    assert_int_equal(wm, SB_WEIGHTS_NATIVE);
+    assert_int_equal(sb_weights_mode_parse("int8", "--weights", &wm), SB_ERR_USAGE);
+    assert_non_null(strstr(sb_last_error(), "--weights 'int8'"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmul_weight_kernels),
+        cmocka_unit_test(test_compact_matches_f32),
         cmocka_unit_test(test_rng),
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_param_count_and_layout),
@@ -726,6 +905,7 @@ int main(void) {
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_load_sharded),
         cmocka_unit_test(test_transformers_fixtures),
+        cmocka_unit_test(test_inspect_llama2c),
     };
     return cmocka_run_group_tests_name("model", tests, setup, teardown);
 }

@@ -57,7 +57,8 @@ int sb_l2c_tok_load(sb_l2c_tok **out, const char *path) {
         goto done;
     }
     memcpy(&mtl, data, sizeof mtl);
-    if (mtl <= 0) {
+    /* encode allocates 2 * max_token_length: a length the file cannot hold is corrupt */
+    if (mtl <= 0 || (size_t)mtl > size) {
         rc = sb_error("%s: bad max_token_length %d", path, mtl);
         goto done;
     }
@@ -98,8 +99,9 @@ int sb_l2c_tok_load(sb_l2c_tok **out, const char *path) {
         t->scores[t->vocab_size] = score;
         t->vocab_size++;
     }
-    if (t->vocab_size < 3) {
-        rc = sb_error("%s: only %d tokens (need <unk>, <s>, </s>)", path, t->vocab_size);
+    /* encode's byte fallback emits ids 3..258 */
+    if (t->vocab_size < 259) {
+        rc = sb_error("%s: only %d tokens (need <unk>, <s>, </s> and the 256 byte tokens)", path, t->vocab_size);
         goto done;
     }
     t->sorted = malloc_check((size_t)t->vocab_size * sizeof *t->sorted);

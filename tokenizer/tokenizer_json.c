@@ -629,6 +629,12 @@ static int load_json(sb_tokenizer **out, const char *path, const char *data, siz
 
     bool ignore_merges = jtrue(model, "ignore_merges");
     int32_t bos_id = read_bos(root, &km);
+    /* the post-processor's "ids" are not checked against the vocab by anything else */
+    if (bos_id >= vocab_size) {
+        sb_error("%s: post_processor BOS id %d is outside the vocabulary (%d tokens)", path, (int)bos_id,
+                 (int)vocab_size);
+        goto done;
+    }
     int32_t unk_id = -1;
     const char *unk = jstr(model, "unk_token");
     if (unk && sh.kind == SB_TOKENIZER_SENTENCEPIECE) {
@@ -671,7 +677,9 @@ done:
     free(piece);
     free(merges);
     free(in_model);
-    for (int i = 0; i < n_added; i++) free(added[i].content);
+    /* n_added counts the list before `added` exists: an early error leaves it NULL */
+    if (added)
+        for (int i = 0; i < n_added; i++) free(added[i].content);
     free(added);
     free(km.key);
     free(km.id);

@@ -130,6 +130,8 @@ static int get_bool(const char *s, bool *out) {
 #define STR_KEY(k, buf)                                                                                  \
     if (!strcmp(key, k)) {                                                                               \
         if (strlen(val) >= sizeof(buf)) return bad(p, sec, key, val, "too long");                        \
+        /* train.ini must read back the same: INI takes " ;" or " #" for a comment */                     \
+        if (strpbrk(val, ";#")) return bad(p, sec, key, val, "a path with ';' or '#' is not supported");  \
         snprintf(buf, sizeof(buf), "%s", val);                                                           \
         return 1;                                                                                        \
     }
@@ -195,7 +197,7 @@ static int on_key(void *user, const char *sec, const char *key, const char *val)
         INT_KEY("eval_tokens", c->eval_tokens, 0, INT64_C(1) << 40)
         INT_KEY("checkpoint_interval", c->checkpoint_interval, 0, INT32_MAX)
         if (!strcmp(key, "log")) {
-            if (!val[0] || strchr(val, '/') || strlen(val) >= sizeof c->log_name)
+            if (!val[0] || strpbrk(val, "/;#") || strlen(val) >= sizeof c->log_name)
                 return bad(p, sec, key, val, "expected a file name (no '/') for the HDF5 log");
             snprintf(c->log_name, sizeof c->log_name, "%s", val);
             return 1;
