@@ -4,12 +4,15 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "datasets/tokens.h"
 #include "engine/common.h"
 #include "engine/hfconfig.h"
+#include "engine/model.h"
+#include "tokenizer/llama2c_tok.h"
 #include "tokenizer/tokenizer.h"
 
 int cli_opts_parse(int argc, char **argv, const char *cmd, void (*usage)(FILE *), cli_common_opts *c,
@@ -60,7 +63,10 @@ int cli_set_threads(int64_t n) {
     return openblas_get_num_threads();
 }
 
+static bool ends_with(const char *s, const char *suffix);
+
 int cli_load_model_config(const char *dir, sb_model_config *cfg) {
+    if (ends_with(dir, ".bin")) return sb_model_inspect(dir, cfg, NULL); /* a llama2.c checkpoint */
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return sb_error("%s: no such model directory", dir);
     char path[4096];
@@ -88,10 +94,66 @@ static bool ends_with(const char *s, const char *suffix) {
     return n >= k && !strcmp(s + n - k, suffix);
 }
 
+/* Text for a llama2.c checkpoint (MODEL.bin): encoded with tokenizer.bin, or else the first
+ * tok*.bin, beside it, with BOS as llama2.c does. llama2.c's merge loop is quadratic in the
+ * text, so with a token limit only a prefix of the file (16 bytes a token) is read. */
+static int load_text_llama2c(const char *model_bin, const char *data, int32_t vocab, int64_t limit, int32_t **ids,
+                             int64_t *n) {
+    char dir[4096], tok_path[4352] = "";
+    snprintf(dir, sizeof dir, "%s", model_bin);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    else snprintf(dir, sizeof dir, ".");
+    struct stat st;
+    snprintf(tok_path, sizeof tok_path, "%s/tokenizer.bin", dir);
+    if (stat(tok_path, &st) != 0) {
+        tok_path[0] = '\0';
+        DIR *d = opendir(dir);
+        for (struct dirent *e; d && (e = readdir(d));)
+            if (!strncmp(e->d_name, "tok", 3) && ends_with(e->d_name, ".bin")) {
+                snprintf(tok_path, sizeof tok_path, "%s/%s", dir, e->d_name);
+                break;
+            }
+        if (d) closedir(d);
+    }
+    if (!tok_path[0])
+        return sb_error("%s: text input for a llama2.c model needs tokenizer.bin or tok*.bin in %s", data, dir);
+    char *text;
+    size_t size;
+    int rc = sb_read_file(data, &text, &size);
+    if (rc) return rc;
+    if (limit > 0 && (uint64_t)limit * 16 < size) text[limit * 16] = '\0';
+    if (strlen(text) != ((limit > 0 && (uint64_t)limit * 16 < size) ? (size_t)limit * 16 : size)) {
+        free(text);
+        return sb_error("%s: text contains a NUL byte", data);
+    }
+    sb_l2c_tok *t;
+    if ((rc = sb_l2c_tok_load(&t, tok_path))) {
+        free(text);
+        return rc;
+    }
+    size_t count = 0;
+    rc = sb_l2c_tok_encode(t, text, true, false, ids, &count);
+    sb_l2c_tok_free(t);
+    free(text);
+    if (rc) return rc;
+    *n = limit > 0 && (int64_t)count > limit ? limit : (int64_t)count;
+    for (int64_t i = 0; i < *n; i++)
+        if ((*ids)[i] < 0 || (*ids)[i] >= vocab) {
+            int32_t bad = (*ids)[i];
+            free(*ids);
+            *ids = NULL;
+            return sb_error("%s: token %d at position %lld is outside the model's vocabulary %d", data, bad,
+                            (long long)i, vocab);
+        }
+    return SB_OK;
+}
+
 int cli_load_stream(const char *model_dir, const char *data, int32_t vocab, int64_t limit, int32_t **ids,
                     int64_t *n, uint64_t *utf8_bytes) {
     if (utf8_bytes) *utf8_bytes = 0;
     if (!ends_with(data, ".txt")) return sb_tokens_load(data, vocab, limit, ids, n);
+    if (ends_with(model_dir, ".bin")) return load_text_llama2c(model_dir, data, vocab, limit, ids, n);
     char tok_path[4096];
     if (snprintf(tok_path, sizeof tok_path, "%s/tokenizer.json", model_dir) >= (int)sizeof tok_path)
         return sb_usage_error("--model: path too long");

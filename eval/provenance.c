@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -147,6 +148,15 @@ int sb_provenance_hash_model(const char *dir, char hex[65]) {
     char path[4096];
     sb_sha256_ctx s;
     sb_sha256_init(&s);
+    struct stat st;
+    if (stat(dir, &st) == 0 && S_ISREG(st.st_mode)) { /* a single-file checkpoint (llama2.c .bin) */
+        int rc = hash_into(&s, dir);
+        if (rc) return rc;
+        uint8_t d[32];
+        sb_sha256_final(&s, d);
+        sb_sha256_hex(d, hex);
+        return SB_OK;
+    }
     static const char *const files[] = {"config.json", "model.safetensors"};
     for (size_t i = 0; i < 2; i++) {
         if (snprintf(path, sizeof path, "%s/%s", dir, files[i]) >= (int)sizeof path)

@@ -57,6 +57,7 @@ static void model_fingerprint(const char *dir, char *out, size_t cap) {
     if (sb_sha256_file(path, dig) == SB_OK) sb_sha256_hex(dig, hex);
     sb_clear_error();
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (is_file(dir)) snprintf(path, sizeof path, "%s", dir); /* llama2.c .bin: the file is the model */
     stat_tag(path, w, sizeof w);
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     stat_tag(path, t, sizeof t);
@@ -158,7 +159,7 @@ static void add_model(sb_study_plan *plan, const sb_study_opts *o, const char *n
         }
     }
 
-    if (!is_dir(m->dir)) {
+    if (!is_dir(m->dir) && !is_file(m->dir)) { /* a directory, or a llama2.c .bin */
         m->status = SB_MODEL_MISSING;
         snprintf(m->why, sizeof m->why, "%s does not exist", m->dir);
         return;

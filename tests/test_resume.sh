@@ -30,11 +30,16 @@ cases=(
     "decode|--policy window:32 --mode decode --tokens 3000"
     "recompute|--policy recompute:24 --chunk 8 --tokens 800"
 )
+# the uninterrupted runs also time each case, so the random kills can land inside a run on a
+# fast idle machine as on a loaded one
+declare -A dur
 for c in "${cases[@]}"; do
     name=${c%%|*}
+    t0=$(date +%s.%N)
     # shellcheck disable=SC2086
     $SB ppl --model "$T/m" --data "$T/d.ids" ${c#*|} --threads 1 --out "$T/$name.ref.h5" >/dev/null 2>"$T/err" \
         || fail "$name: uninterrupted run: $(cat "$T/err")"
+    dur[$name]=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
 done
 
 # Run to completion through interruptions: start, kill after `delay`, then follow the printed
@@ -79,7 +84,9 @@ for seed in 1 2 3 4; do
     for c in "${cases[@]}"; do
         name=${c%%|*}
         [ "$name" != sinks ] && [ "$seed" -gt 2 ] && continue
-        delay=$(awk -v s="$seed$name" 'BEGIN { srand(length(s) * 7919 + s + 0); printf "%.2f", 0.03 + rand() * 0.3 }')
+        # a random moment between 10% and 80% of the case's uninterrupted run time
+        delay=$(awk -v s="$seed$name" -v d="${dur[$name]}" \
+            'BEGIN { srand(length(s) * 7919 + s + 0); printf "%.3f", d * (0.1 + rand() * 0.7) }')
         sig=INT; [ $((seed % 2)) -eq 0 ] && sig=TERM
         out="$T/$name.$seed.h5"
         # shellcheck disable=SC2086

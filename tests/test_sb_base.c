@@ -54,6 +54,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     fixture *f = *state;
+    if (!f) return 0; /* setup failed */
     sb_model_free(&f->m);
     cJSON_Delete(f->golden);
     free(f->ids);

@@ -81,6 +81,7 @@ static void put_utf8(sbuf *b, uint32_t cp) {
 
 /* A JSON string literal of UTF-8 text s[0..n). */
 static void put_jstr(sbuf *b, const char *s, size_t n) {
+    if (!s) s = ""; /* an empty piece may be stored as NULL (found by fuzz_tokenizer_json) */
     sb_put(b, "\"", 1);
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
