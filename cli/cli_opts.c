@@ -164,11 +164,18 @@ int cli_load_stream(const char *model_dir, const char *data, int32_t vocab, int6
     sb_tokenizer *tok;
     int rc = sb_tokenizer_load(&tok, tok_path);
     if (rc) return rc;
-    rc = sb_tokens_load_text(data, tok, vocab, limit, ids, n);
+    sb_tokens_added added;
+    rc = sb_tokens_load_text_ex(data, tok, vocab, limit, ids, n, &added);
+    /* bytes of the predicted tokens (all but the first); an added BOS (first) or EOS (last)
+     * stands for no text byte, and after a BOS the first text token is decoded as the text's
+     * start (without the space a SentencePiece tokenizer prepends) */
     if (!rc && utf8_bytes)
-        for (int64_t i = 1; i < *n; i++) {
+        for (int64_t i = 1; i < *n - added.eos; i++) {
             size_t len = 0;
-            if (sb_tokenizer_token_bytes(tok, (*ids)[i], &len)) *utf8_bytes += len;
+            char *s = NULL;
+            if (i == 1 && added.bos && sb_tokenizer_decode(tok, *ids + 1, 1, &s, &len) == SB_OK) *utf8_bytes += len;
+            else if (!s && sb_tokenizer_token_bytes(tok, (*ids)[i], &len)) *utf8_bytes += len;
+            free(s);
         }
     sb_tokenizer_free(tok);
     return rc;

@@ -174,7 +174,7 @@ int cmd_attention(int argc, char **argv) {
     double t0 = sb_now();
     if (!sb_signal_caught() && (rc = sb_attention_probe(&model, ids, n, maps, share))) goto fail;
     r.wall_s = sb_now() - t0;
-    if (sb_signal_caught()) {
+    if (sb_signal_poll()) { /* also the SB_TEST_SIGNAL_AT hook of the tests */
         fprintf(stderr, "sinkbench attention: interrupted; nothing written\n");
         sb_signal_print_resume(stderr, argc, argv);
         rc = -1;

@@ -16,11 +16,17 @@
 #include "tokenizer/tokenizer.h"
 
 static const char *USAGE =
-    "usage: sinkbench tokenize --model DIR --in TEXT --out FILE.tok [--chunk SIZE]\n"
+    "usage: sinkbench tokenize --model DIR --in TEXT --out FILE.tok [--chunk SIZE] [--bos MODE] [--eos MODE]\n"
     "  --model DIR    model directory holding tokenizer.json (or the tokenizer.json itself)\n"
     "  --in TEXT      text to encode (UTF-8; <|endoftext|> maps to its special token)\n"
     "  --out FILE     .tok file to write (atomically: temp file, fsync, rename)\n"
     "  --chunk SIZE   text encoded per piece, e.g. 4M (default); memory stays O(SIZE)\n"
+    "  --bos MODE     auto (default): one BOS before the text if the tokenizer adds one\n"
+    "                 (post_processor, or add_bos_token in tokenizer_config.json: Llama,\n"
+    "                 Mistral); yes: always its bos_token; no: never\n"
+    "  --eos MODE     the same for one EOS after the text (auto: add_eos_token)\n"
+    "The whole file is one sequence: documents inside it are separated only by what the text\n"
+    "holds (our corpora: a line <|endoftext|>).\n"
     "If TEXT.manifest.json sits beside TEXT (as `make datasets` writes), its token count is\n"
     "updated. Progress (MB/s, ETA) is shown on stderr when it is a terminal.\n";
 
@@ -122,6 +128,7 @@ int cmd_tokenize(int argc, char **argv) {
     const char *cmd = "tokenize";
     const char *model = NULL, *in = NULL, *out = NULL;
     uint64_t chunk = (uint64_t)4 << 20;
+    int bos_mode = SB_TOKENS_AUTO, eos_mode = SB_TOKENS_AUTO;
     int rc = SB_OK;
     for (int i = 1; i < argc && rc == SB_OK; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -140,6 +147,13 @@ int cmd_tokenize(int argc, char **argv) {
             if (rc == SB_OK && (chunk < 1 || chunk > ((uint64_t)1 << 32)))
                 rc = sb_usage_error("--chunk: must be between 1 byte and 4G");
             i++;
+        } else if (!strcmp(a, "--bos") || !strcmp(a, "--eos")) {
+            int *mode = a[2] == 'b' ? &bos_mode : &eos_mode;
+            if (v && !strcmp(v, "auto")) *mode = SB_TOKENS_AUTO;
+            else if (v && !strcmp(v, "yes")) *mode = SB_TOKENS_YES;
+            else if (v && !strcmp(v, "no")) *mode = SB_TOKENS_NO;
+            else rc = sb_usage_error("%s: expected auto, yes or no, got '%s'", a, v ? v : "");
+            i++;
         } else {
             rc = sb_usage_error("unknown option '%s' (see --help)", a);
         }
@@ -154,6 +168,11 @@ int cmd_tokenize(int argc, char **argv) {
     if (stat(in, &st) != 0) return cli_fail(cmd, sb_error("%s: cannot open: %s", in, strerror(errno)));
     sb_tokenizer *tok = NULL;
     if ((rc = sb_tokenizer_load(&tok, model)) != SB_OK) return cli_fail(cmd, rc);
+    int32_t bos, eos;
+    if ((rc = sb_tokens_specials(tok, bos_mode, eos_mode, &bos, &eos)) != SB_OK) {
+        sb_tokenizer_free(tok);
+        return cli_fail(cmd, rc);
+    }
     int32_t vocab = sb_tokenizer_vocab_size(tok);
     const uint8_t *hash = sb_tokenizer_hash(tok);
     tokenize_state s = {.total_bytes = (uint64_t)st.st_size, .show = isatty(STDERR_FILENO) == 1};
@@ -162,7 +181,9 @@ int cmd_tokenize(int argc, char **argv) {
         sb_tokenizer_free(tok);
         return cli_fail(cmd, rc);
     }
-    rc = sb_tokens_encode_file(in, tok, (size_t)chunk, write_piece, &s);
+    rc = bos >= 0 ? sb_tok_write(s.w, &bos, 1) : SB_OK;
+    if (rc == SB_OK) rc = sb_tokens_encode_file(in, tok, (size_t)chunk, write_piece, &s);
+    if (rc == SB_OK && eos >= 0) rc = sb_tok_write(s.w, &eos, 1);
     int64_t tokens = sb_tok_writer_count(s.w);
     if (rc == SB_OK) {
         show_progress(&s, s.total_bytes, tokens, true);
@@ -176,10 +197,10 @@ int cmd_tokenize(int argc, char **argv) {
         return cli_fail(cmd, rc);
     }
     double el = sb_now() - s.t0;
-    printf("%s: %lld tokens from %llu bytes (%.2f bytes/token, vocab %d) in %.1f s (%.2f MB/s)\n", out,
+    printf("%s: %lld tokens from %llu bytes (%.2f bytes/token, vocab %d) in %.1f s (%.2f MB/s)%s%s\n", out,
            (long long)tokens, (unsigned long long)s.total_bytes,
            tokens ? (double)s.total_bytes / (double)tokens : 0.0, (int)vocab, el,
-           el > 0 ? (double)s.total_bytes / el / 1e6 : 0.0);
+           el > 0 ? (double)s.total_bytes / el / 1e6 : 0.0, bos >= 0 ? ", BOS first" : "", eos >= 0 ? ", EOS last" : "");
     char *mpath = manifest_for(in);
     if (mpath) {
         if (update_manifest(mpath, in, out, tokens, vocab, hash) == SB_OK)

@@ -7,11 +7,13 @@
 #include "cli/cli.h"
 #include "engine/common.h"
 #include "eval/lock.h"
+#include "eval/memcheck.h"
 #include "eval/signals.h"
 #include "train/train.h"
 
 static const char train_usage[] =
-    "usage: sinkbench train --config FILE.ini --out DIR [--resume] [--stop-at STEP] [--threads N] [--quiet]\n"
+    "usage: sinkbench train --config FILE.ini --out DIR [--resume] [--stop-at STEP] [--threads N]\n"
+    "                       [--max-memory SIZE] [--quiet]\n"
     "  --config FILE   INI with sections [model] [data] [optim] [run] [variant]\n"
     "                  (see configs/train_*.ini; unknown keys are errors)\n"
     "  --out DIR       a model directory: config.json, model.safetensors (+ tokenizer.json),\n"
@@ -19,6 +21,8 @@ static const char train_usage[] =
     "  --resume        continue from DIR/train_state.bin (bit-identical to an unbroken run)\n"
     "  --stop-at STEP  stop with a checkpoint once STEP optimizer steps are done\n"
     "  --threads N     override [run] threads (results are deterministic per thread count)\n"
+    "  --max-memory SIZE  refuse runs whose estimate (weights, gradients, AdamW moments,\n"
+    "                  activations, checkpoint, tokens) needs more (default: MemAvailable), e.g. 2G\n"
     "  --quiet         no progress output\n"
     "  --print-config  print the resolved config (defaults filled in) and exit\n";
 
@@ -45,6 +49,10 @@ int cmd_train(int argc, char **argv) {
             i++;
         } else if (!strcmp(a, "--threads")) {
             if (cli_parse_int("--threads", val, 1, 1024, &threads)) return cli_fail("train", SB_ERR_USAGE);
+            i++;
+        } else if (!strcmp(a, "--max-memory")) {
+            if (cli_parse_bytes(a, val, &opt.max_memory)) return cli_fail("train", SB_ERR_USAGE);
+            if (opt.max_memory == 0) return cli_fail("train", sb_usage_error("--max-memory must be positive"));
             i++;
         } else if (!strcmp(a, "--resume")) {
             opt.resume = true;
@@ -86,9 +94,14 @@ int cmd_train(int argc, char **argv) {
         return sb_signal_exit_status();
     }
     if (rc) return cli_fail("train", SB_ERR);
-    if (!opt.quiet)
-        fprintf(stderr, "sinkbench train: %lld steps, train loss %.4f, held-out loss %.4f, %.0f tok/s, %.1f s -> %s\n",
-                (long long)res.steps_done, res.last_train_loss, res.last_heldout_loss, res.tokens_per_s,
-                res.seconds, out);
+    if (!opt.quiet) {
+        char est[32];
+        sb_mem_format(est, sizeof est, res.memory_estimate);
+        fprintf(stderr,
+                "sinkbench train: %lld steps, train loss %.4f, held-out loss %.4f, %.0f tok/s, %.1f s, "
+                "memory estimate %s (%llu bytes), peak RSS %.1f MiB -> %s\n",
+                (long long)res.steps_done, res.last_train_loss, res.last_heldout_loss, res.tokens_per_s, res.seconds,
+                est, (unsigned long long)res.memory_estimate, sb_peak_rss_mb(), out);
+    }
     return 0;
 }

@@ -72,10 +72,28 @@ static int load_tok(const char *path, id_sink *s) {
     return rc;
 }
 
+int sb_tokens_specials(const struct sb_tokenizer *tok, int bos_mode, int eos_mode, int32_t *bos, int32_t *eos) {
+    *bos = bos_mode == SB_TOKENS_AUTO ? sb_tokenizer_bos_id(tok) : bos_mode == SB_TOKENS_YES ? sb_tokenizer_bos_token(tok) : -1;
+    *eos = eos_mode == SB_TOKENS_AUTO ? sb_tokenizer_eos_id(tok) : eos_mode == SB_TOKENS_YES ? sb_tokenizer_eos_token(tok) : -1;
+    if (bos_mode == SB_TOKENS_YES && *bos < 0)
+        return sb_usage_error("--bos: the tokenizer has no BOS token (no post-processor BOS, no bos_token in "
+                              "tokenizer_config.json)");
+    if (eos_mode == SB_TOKENS_YES && *eos < 0)
+        return sb_usage_error("--eos: the tokenizer has no EOS token (no post-processor EOS, no eos_token in "
+                              "tokenizer_config.json)");
+    return SB_OK;
+}
+
 int sb_tokens_load_text(const char *path, const struct sb_tokenizer *tok, int32_t vocab, int64_t max_tokens,
                         int32_t **ids, int64_t *n) {
+    return sb_tokens_load_text_ex(path, tok, vocab, max_tokens, ids, n, NULL);
+}
+
+int sb_tokens_load_text_ex(const char *path, const struct sb_tokenizer *tok, int32_t vocab, int64_t max_tokens,
+                           int32_t **ids, int64_t *n, sb_tokens_added *added) {
     *ids = NULL;
     *n = 0;
+    if (added) *added = (sb_tokens_added){0, 0};
     id_sink s = {.max = max_tokens, .vocab = vocab, .path = path};
     int rc;
     if (has_ext(path, ".tok")) {
@@ -94,7 +112,14 @@ int sb_tokens_load_text(const char *path, const struct sb_tokenizer *tok, int32_
             return sb_error("%s: tokenizer needed to read text (give a model with tokenizer.json, or run "
                             "'sinkbench tokenize' first)",
                             path);
-        rc = sb_tokens_encode_file(path, tok, 0, id_sink_emit, &s);
+        int32_t bos = sb_tokenizer_bos_id(tok), eos = sb_tokenizer_eos_id(tok);
+        rc = bos >= 0 ? id_sink_push(&s, &bos, 1) : SB_OK;
+        if (rc == SB_OK) rc = sb_tokens_encode_file(path, tok, 0, id_sink_emit, &s);
+        /* the EOS closes the whole text: not added when max_tokens cut it short */
+        bool full = s.max <= 0 || s.n < (size_t)s.max;
+        if (rc == SB_OK && eos >= 0 && full) rc = id_sink_push(&s, &eos, 1);
+        if (rc == SB_TOKENS_STOP) rc = SB_OK;
+        if (rc == SB_OK && added) *added = (sb_tokens_added){bos >= 0 && s.n > 0, eos >= 0 && full};
     } else {
         return sb_error("%s: unknown token file type (expected .tok, .ids or .txt)", path);
     }

@@ -15,9 +15,27 @@ struct sb_tokenizer;
 
 int sb_tokens_load(const char *path, int32_t vocab, int64_t max_tokens, int32_t **ids, int64_t *n);
 
-/* Same, but a .txt file is encoded with tok (the other formats ignore tok; tok may be NULL). */
+/* Same, but a .txt file is encoded with tok (the other formats ignore tok; tok may be NULL),
+ * with the BOS/EOS the tokenizer adds (sb_tokenizer_adds_bos/eos) once around the whole file,
+ * as Hugging Face's encode(book) gives: Llama/Mistral streams start with <s>, byte-level ones
+ * (ours, GPT-NeoX, Falcon, MPT) get nothing. Documents inside the text are not separated by
+ * anything but what the text holds (our corpora: a literal <|endoftext|> line). */
 int sb_tokens_load_text(const char *path, const struct sb_tokenizer *tok, int32_t vocab,
                         int64_t max_tokens, int32_t **ids, int64_t *n);
+
+/* What sb_tokens_load_text_ex put around the text: 1 where it added that token, else 0. The
+ * added ids stand for no text byte (bits per byte must not count them). */
+typedef struct {
+    int bos, eos;
+} sb_tokens_added;
+int sb_tokens_load_text_ex(const char *path, const struct sb_tokenizer *tok, int32_t vocab, int64_t max_tokens,
+                           int32_t **ids, int64_t *n, sb_tokens_added *added);
+
+/* The BOS/EOS to put around an encoded text for a request: SB_TOKENS_AUTO (as the tokenizer
+ * says), SB_TOKENS_NO, SB_TOKENS_YES (the tokenizer's BOS/EOS token even if encoding adds
+ * none; a usage error naming --bos/--eos when it has none). *bos / *eos: the id, or -1. */
+enum { SB_TOKENS_NO = 0, SB_TOKENS_YES = 1, SB_TOKENS_AUTO = 2 };
+int sb_tokens_specials(const struct sb_tokenizer *tok, int bos_mode, int eos_mode, int32_t *bos, int32_t *eos);
 
 /* Receives the ids of one piece of text; bytes_done counts the input consumed so far.
  * Return SB_OK to go on, SB_ERR (with sb_error) to stop, or SB_TOKENS_STOP to stop early

@@ -1,6 +1,8 @@
 /* Running cells: each is a child sinkbench process (so a crash, a leak or a peak-RSS reading
  * stays inside its cell), `jobs` at a time, resumable because every result file is written
- * atomically and stamped with a .key sidecar only after it is complete. */
+ * atomically and stamped with a .key sidecar only after it is complete. A cell interrupted
+ * mid-way (Ctrl-C, SIGTERM) leaves <cell>.h5.resume; the next study run continues it with
+ * --resume appended to the otherwise identical command, so the state's input hash matches. */
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
@@ -76,38 +78,63 @@ typedef struct {
     int pid;
     int cell;
     double t0;
+    bool resumed;                /* started with --resume from <cell>.h5.resume */
 } job;
+
+static void state_path(const sb_study_cell *c, char *buf, size_t cap) { snprintf(buf, cap, "%s.resume", c->path); }
 
 static int start_cell(sb_study_plan *plan, const sb_study_opts *o, int i, job *j) {
     sb_study_cell *c = &plan->cells[i];
-    char dir[SB_STUDY_TEXT], log[SB_STUDY_TEXT + 8], key[SB_STUDY_TEXT + 8];
+    char dir[SB_STUDY_TEXT], log[SB_STUDY_TEXT + 8], key[SB_STUDY_TEXT + 8], state[SB_STUDY_TEXT + 8];
     parent_dir(c->path, dir, sizeof dir);
     int rc = sb_study_mkdirs(dir);
     if (rc) return rc;
     snprintf(log, sizeof log, "%s.log", c->path);
     snprintf(key, sizeof key, "%s.key", c->path);
+    state_path(c, state, sizeof state);
     unlink(key); /* a stale key must never vouch for a new result */
-    unlink(log);
-    /* the log starts with the command, so a cell can be rerun by hand */
-    FILE *lf = fopen(log, "w");
+    /* an interrupted cell continues: the same argv plus --resume (c->argv and the key stay
+     * as planned, so the finished cell is indistinguishable from an unbroken one) */
+    char *argv[SB_CELL_MAX_ARGS + 2];
+    int argc = c->argc;
+    memcpy(argv, c->argv, (size_t)argc * sizeof *argv);
+    j->resumed = access(state, F_OK) == 0 && argc + 1 < SB_CELL_MAX_ARGS + 2;
+    if (j->resumed) argv[argc++] = "--resume";
+    argv[argc] = NULL;
+    /* the log starts with the command, so a cell can be rerun by hand; a resumed cell keeps
+     * the log of its interrupted part above */
+    if (!j->resumed) unlink(log);
+    FILE *lf = fopen(log, "a");
     if (lf) {
         fprintf(lf, "#");
-        for (int a = 0; a < c->argc; a++) fprintf(lf, " %s", c->argv[a]);
+        for (int a = 0; a < argc; a++) fprintf(lf, " %s", argv[a]);
         fprintf(lf, "\n");
         fclose(lf);
     }
-    if ((rc = sb_study_spawn(o->exe, c->argv, log, &j->pid))) return rc;
+    if ((rc = sb_study_spawn(o->exe, argv, log, &j->pid))) return rc;
     j->cell = i;
     j->t0 = sb_now();
     return SB_OK;
 }
 
-static void finish_cell(sb_study_plan *plan, job *j, int status, int *done, int total, double t_start) {
+/* Returns true when the cell must start again from scratch: its resume state was refused (made
+ * for other inputs, or damaged), so the state is removed rather than failing every rerun. */
+static bool finish_cell(sb_study_plan *plan, job *j, int status, int *done, int total, double t_start) {
     sb_study_cell *c = &plan->cells[j->cell];
     c->wall_s = sb_now() - j->t0;
-    char log[SB_STUDY_TEXT + 8], key[SB_STUDY_TEXT + 8];
+    char log[SB_STUDY_TEXT + 8], key[SB_STUDY_TEXT + 8], state[SB_STUDY_TEXT + 8];
     snprintf(log, sizeof log, "%s.log", c->path);
     snprintf(key, sizeof key, "%s.key", c->path);
+    state_path(c, state, sizeof state);
+    if (j->resumed && status == 1) {
+        char tail[SB_STUDY_TEXT];
+        log_tail(log, tail, sizeof tail);
+        /* the command's refusal names the state file; any other error is the cell's own */
+        if (strstr(tail, ".resume") && unlink(state) == 0) {
+            fprintf(stderr, "study %s: %s: resume refused (%s); starting it afresh\n", plan->cfg->name, c->id, tail);
+            return true;
+        }
+    }
     if (status == 0 && sb_h5_is_complete(c->path) == 1 && sb_study_write_text(key, c->key) == SB_OK) {
         c->state = SB_CELL_DONE;
     } else {
@@ -118,9 +145,16 @@ static void finish_cell(sb_study_plan *plan, job *j, int status, int *done, int 
     }
     sb_clear_error();
     (*done)++;
-    fprintf(stderr, "study %s: [%d/%d] %-44s %s %7.1f s   (elapsed %.0f s)\n", plan->cfg->name, *done, total, c->id,
-            c->state == SB_CELL_DONE ? "ok    " : "FAILED", c->wall_s, sb_now() - t_start);
-    if (c->state == SB_CELL_FAILED) fprintf(stderr, "study %s:   %s (log: %s)\n", plan->cfg->name, c->why, log);
+    fprintf(stderr, "study %s: [%d/%d] %-44s %s %7.1f s   (elapsed %.0f s)%s\n", plan->cfg->name, *done, total,
+            c->id, c->state == SB_CELL_DONE ? "ok    " : "FAILED", c->wall_s, sb_now() - t_start,
+            j->resumed ? " resumed" : "");
+    if (c->state == SB_CELL_FAILED) {
+        fprintf(stderr, "study %s:   %s (log: %s)\n", plan->cfg->name, c->why, log);
+        if (access(state, F_OK) == 0)
+            fprintf(stderr, "study %s:   its state %s is kept: the next study run resumes the cell\n", plan->cfg->name,
+                    state);
+    }
+    return false;
 }
 
 int sb_study_run_cells(sb_study_plan *plan, const sb_study_opts *o) {
@@ -160,7 +194,14 @@ int sb_study_run_cells(sb_study_plan *plan, const sb_study_opts *o) {
         }
         for (int k = 0; k < n_running; k++) {
             if (running[k].pid != pid) continue;
-            finish_cell(plan, &running[k], exit_code(ws), &done, total, t_start);
+            if (finish_cell(plan, &running[k], exit_code(ws), &done, total, t_start)) {
+                int cell = running[k].cell;
+                if (start_cell(plan, o, cell, &running[k]) == SB_OK) break; /* same slot, fresh run */
+                sb_study_cell *c = &plan->cells[cell];
+                c->state = SB_CELL_FAILED;
+                sb_study_copy(c->why, sizeof c->why, sb_last_error());
+                done++;
+            }
             running[k] = running[--n_running];
             break;
         }

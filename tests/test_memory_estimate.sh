@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Memory estimate before allocating: ppl, latency and attention refuse a run whose estimate
+# Memory estimate before allocating: ppl, latency, attention and train refuse a run whose estimate
 # (weights + KV cache + activations + logits) exceeds --max-memory or what ulimit -v leaves,
 # with the estimate and its parts in one stderr line; a generous --max-memory lets the run go.
 set -u
@@ -53,6 +53,56 @@ $SB latency --model "$T/m" --policy sinks:4:28 --tokens 100 --max-memory 8G >/de
 # --- the default limit (available memory) refuses the 4 GiB model before touching any weight
 expect_refusal "ppl on a model larger than --max-memory 1G" "more than the --max-memory limit" \
     ppl --model "$T/big" --data "$T/d.ids" --policy window:16 --max-memory 1G
+# --- train: the estimate (weights, gradients, AdamW moments, activations, checkpoint image,
+# tokens, runtime) is made before the model is allocated and bounds the real peak RSS closely
+awk 'BEGIN { x = 7; for (i = 0; i < 6000; i++) { x = (x * 1103515245 + 12345) % 2147483648;
+     printf "%d%s", x % 8000, (i % 20 == 19) ? "\n" : " " } }' >"$T/train.ids"
+# logits [2048, 8192] and probs [2, 8, 4, 256, 256] dominate: ~150 MiB in about a second
+cat >"$T/train.ini" <<INI
+[model]
+vocab = 8192
+dim = 64
+layers = 2
+heads = 4
+kv_heads = 2
+ffn = 128
+ctx = 256
+[data]
+train = $T/train.ids
+seq_len = 256
+[optim]
+steps = 1
+warmup = 0
+batch = 8
+[run]
+threads = 2
+INI
+expect_refusal "train --max-memory 1M" "more than the --max-memory limit of 1048576 bytes" \
+    train --config "$T/train.ini" --out "$T/tr_refused" --max-memory 1M
+for part in "gradients " "AdamW moments " "activations " "checkpoint " "tokens " "runtime "; do
+    grep -q "+ $part" "$T/err" || fail "train refusal: the estimate lacks '$part': $(cat "$T/err")"
+done
+[ -e "$T/tr_refused/train_state.bin" ] && fail "train refusal: a training state was written"
+# the default limit (available memory) refuses a batch whose attention maps alone need ~32 TiB
+sed 's/^batch = 8/batch = 65536/; s/^seq_len = 256/seq_len = 4096/; s/^ctx = 256/ctx = 4096/' \
+    "$T/train.ini" >"$T/train_huge.ini"
+expect_refusal "train beyond available memory" "--max-memory SIZE overrides" \
+    train --config "$T/train_huge.ini" --out "$T/tr_huge"
+grep -Eq "activations [0-9]{5,}\.[0-9]+ GiB" "$T/err" || fail "train huge: activations not ~43000 GiB: $(cat "$T/err")"
+"$SB" train --config "$T/train.ini" --out "$T/tr" --max-memory 1G >"$T/out" 2>"$T/err" \
+    || fail "train --max-memory 1G refused or failed: $(cat "$T/err")"
+est=$(sed -n 's/.*memory estimate [^(]*(\([0-9]*\) bytes).*/\1/p' "$T/err")
+peak=$(sed -n 's/.*peak RSS \([0-9.]*\) MiB.*/\1/p' "$T/err")
+if [ -z "$est" ] || [ -z "$peak" ]; then
+    fail "train: no estimate or peak RSS in the summary: $(cat "$T/err")"
+elif [ -n "${SB_UNDER_SANITIZER:-}" ]; then
+    echo "SKIP train estimate vs peak RSS under $SB_UNDER_SANITIZER (shadow memory)"
+else
+    # the estimate must cover the peak (VmHWM) and exceed it by no more than 6 %
+    awk -v e="$est" -v p="$peak" 'BEGIN { p *= 1048576; exit !(e >= p && e <= p * 1.06) }' \
+        || fail "train: estimate $est bytes vs peak RSS $peak MiB: not within [peak, peak + 6 %]"
+    echo "train: estimate $est bytes, peak RSS $peak MiB"
+fi
 # --- ulimit -v: the address space left is the limit (the binary itself needs ~100 MiB mapped);
 # a sanitizer build reserves terabytes of shadow memory and cannot start under any ulimit -v
 if [ -n "${SB_UNDER_SANITIZER:-}" ]; then

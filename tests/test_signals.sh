@@ -22,13 +22,10 @@ $SB attention --model "$T/m" --data "$T/d.ids" --tokens 32 --out "$T/a.h5" >/dev
 cp "$T/a.h5" "$T/a.bak"
 for sig in INT TERM; do
     want=130; [ $sig = TERM ] && want=143
-    # the probe checks the flag after its pass: a signal raised right away (the shell's own
-    # kill before the process runs its handler setup could kill it outright, so use a delay)
-    $SB attention --model "$T/m" --data "$T/d.ids" --tokens 2000 --out "$T/a.h5" >/dev/null 2>"$T/err" &
-    pid=$!
-    sleep 0.3
-    kill -$sig $pid
-    wait $pid
+    # the probe checks the flag after its pass; the test hook raises the signal exactly there
+    # (a timed kill would race the probe, which takes milliseconds on a fast machine)
+    at=1; [ $sig = TERM ] && at=1:TERM
+    SB_TEST_SIGNAL_AT=$at $SB attention --model "$T/m" --data "$T/d.ids" --tokens 2000 --out "$T/a.h5" >/dev/null 2>"$T/err"
     rc=$?
     [ $rc -eq $want ] || fail "attention SIG$sig: status $rc, want $want: $(cat "$T/err")"
     grep -q '^resume with: .*attention.* --resume$' "$T/err" || fail "attention SIG$sig: no resume line: $(cat "$T/err")"

@@ -3,7 +3,7 @@
 # seconds): cells run in parallel, results/<exp>.h5 + .csv are written and agree with a
 # direct `sinkbench ppl` run, a rerun skips finished cells and redoes those whose model
 # changed, --force redoes all, failing cells are reported (exit 1) but still collected, bad
-# configs fail naming file and key, `sinkbench latency` reports sane numbers and rejects bad
+# configs fail naming file and key, an interrupted cell is resumed by the next run, `sinkbench latency` reports sane numbers and rejects bad
 # input, the report renders, and the figures are drawn when gnuplot is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,6 +69,48 @@ expect "5 cells to run" "$tmp/err5"
 awk -F, '$1 == "m1" && $3 == "window:32" { exit !($5 == 199) }' "$tmp/res/tiny.csv" || fail "smoke mode should score 199 tokens"
 run 2> "$tmp/err5b"   # the quick cells survived the smoke run
 expect "0 cells to run, 5 already done" "$tmp/err5b"
+
+# ---- an interrupted cell (SB_TEST_SIGNAL_AT reaches the child) leaves <cell>.h5.resume; the
+# next study run continues it with --resume and the result equals an unbroken run
+cat > "$tmp/rexp.ini" <<EOF
+[experiment]
+name = rtiny
+command = ppl
+data = $tmp/s.ids
+models = m1
+[run stream]
+policies = sinks:4:28
+tokens = 500
+args = --chunk 16
+EOF
+rrun() { "$sb" study run --config "$tmp/rexp.ini" --results "$tmp/rres" --models-dir "$tmp/models" --threads 1 "$@"; }
+cell="$tmp/rres/cells/quick/rtiny/m1/stream-sinks_4_28.h5"
+if SB_TEST_SIGNAL_AT=5 rrun 2> "$tmp/errr1"; then fail "an interrupted cell should fail the study run"; fi
+expect "exit 130" "$tmp/errr1"
+expect "next study run resumes the cell" "$tmp/errr1"
+[ -f "$cell.resume" ] || fail "the interrupted cell left no state"
+rrun 2> "$tmp/errr2" || { cat "$tmp/errr2"; fail "the resumed study run failed"; }
+expect "1 cells to run, 0 already done" "$tmp/errr2"
+expect "ok .* resumed" "$tmp/errr2"
+[ -e "$cell.resume" ] && fail "the state is left after the resumed cell finished"
+expect "^# sinkbench ppl .* --resume$" "$cell.log"
+at=$(h5dump -a resumed_at "$cell" | sed -n 's/^ *(0): *\([0-9]*\).*/\1/p')
+[ -n "$at" ] && [ "$at" -gt 0 ] || fail "the cell's result does not record resumed_at ($at)"
+"$sb" ppl --model "$tmp/models/m1" --data "$tmp/s.ids" --policy sinks:4:28 --tokens 500 --chunk 16 --threads 1 \
+    --out "$tmp/unbroken.h5" > /dev/null 2>&1
+h5dump -d nll "$cell" | sed -n '/DATA/,$p' > "$tmp/nll_resumed"
+h5dump -d nll "$tmp/unbroken.h5" | sed -n '/DATA/,$p' > "$tmp/nll_unbroken"
+[ -s "$tmp/nll_unbroken" ] && cmp -s "$tmp/nll_resumed" "$tmp/nll_unbroken" || fail "resumed cell NLL differs from an unbroken run"
+rrun 2> "$tmp/errr3"   # the key is that of the planned command: nothing left to do
+expect "0 cells to run, 1 already done" "$tmp/errr3"
+# a state the command refuses (here damaged) is removed and the cell runs afresh
+if SB_TEST_SIGNAL_AT=5 rrun --force 2> /dev/null; then fail "the second interrupted run should fail"; fi
+[ -f "$cell.resume" ] || fail "no state after the second interrupt"
+printf 'garbage' > "$cell.resume"
+rrun 2> "$tmp/errr4" || { cat "$tmp/errr4"; fail "a refused state should lead to a fresh run"; }
+expect "resume refused" "$tmp/errr4"
+[ -e "$cell.resume" ] && fail "the refused state is left"
+if h5dump -a resumed_at "$cell" > /dev/null 2>&1; then fail "the fresh run records resumed_at"; fi
 
 # ---- a failing cell: exit 1, the others still collected and the failure noted
 if run --data "$tmp/missing.ids" 2> "$tmp/err6"; then fail "run with missing data should fail"; fi

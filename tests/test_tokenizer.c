@@ -16,6 +16,7 @@
 #include "engine/common.h"
 #include "tokenizer/tokenizer.h"
 #include "datasets/sha256.h"
+#include "datasets/tokens.h"
 #include "tokenizer/tokenizer_internal.h"
 
 /* ---- helpers ---- */
@@ -557,6 +558,186 @@ static void test_added_token_passes(void **state) {
     free(j);
 }
 
+/* ---- BOS/EOS as the tokenizer says ---- */
+
+/* DIR/tokenizer.json = mini tokenizer (+ "<s>" 256, "</s>" 257) with post_processor post
+ * (NULL: none), and DIR/tokenizer_config.json = config when non-NULL. Returns the dir. */
+static const char *bos_case(const char *name, const char *post, const char *config) {
+    static char dir[600];
+    char path[700];
+    snprintf(dir, sizeof dir, "%s/%s", tmpdir, name);
+    mkdir(dir, 0755);
+    char *j = mini_json("\"<s>\":256, \"</s>\":257", "");
+    char *k = malloc_check(strlen(j) + (post ? strlen(post) : 0) + 32);
+    sprintf(k, "{\"post_processor\":%s,%s", post ? post : "null", j + 1);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    write_file(path, k);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    if (config) write_file(path, config);
+    else unlink(path);
+    free(j);
+    free(k);
+    return dir;
+}
+
+static void expect_bos_eos(const char *name, const char *post, const char *config, int32_t bos, int32_t eos) {
+    sb_tokenizer *t;
+    if (sb_tokenizer_load(&t, bos_case(name, post, config)) != SB_OK) fail_msg("%s: %s", name, sb_last_error());
+    if (sb_tokenizer_bos_id(t) != bos || sb_tokenizer_eos_id(t) != eos)
+        fail_msg("%s: BOS %d EOS %d, want %d %d", name, sb_tokenizer_bos_id(t), sb_tokenizer_eos_id(t), bos, eos);
+    assert_int_equal(sb_tokenizer_adds_bos(t), bos >= 0);
+    assert_int_equal(sb_tokenizer_adds_eos(t), eos >= 0);
+    sb_tokenizer_free(t);
+}
+
+#define TPL_BOS "{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":0}}," \
+                "{\"Sequence\":{\"id\":\"A\",\"type_id\":0}}],\"special_tokens\":{\"<s>\":{\"id\":\"<s>\",\"ids\":[256]}}}"
+
+static void test_bos_eos_from_post_processor(void **state) {
+    (void)state;
+    expect_bos_eos("none", NULL, NULL, -1, -1);
+    expect_bos_eos("bytelevel", "{\"type\":\"ByteLevel\",\"add_prefix_space\":true}", NULL, -1, -1);
+    expect_bos_eos("tpl_bos", TPL_BOS, NULL, 256, -1);
+    /* names resolved through the vocab when "ids" is missing; EOS is the last item of "single" */
+    expect_bos_eos("tpl_both",
+                   "{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\"}},"
+                   "{\"Sequence\":{\"id\":\"A\"}},{\"SpecialToken\":{\"id\":\"</s>\"}}],\"special_tokens\":{}}",
+                   NULL, 256, 257);
+    expect_bos_eos("tpl_eos",
+                   "{\"type\":\"TemplateProcessing\",\"single\":[{\"Sequence\":{\"id\":\"A\"}},"
+                   "{\"SpecialToken\":{\"id\":\"</s>\"}}],\"special_tokens\":{\"</s>\":{\"ids\":[257]}}}",
+                   NULL, -1, 257);
+    expect_bos_eos("bert", "{\"type\":\"BertProcessing\",\"sep\":[\"</s>\",257],\"cls\":[\"<s>\",256]}", NULL, 256, 257);
+    expect_bos_eos("roberta", "{\"type\":\"RobertaProcessing\",\"sep\":[\"</s>\",257],\"cls\":[\"<s>\",256]}", NULL,
+                   256, 257);
+    expect_bos_eos("seq", "{\"type\":\"Sequence\",\"processors\":[{\"type\":\"ByteLevel\"}," TPL_BOS "]}", NULL, 256, -1);
+    /* a post-processor id outside the vocabulary is refused */
+    sb_tokenizer *t;
+    char bad[1024];
+    snprintf(bad, sizeof bad, "%s", TPL_BOS);
+    char *at = strstr(bad, "[256]");
+    memcpy(at, "[999]", 5);
+    assert_int_equal(sb_tokenizer_load(&t, bos_case("bad_id", bad, NULL)), SB_ERR);
+    assert_non_null(strstr(sb_last_error(), "outside the vocabulary"));
+}
+
+static void test_bos_eos_from_config(void **state) {
+    (void)state;
+    /* add_bos_token / add_eos_token win over the post-processor */
+    expect_bos_eos("cfg_off", TPL_BOS, "{\"add_bos_token\": false}", -1, -1);
+    expect_bos_eos("cfg_eos", TPL_BOS, "{\"add_eos_token\": true, \"eos_token\": \"</s>\"}", 256, 257);
+    expect_bos_eos("cfg_on", NULL, "{\"add_bos_token\": true, \"bos_token\": {\"content\": \"<s>\"}}", 256, -1);
+    expect_bos_eos("cfg_null", TPL_BOS, "{\"add_bos_token\": null, \"bos_token\": \"</s>\"}", 256, -1);
+    /* the token is known even when not added */
+    sb_tokenizer *t;
+    assert_int_equal(sb_tokenizer_load(&t, bos_case("cfg_known", NULL, "{\"bos_token\":\"<s>\",\"add_bos_token\":false}")),
+                     SB_OK);
+    assert_int_equal(sb_tokenizer_bos_id(t), -1);
+    assert_int_equal(sb_tokenizer_bos_token(t), 256);
+    assert_int_equal(sb_tokenizer_eos_token(t), -1);
+    sb_tokenizer_free(t);
+    /* a config that cannot be followed is an error naming it */
+    const char *bad[][2] = {{"{\"add_bos_token\": true}", "bos_token"},
+                            {"{\"add_eos_token\": true, \"eos_token\": \"<nope>\"}", "eos_token"},
+                            {"{\"add_bos_token\": \"yes\"}", "true or false"},
+                            {"[1, 2", "not a JSON object"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(sb_tokenizer_load(&t, bos_case("cfg_bad", NULL, bad[i][0])), SB_ERR);
+        if (!strstr(sb_last_error(), bad[i][1]) || !strstr(sb_last_error(), "tokenizer_config.json"))
+            fail_msg("config %s: message '%s' lacks '%s'", bad[i][0], sb_last_error(), bad[i][1]);
+    }
+    /* what is added survives save + load (without the config), and the hash says so */
+    assert_int_equal(sb_tokenizer_load(&t, bos_case("cfg_rt", TPL_BOS, "{\"add_eos_token\":true,\"eos_token\":\"</s>\"}")),
+                     SB_OK);
+    char out[700];
+    snprintf(out, sizeof out, "%s/rt_out", tmpdir);
+    mkdir(out, 0755);
+    assert_int_equal(sb_tokenizer_save(t, out), SB_OK);
+    sb_tokenizer *u, *plain;
+    assert_int_equal(sb_tokenizer_load(&u, out), SB_OK);
+    assert_int_equal(sb_tokenizer_bos_id(u), 256);
+    assert_int_equal(sb_tokenizer_eos_id(u), 257);
+    assert_memory_equal(sb_tokenizer_hash(t), sb_tokenizer_hash(u), SB_TOKENIZER_HASH_BYTES);
+    assert_int_equal(sb_tokenizer_load(&plain, bos_case("cfg_rt2", TPL_BOS, NULL)), SB_OK);
+    assert_memory_not_equal(sb_tokenizer_hash(t), sb_tokenizer_hash(plain), SB_TOKENIZER_HASH_BYTES);
+    sb_tokenizer_free(plain);
+    sb_tokenizer_free(u);
+    sb_tokenizer_free(t);
+}
+
+/* The committed fixtures: Llama-style adds <s> (id 1), byte-level adds nothing; text streams
+ * follow them (one BOS before the whole text, never elsewhere). */
+static void test_bos_fixtures_and_text_streams(void **state) {
+    (void)state;
+    char txt[600];
+    snprintf(txt, sizeof txt, "%s/stream.txt", tmpdir);
+    const char *text = "Once upon a time.\nThe end.\n";
+    write_file(txt, text);
+    const char *names[2] = {"sp_bpe", "bytelevel_bpe"};
+    for (int k = 0; k < 2; k++) {
+        char dir[256];
+        snprintf(dir, sizeof dir, "tests/fixtures/tokenizers/%s", names[k]);
+        sb_tokenizer *t;
+        if (sb_tokenizer_load(&t, dir) != SB_OK) fail_msg("%s", sb_last_error());
+        int32_t want_bos = k == 0 ? 1 : -1;
+        assert_int_equal(sb_tokenizer_bos_id(t), want_bos);
+        assert_false(sb_tokenizer_adds_eos(t));
+        assert_int_equal(sb_tokenizer_bos_token(t), k == 0 ? 1 : 0); /* bytelevel: bos_token <|endoftext|> */
+        int32_t *enc, *ids;
+        size_t ne;
+        int64_t n;
+        sb_tokens_added added;
+        assert_int_equal(sb_tokenizer_encode(t, text, strlen(text), &enc, &ne), SB_OK);
+        assert_int_equal(sb_tokens_load_text_ex(txt, t, 0, 0, &ids, &n, &added), SB_OK);
+        int off = want_bos >= 0;
+        assert_int_equal(added.bos, off);
+        assert_int_equal(added.eos, 0);
+        assert_int_equal(n, (int64_t)ne + off);
+        if (off) assert_int_equal(ids[0], want_bos);
+        assert_memory_equal(ids + off, enc, ne * sizeof *enc);
+        free(ids);
+        /* max_tokens counts the BOS */
+        assert_int_equal(sb_tokens_load_text(txt, t, 0, 3, &ids, &n), SB_OK);
+        assert_int_equal(n, 3);
+        assert_int_equal(ids[0], off ? want_bos : enc[0]);
+        free(ids);
+        /* the BOS is checked against the model's vocab like any id */
+        if (off) assert_int_equal(sb_tokens_load_text(txt, t, 1, 0, &ids, &n), SB_ERR);
+        /* forcing: yes takes the bos_token, no drops it */
+        int32_t b, e;
+        assert_int_equal(sb_tokens_specials(t, SB_TOKENS_YES, SB_TOKENS_NO, &b, &e), SB_OK);
+        assert_int_equal(b, k == 0 ? 1 : 0);
+        assert_int_equal(e, -1);
+        assert_int_equal(sb_tokens_specials(t, SB_TOKENS_NO, SB_TOKENS_AUTO, &b, &e), SB_OK);
+        assert_int_equal(b, -1);
+        free(enc);
+        sb_tokenizer_free(t);
+    }
+    /* a tokenizer that adds EOS closes the text with it, unless max_tokens cut the text */
+    sb_tokenizer *t;
+    assert_int_equal(sb_tokenizer_load(&t, bos_case("eos_stream", TPL_BOS, "{\"add_eos_token\":true,\"eos_token\":\"</s>\"}")),
+                     SB_OK);
+    int32_t *ids;
+    int64_t n;
+    sb_tokens_added added;
+    assert_int_equal(sb_tokens_load_text_ex(txt, t, 0, 0, &ids, &n, &added), SB_OK);
+    assert_true(added.bos && added.eos);
+    assert_int_equal(ids[0], 256);
+    assert_int_equal(ids[n - 1], 257);
+    free(ids);
+    assert_int_equal(sb_tokens_load_text_ex(txt, t, 0, 4, &ids, &n, &added), SB_OK);
+    assert_int_equal(n, 4);
+    assert_false(added.eos);
+    assert_int_not_equal(ids[3], 257);
+    free(ids);
+    int32_t b, e;
+    sb_tokenizer_free(t);
+    assert_int_equal(sb_tokenizer_load(&t, bos_case("no_specials", NULL, NULL)), SB_OK);
+    assert_int_equal(sb_tokens_specials(t, SB_TOKENS_YES, SB_TOKENS_AUTO, &b, &e), SB_ERR_USAGE);
+    assert_non_null(strstr(sb_last_error(), "--bos"));
+    sb_tokenizer_free(t);
+}
+
 /* ---- golden ids from the Python tokenizers library (tests/fixtures/tokenizers/) ---- */
 
 static size_t b64_decode(const char *in, uint8_t *out) {
@@ -673,6 +854,9 @@ int main(void) {
         cmocka_unit_test(test_save_load_identical),
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_added_token_passes),
+        cmocka_unit_test(test_bos_eos_from_post_processor),
+        cmocka_unit_test(test_bos_eos_from_config),
+        cmocka_unit_test(test_bos_fixtures_and_text_streams),
         cmocka_unit_test(test_golden),
     };
     return cmocka_run_group_tests_name("tokenizer", tests, setup_dir, teardown_dir);

@@ -69,6 +69,9 @@ expect_error 2 "--config is required" $SB train
 expect_error 2 "unknown option '--bogus'" $SB train --bogus
 expect_error 2 "--out is required" $SB train --config "$T/tiny.ini"
 expect_error 2 "--stop-at" $SB train --config "$T/tiny.ini" --out "$T/x" --stop-at zero
+expect_error 2 "--max-memory" $SB train --config "$T/tiny.ini" --out "$T/x" --max-memory lots
+expect_error 2 "--max-memory must be positive" $SB train --config "$T/tiny.ini" --out "$T/x" --max-memory 0
+expect_error 1 "more than the --max-memory limit of 4096 bytes" $SB train --config "$T/tiny.ini" --out "$T/x" --max-memory 4K
 expect_error 1 "$T/none.ini" $SB train --config "$T/none.ini" --out "$T/x"
 sed 's/^lr = 3e-3/lr = fast/' "$T/tiny.ini" >"$T/bad.ini"
 expect_error 1 "optim.lr = 'fast'" $SB train --config "$T/bad.ini" --out "$T/x"

@@ -59,9 +59,21 @@ int32_t sb_tokenizer_vocab_size(const sb_tokenizer *t);
 /* Id of a token given in its decoded form ("<sink>", "<|endoftext|>", " the"), -1 if absent. */
 int32_t sb_tokenizer_token_id(const sb_tokenizer *t, const char *token);
 bool sb_tokenizer_is_special(const sb_tokenizer *t, int32_t id);
-/* The token the file's post-processor puts in front of a sequence (Llama's <s>), -1 if none.
- * sb_tokenizer_encode never adds it: callers that want it prepend it. */
+/* BOS/EOS "as the tokenizer says": the tokens Hugging Face's encode(text) puts around a
+ * sequence. From the post-processor (TemplateProcessing's "single", Bert/RobertaProcessing's
+ * cls/sep, or one of those inside a Sequence); add_bos_token / add_eos_token in a
+ * tokenizer_config.json beside the tokenizer.json win where present (Llama, Mistral).
+ * Llama/Mistral add BOS only; GPT-NeoX, Falcon, MPT and our own tokenizers add nothing.
+ * sb_tokenizer_encode never adds them: callers that want them put them around the ids. */
+bool sb_tokenizer_adds_bos(const sb_tokenizer *t);
+bool sb_tokenizer_adds_eos(const sb_tokenizer *t);
+/* The BOS/EOS that encoding adds, -1 if it adds none. */
 int32_t sb_tokenizer_bos_id(const sb_tokenizer *t);
+int32_t sb_tokenizer_eos_id(const sb_tokenizer *t);
+/* The tokenizer's BOS/EOS token whether or not encoding adds it (tokenizer_config.json's
+ * bos_token/eos_token, or the post-processor's), -1 if unknown: for forcing one in. */
+int32_t sb_tokenizer_bos_token(const sb_tokenizer *t);
+int32_t sb_tokenizer_eos_token(const sb_tokenizer *t);
 sb_tokenizer_kind sb_tokenizer_get_kind(const sb_tokenizer *t);
 /* 32-byte SHA-256 of the canonical tokenizer.json (the bytes sb_tokenizer_save writes). */
 const uint8_t *sb_tokenizer_hash(const sb_tokenizer *t);

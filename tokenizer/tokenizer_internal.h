@@ -102,6 +102,8 @@ struct sb_tokenizer {
     bool metaspace_split;    /* Metaspace pre-tokenizer with split: words start at each "▁" */
     int32_t unk_id;
     int32_t bos_id;          /* prepended by the post-processor (TemplateProcessing), -1 if none */
+    int32_t eos_id;          /* appended by the post-processor, -1 if none */
+    int32_t bos_token, eos_token; /* the BOS/EOS tokens whether added or not (tokenizer_config.json), -1 if unknown */
     uint8_t hash[SB_TOKENIZER_HASH_BYTES];
 };
 

@@ -125,23 +125,43 @@ static void put_vocab_key(sbuf *b, const sb_tokenizer *t, int32_t id) {
     }
 }
 
-/* TemplateProcessing that puts the BOS token in front (of each sequence of a pair, as Llama) */
-static void put_template(sbuf *b, const sb_tokenizer *t) {
-    sbuf k = {0};
-    put_vocab_key(&k, t, t->bos_id);
+static void put_tpl_item(sbuf *b, bool first, const char *kind, const char *id, int type_id) {
+    sb_printf(b, "%s      {\n        \"%s\": {\n          \"id\": %s,\n          \"type_id\": %d\n        }\n      }",
+              first ? "" : ",\n", kind, id, type_id);
+}
+
+static void put_tpl_special(sbuf *b, bool first, const char *key, int32_t id) {
     sb_printf(b,
-              "{\n    \"type\": \"TemplateProcessing\",\n    \"single\": [\n"
-              "      {\n        \"SpecialToken\": {\n          \"id\": %s,\n          \"type_id\": 0\n        }\n      },\n"
-              "      {\n        \"Sequence\": {\n          \"id\": \"A\",\n          \"type_id\": 0\n        }\n      }\n"
-              "    ],\n    \"pair\": [\n"
-              "      {\n        \"SpecialToken\": {\n          \"id\": %s,\n          \"type_id\": 0\n        }\n      },\n"
-              "      {\n        \"Sequence\": {\n          \"id\": \"A\",\n          \"type_id\": 0\n        }\n      },\n"
-              "      {\n        \"SpecialToken\": {\n          \"id\": %s,\n          \"type_id\": 1\n        }\n      },\n"
-              "      {\n        \"Sequence\": {\n          \"id\": \"B\",\n          \"type_id\": 1\n        }\n      }\n"
-              "    ],\n    \"special_tokens\": {\n      %s: {\n        \"id\": %s,\n        \"ids\": [\n          %d\n"
-              "        ],\n        \"tokens\": [\n          %s\n        ]\n      }\n    }\n  }",
-              k.p, k.p, k.p, k.p, k.p, (int)t->bos_id, k.p);
-    free(k.p);
+              "%s      %s: {\n        \"id\": %s,\n        \"ids\": [\n          %d\n"
+              "        ],\n        \"tokens\": [\n          %s\n        ]\n      }",
+              first ? "" : ",\n", key, key, (int)id, key);
+}
+
+/* TemplateProcessing that puts the BOS token in front and the EOS token after (of each
+ * sequence of a pair, as Llama with add_bos_token/add_eos_token) */
+static void put_template(sbuf *b, const sb_tokenizer *t) {
+    sbuf bk = {0}, ek = {0};
+    if (t->bos_id >= 0) put_vocab_key(&bk, t, t->bos_id);
+    if (t->eos_id >= 0) put_vocab_key(&ek, t, t->eos_id);
+    sb_puts(b, "{\n    \"type\": \"TemplateProcessing\",\n    \"single\": [\n");
+    bool first = true;
+    if (bk.p) put_tpl_item(b, first, "SpecialToken", bk.p, 0), first = false;
+    put_tpl_item(b, first, "Sequence", "\"A\"", 0);
+    if (ek.p) put_tpl_item(b, false, "SpecialToken", ek.p, 0);
+    sb_puts(b, "\n    ],\n    \"pair\": [\n");
+    first = true;
+    for (int s = 0; s < 2; s++) {
+        if (bk.p) put_tpl_item(b, first, "SpecialToken", bk.p, s), first = false;
+        put_tpl_item(b, first, "Sequence", s ? "\"B\"" : "\"A\"", s);
+        first = false;
+        if (ek.p) put_tpl_item(b, false, "SpecialToken", ek.p, s);
+    }
+    sb_puts(b, "\n    ],\n    \"special_tokens\": {\n");
+    if (bk.p) put_tpl_special(b, true, bk.p, t->bos_id);
+    if (ek.p && t->eos_id != t->bos_id) put_tpl_special(b, !bk.p, ek.p, t->eos_id);
+    sb_puts(b, "\n    }\n  }");
+    free(bk.p);
+    free(ek.p);
 }
 
 static const char *BYTELEVEL_PRE =
@@ -168,7 +188,7 @@ int sb_tokenizer_to_json(const sb_tokenizer *t, char **json, size_t *len) {
     sb_puts(&b, t->n_added ? "\n  ],\n" : "],\n");
     if (!sp) {
         sb_printf(&b, "  \"normalizer\": null,\n  \"pre_tokenizer\": %s,\n  \"post_processor\": ", BYTELEVEL_PRE);
-        if (t->bos_id >= 0) put_template(&b, t);
+        if (t->bos_id >= 0 || t->eos_id >= 0) put_template(&b, t);
         else sb_puts(&b, BYTELEVEL_POST);
         sb_printf(&b, ",\n  \"decoder\": %s,\n", BYTELEVEL_POST);
     } else {
@@ -186,7 +206,7 @@ int sb_tokenizer_to_json(const sb_tokenizer *t, char **json, size_t *len) {
                       scheme, t->metaspace_split ? "true" : "false");
         }
         sb_puts(&b, "  \"post_processor\": ");
-        if (t->bos_id >= 0) put_template(&b, t);
+        if (t->bos_id >= 0 || t->eos_id >= 0) put_template(&b, t);
         else sb_puts(&b, "null");
         sb_puts(&b, ",\n  \"decoder\": {\n    \"type\": \"Sequence\",\n    \"decoders\": [\n"
                     "      {\n        \"type\": \"Replace\",\n        \"pattern\": {\n          \"String\": \"\xE2\x96\x81\"\n"
@@ -424,19 +444,9 @@ static int read_shape(const cJSON *root, const cJSON *model, const char *path, s
     return SB_OK;
 }
 
-/* The BOS a TemplateProcessing post-processor (maybe inside a Sequence) puts first; -1 if none.
- * Other post-processing (EOS, pairs, offsets) does not change encode and is not kept. */
-static int32_t read_bos(const cJSON *root, const kmap *km) {
-    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(root, "post_processor");
-    if (jtype(pp, "Sequence")) {
-        const cJSON *p;
-        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(pp, "processors")) if (jtype(p, "TemplateProcessing")) pp = p;
-    }
-    if (!jtype(pp, "TemplateProcessing")) return -1;
-    const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(pp, "single"), 0);
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(first, "SpecialToken");
-    const char *name = st ? jstr(st, "id") : NULL;
-    if (!name) return -1;
+/* Id of a post-processor special token: its "ids" when it has exactly one, else its name in
+ * the vocab; -1 if neither. */
+static int32_t tpl_special_id(const cJSON *pp, const char *name, const kmap *km) {
     const cJSON *spec = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(pp, "special_tokens"), name);
     const cJSON *ids = spec ? cJSON_GetObjectItemCaseSensitive(spec, "ids") : NULL;
     if (cJSON_GetArraySize(ids) == 1 && cJSON_IsNumber(cJSON_GetArrayItem(ids, 0))) {
@@ -444,6 +454,90 @@ static int32_t read_bos(const cJSON *root, const kmap *km) {
         return v >= 0 && v < 2147483647.0 ? (int32_t)v : -1;
     }
     return kmap_get(km, name, strlen(name));
+}
+
+/* Bert/RobertaProcessing keep a token as ["[CLS]", 101]: the number is the id. */
+static int32_t pair_id(const cJSON *pp, const char *key) {
+    const cJSON *v = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(pp, key), 1);
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 2147483647.0 ? (int32_t)v->valuedouble : -1;
+}
+
+/* The BOS and EOS the post-processor puts around a single sequence (TemplateProcessing's
+ * "single", or Bert/Roberta's cls/sep, maybe inside a Sequence); -1 where none. Pairs and
+ * offsets do not change how a stream is encoded and are not kept. */
+static void read_post(const cJSON *root, const kmap *km, int32_t *bos, int32_t *eos) {
+    *bos = *eos = -1;
+    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(root, "post_processor");
+    if (jtype(pp, "Sequence")) {
+        const cJSON *p, *found = NULL;
+        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(pp, "processors")) if (
+            jtype(p, "TemplateProcessing") || jtype(p, "BertProcessing") || jtype(p, "RobertaProcessing")) found = p;
+        pp = found;
+    }
+    if (jtype(pp, "BertProcessing") || jtype(pp, "RobertaProcessing")) {
+        *bos = pair_id(pp, "cls");
+        *eos = pair_id(pp, "sep");
+        return;
+    }
+    if (!jtype(pp, "TemplateProcessing")) return;
+    const cJSON *single = cJSON_GetObjectItemCaseSensitive(pp, "single");
+    int n = cJSON_GetArraySize(single);
+    for (int end = 0; end < 2 && n >= 2; end++) {
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(single, end ? n - 1 : 0), "SpecialToken");
+        const char *name = st ? jstr(st, "id") : NULL;
+        if (name) *(end ? eos : bos) = tpl_special_id(pp, name, km);
+    }
+}
+
+/* A token named in tokenizer_config.json: "<s>" or {"content": "<s>", ...}; -1 if absent. */
+static int32_t config_token(const sb_tokenizer *t, const cJSON *cfg, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (cJSON_IsObject(v)) v = cJSON_GetObjectItemCaseSensitive(v, "content");
+    return cJSON_IsString(v) ? sb_tokenizer_token_id(t, v->valuestring) : -1;
+}
+
+/* tokenizer_config.json beside the tokenizer.json (transformers' Llama/Mistral tokenizers):
+ * add_bos_token / add_eos_token, where present, override the post-processor, as transformers
+ * rebuilds the post-processor from them. Absent file: nothing changes. */
+static int apply_config(sb_tokenizer *t, const char *json_path) {
+    const char *slash = strrchr(json_path, '/');
+    size_t dir = slash ? (size_t)(slash - json_path) + 1 : 0;
+    char cpath[4096];
+    if (dir + sizeof "tokenizer_config.json" > sizeof cpath) return SB_OK;
+    memcpy(cpath, json_path, dir);
+    strcpy(cpath + dir, "tokenizer_config.json");
+    struct stat st;
+    if (stat(cpath, &st) != 0) return SB_OK;
+    char *data;
+    size_t size;
+    int rc = sb_read_file(cpath, &data, &size);
+    if (rc) return rc;
+    cJSON *cfg = cJSON_ParseWithLength(data, size);
+    free(data);
+    if (!cJSON_IsObject(cfg)) {
+        cJSON_Delete(cfg);
+        return sb_error("%s: not a JSON object", cpath);
+    }
+    int32_t bos_tok = config_token(t, cfg, "bos_token"), eos_tok = config_token(t, cfg, "eos_token");
+    if (bos_tok >= 0) t->bos_token = bos_tok;
+    if (eos_tok >= 0) t->eos_token = eos_tok;
+    static const char *const keys[2] = {"add_bos_token", "add_eos_token"};
+    for (int k = 0; k < 2 && rc == SB_OK; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, keys[k]);
+        if (!v || cJSON_IsNull(v)) continue;
+        if (!cJSON_IsBool(v)) {
+            rc = sb_error("%s: %s must be true or false", cpath, keys[k]);
+            break;
+        }
+        int32_t *added = k ? &t->eos_id : &t->bos_id, known = k ? t->eos_token : t->bos_token;
+        if (cJSON_IsFalse(v)) *added = -1;
+        else if (*added < 0 && known < 0)
+            rc = sb_error("%s: %s is true but %s names no token of the vocabulary", cpath, keys[k],
+                          k ? "eos_token" : "bos_token");
+        else if (*added < 0) *added = known;
+    }
+    cJSON_Delete(cfg);
+    return rc;
 }
 
 static int load_json(sb_tokenizer **out, const char *path, const char *data, size_t size) {
@@ -629,11 +723,12 @@ static int load_json(sb_tokenizer **out, const char *path, const char *data, siz
     }
 
     bool ignore_merges = jtrue(model, "ignore_merges");
-    int32_t bos_id = read_bos(root, &km);
+    int32_t bos_id, eos_id;
+    read_post(root, &km, &bos_id, &eos_id);
     /* the post-processor's "ids" are not checked against the vocab by anything else */
-    if (bos_id >= vocab_size) {
-        sb_error("%s: post_processor BOS id %d is outside the vocabulary (%d tokens)", path, (int)bos_id,
-                 (int)vocab_size);
+    if (bos_id >= vocab_size || eos_id >= vocab_size) {
+        sb_error("%s: post_processor %s id %d is outside the vocabulary (%d tokens)", path,
+                 bos_id >= vocab_size ? "BOS" : "EOS", (int)(bos_id >= vocab_size ? bos_id : eos_id), (int)vocab_size);
         goto done;
     }
     int32_t unk_id = -1;
@@ -659,7 +754,12 @@ static int load_json(sb_tokenizer **out, const char *path, const char *data, siz
         t->prepend = sh.prepend;
         t->metaspace_split = sh.split;
         t->unk_id = unk_id;
-        t->bos_id = bos_id;
+        t->bos_id = t->bos_token = bos_id;
+        t->eos_id = t->eos_token = eos_id;
+        if ((rc = apply_config(t, path)) != SB_OK) {
+            sb_tokenizer_free(t);
+            goto done;
+        }
         /* the canonical form depends on these too: hash again */
         char *json;
         size_t len;

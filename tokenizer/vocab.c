@@ -143,7 +143,7 @@ int sb_tokenizer_build(sb_tokenizer **out, sb_tokenizer_kind kind, int32_t vocab
     t->added = added;
     t->n_added = n_added;
     t->unk_id = -1;
-    t->bos_id = -1;
+    t->bos_id = t->eos_id = t->bos_token = t->eos_token = -1;
     t->flags = calloc_check((size_t)vocab_size, 1);
     sb_pair_map_init(&t->pairs, (size_t)n_merges);
     size_t cap = 16;
@@ -240,6 +240,11 @@ bool sb_tokenizer_is_special(const sb_tokenizer *t, int32_t id) {
 }
 
 int32_t sb_tokenizer_bos_id(const sb_tokenizer *t) { return t->bos_id; }
+int32_t sb_tokenizer_eos_id(const sb_tokenizer *t) { return t->eos_id; }
+bool sb_tokenizer_adds_bos(const sb_tokenizer *t) { return t->bos_id >= 0; }
+bool sb_tokenizer_adds_eos(const sb_tokenizer *t) { return t->eos_id >= 0; }
+int32_t sb_tokenizer_bos_token(const sb_tokenizer *t) { return t->bos_id >= 0 ? t->bos_id : t->bos_token; }
+int32_t sb_tokenizer_eos_token(const sb_tokenizer *t) { return t->eos_id >= 0 ? t->eos_id : t->eos_token; }
 
 sb_tokenizer_kind sb_tokenizer_get_kind(const sb_tokenizer *t) { return t->kind; }
 

@@ -24,35 +24,66 @@ int sb_train_model_check_config(const sb_model_config *c) {
     return SB_OK;
 }
 
-/* Allocation of activation buffers: sizes are products of config dims and B, T, so each is
- * overflow-checked; a failure becomes an error, not an abort. */
+/* Every activation buffer of a B x T micro-batch, as float counts n0 * n1 * n2. One table
+ * serves both the allocation and the memory estimate, so the two cannot drift apart. */
 typedef struct {
-    bool failed;
-    size_t bytes;
-} alloc_ctx;
+    float **dst;
+    size_t n0, n1, n2;
+} act_buf;
 
-static float *alloc_f(alloc_ctx *a, size_t n0, size_t n1, size_t n2) {
-    size_t n, b;
-    if (a->failed) return NULL;
-    if (!sb_mul_size(n0, n1, &n) || !sb_mul_size(n, n2, &n) || !sb_mul_size(n, sizeof(float), &b)) {
-        a->failed = true;
-        return NULL;
-    }
-    float *p = calloc(n ? n : 1, sizeof(float));
-    if (!p) a->failed = true;
-    if (!sb_add_size(a->bytes, b, &a->bytes)) a->failed = true;
-    return p;
+enum { ACT_BUFS = 28 };
+
+static int act_table(const sb_model_config *c, int B, int T, sb_train_model *tm, act_buf out[ACT_BUFS]) {
+    size_t N = (size_t)B * T, L = (size_t)c->n_layers, C = (size_t)c->dim, F = (size_t)c->ffn_dim;
+    size_t HD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
+    size_t BHT = (size_t)B * c->n_heads * T, V = (size_t)c->vocab_size, T2 = (size_t)T, D2 = (size_t)c->head_dim / 2;
+    const act_buf t[ACT_BUFS] = {
+        {&tm->x, L + 1, N, C},     {&tm->xmid, L, N, C},     {&tm->xn1, L, N, C},   {&tm->xn2, L, N, C},
+        {&tm->q, L, N, HD},        {&tm->k, L, N, KD},       {&tm->v, L, N, KD},    {&tm->att, L, N, HD},
+        {&tm->probs, L, BHT, T2},  {&tm->extra_p, L, BHT, 1}, {&tm->gate, L, N, F}, {&tm->up, L, N, F},
+        {&tm->hmlp, L, N, F},      {&tm->xnf, 1, N, C},      {&tm->logits, 1, N, V}, {&tm->losses, 1, N, 1},
+        {&tm->lse, 1, N, 1},       {&tm->rope_cos, 1, T2, D2}, {&tm->rope_sin, 1, T2, D2}, {&tm->dx, 1, N, C},
+        {&tm->dxn, 1, N, C},       {&tm->dq, 1, N, HD},      {&tm->dk, 1, N, KD},   {&tm->dv, 1, N, KD},
+        {&tm->datt, 1, N, HD},     {&tm->dh, 1, N, F},       {&tm->dgate, 1, N, F}, {&tm->dup, 1, N, F},
+    };
+    memcpy(out, t, sizeof t);
+    return ACT_BUFS;
+}
+
+/* Bytes of one table entry; false on overflow. */
+static bool act_bytes(const act_buf *a, size_t *bytes) {
+    size_t n;
+    return sb_mul_size(a->n0, a->n1, &n) && sb_mul_size(n, a->n2, &n) && sb_mul_size(n, sizeof(float), bytes);
+}
+
+int sb_train_model_bytes(const sb_model_config *c, int B, int T, uint64_t *activations, uint64_t *gradients) {
+    if (B < 1 || T < 1) return sb_error("trainer: batch %d and sequence length %d must be >= 1", B, T);
+    size_t np, g, total = 0, b;
+    if (!sb_model_param_count_checked(c, &np) || !sb_mul_size(np, sizeof(float), &g))
+        return sb_error("trainer: the parameter count overflows");
+    sb_train_model dummy;
+    act_buf t[ACT_BUFS];
+    int n = act_table(c, B, T, &dummy, t);
+    for (int i = 0; i < n; i++)
+        if (!act_bytes(&t[i], &b) || !sb_add_size(total, b, &total))
+            return sb_error("trainer: activations for batch %d x %d overflow", B, T);
+    /* the token and target copies */
+    if (!sb_mul_size((size_t)B * T, 2 * sizeof(int32_t), &b) || !sb_add_size(total, b, &total))
+        return sb_error("trainer: activations for batch %d x %d overflow", B, T);
+    *activations = total;
+    *gradients = g;
+    return SB_OK;
 }
 
 void sb_train_model_free(sb_train_model *tm) {
     if (!tm) return;
-    float **bufs[] = {&tm->x,      &tm->xmid, &tm->xn1,     &tm->xn2,     &tm->q,    &tm->k,     &tm->v,
-                      &tm->att,    &tm->probs, &tm->extra_p, &tm->gate,   &tm->up,   &tm->hmlp,  &tm->xnf,
-                      &tm->logits, &tm->losses, &tm->lse, &tm->rope_cos, &tm->rope_sin, &tm->dx, &tm->dxn, &tm->dq,
-                      &tm->dk,     &tm->dv,   &tm->datt,    &tm->dh,      &tm->dgate, &tm->dup};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        free(*bufs[i]);
-        *bufs[i] = NULL;
+    /* only the pointers are wanted here, so any config will do */
+    static const sb_model_config no_cfg;
+    act_buf t[ACT_BUFS];
+    int n = act_table(&no_cfg, 1, 1, tm, t);
+    for (int i = 0; i < n; i++) {
+        free(*t[i].dst);
+        *t[i].dst = NULL;
     }
     free(tm->tokens);
     free(tm->targets);
@@ -69,42 +100,25 @@ int sb_train_model_init(sb_train_model *tm, sb_model *m, int B, int T) {
     tm->cap_B = B;
     tm->cap_T = T;
     if (sb_model_alloc(&tm->grad, c)) return SB_ERR;
-    size_t N = (size_t)B * T, L = (size_t)c->n_layers, C = (size_t)c->dim, F = (size_t)c->ffn_dim;
-    size_t HD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
-    size_t BHT = (size_t)B * c->n_heads * T, V = (size_t)c->vocab_size;
-    alloc_ctx a = {0};
-    tm->x = alloc_f(&a, L + 1, N, C);
-    tm->xmid = alloc_f(&a, L, N, C);
-    tm->xn1 = alloc_f(&a, L, N, C);
-    tm->xn2 = alloc_f(&a, L, N, C);
-    tm->q = alloc_f(&a, L, N, HD);
-    tm->k = alloc_f(&a, L, N, KD);
-    tm->v = alloc_f(&a, L, N, KD);
-    tm->att = alloc_f(&a, L, N, HD);
-    tm->probs = alloc_f(&a, L, BHT, (size_t)T);
-    tm->extra_p = alloc_f(&a, L, BHT, 1);
-    tm->gate = alloc_f(&a, L, N, F);
-    tm->up = alloc_f(&a, L, N, F);
-    tm->hmlp = alloc_f(&a, L, N, F);
-    tm->xnf = alloc_f(&a, 1, N, C);
-    tm->logits = alloc_f(&a, 1, N, V);
-    tm->losses = alloc_f(&a, 1, N, 1);
-    tm->lse = alloc_f(&a, 1, N, 1);
-    tm->rope_cos = alloc_f(&a, 1, (size_t)T, (size_t)c->head_dim / 2);
-    tm->rope_sin = alloc_f(&a, 1, (size_t)T, (size_t)c->head_dim / 2);
-    tm->dx = alloc_f(&a, 1, N, C);
-    tm->dxn = alloc_f(&a, 1, N, C);
-    tm->dq = alloc_f(&a, 1, N, HD);
-    tm->dk = alloc_f(&a, 1, N, KD);
-    tm->dv = alloc_f(&a, 1, N, KD);
-    tm->datt = alloc_f(&a, 1, N, HD);
-    tm->dh = alloc_f(&a, 1, N, F);
-    tm->dgate = alloc_f(&a, 1, N, F);
-    tm->dup = alloc_f(&a, 1, N, F);
+    /* sizes are products of config dims and B, T: each is overflow-checked, and a failure
+     * becomes an error, not an abort */
+    act_buf t[ACT_BUFS];
+    int n = act_table(c, B, T, tm, t);
+    bool failed = false;
+    size_t so_far = 0, b;
+    for (int i = 0; i < n && !failed; i++) {
+        if (!act_bytes(&t[i], &b) || !sb_add_size(so_far, b, &so_far)) {
+            failed = true;
+            break;
+        }
+        *t[i].dst = calloc(b ? b / sizeof(float) : 1, sizeof(float));
+        failed = !*t[i].dst;
+    }
+    size_t N = (size_t)B * T;
     tm->tokens = calloc(N, sizeof(int32_t));
     tm->targets = calloc(N, sizeof(int32_t));
-    if (a.failed || !tm->tokens || !tm->targets) {
-        size_t mib = a.bytes >> 20;
+    if (failed || !tm->tokens || !tm->targets) {
+        size_t mib = so_far >> 20;
         sb_train_model_free(tm);
         return sb_error("trainer: cannot allocate activations for batch %d x %d (%zu MiB so far)", B, T, mib);
     }

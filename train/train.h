@@ -122,6 +122,9 @@ typedef struct {
 int sb_train_model_check_config(const sb_model_config *cfg);
 /* Allocate activations for up to B x T and gradients for m (sizes overflow-checked). */
 int sb_train_model_init(sb_train_model *tm, sb_model *m, int B, int T);
+/* Bytes sb_train_model_init allocates for cfg and B x T: the activations (token copies
+ * included) and the gradients. Computed from the same table as the allocation. */
+int sb_train_model_bytes(const sb_model_config *cfg, int B, int T, uint64_t *activations, uint64_t *gradients);
 void sb_train_model_free(sb_train_model *tm);
 /* Forward of B sequences tokens[B*T]; targets[B*T] (< 0 = ignored). *loss = mean NLL over
  * the kept targets (0 when none). Ids are validated (error names position and id). */
@@ -157,6 +160,8 @@ void sb_adamw_update(float *p, const float *g, float *m, float *v, const uint8_t
 
 typedef struct {
     bool resume;                 /* continue from DIR/train_state.bin */
+    uint64_t max_memory;         /* refuse runs whose estimate exceeds it; 0 = what is available
+                                    (eval/memcheck.h) */
     int64_t stop_at_step;        /* > 0: stop (with a checkpoint) once this many steps are done */
     bool quiet;                  /* no progress line even on a terminal */
     const volatile int *interrupt; /* may be NULL; when it becomes non-zero (a signal handler),
@@ -171,7 +176,25 @@ typedef struct {
     double last_heldout_loss;    /* NAN before the first eval */
     double tokens_per_s;         /* training throughput over this invocation */
     double seconds;
+    uint64_t memory_estimate;    /* bytes (sb_train_memory_estimate total) */
 } sb_train_result;
+
+/* What a run holds at its peak, in bytes: the parts of the memory check made before anything
+ * of the model is allocated (sb_train_run refuses a run whose total exceeds the limit). */
+typedef struct {
+    uint64_t weights;            /* fp32 parameters */
+    uint64_t gradients;
+    uint64_t optimizer;          /* AdamW moments m, v and the weight-decay mask */
+    uint64_t activations;        /* one micro-batch kept for the backward (sb_train_model_bytes) */
+    uint64_t checkpoint;         /* the train_state.bin image built by a save or read by a resume */
+    uint64_t data;               /* training and held-out tokens, samples, per-step losses */
+    uint64_t runtime;            /* resident before the run plus thread stacks and BLAS buffers */
+} sb_train_memory;
+
+/* Estimate for cfg with n_train / n_held tokens loaded; runtime_base = bytes resident when the
+ * run starts (0 if unknown). UINT64_MAX in a part means overflow. */
+int sb_train_memory_estimate(const sb_train_config *cfg, int64_t n_train, int64_t n_held, uint64_t runtime_base,
+                             sb_train_memory *out);
 
 /* Train per cfg into out_dir (created if missing; refused if it already holds a training
  * state and !opt->resume). opt and res may be NULL. */

@@ -13,6 +13,7 @@
 
 #include "datasets/tokens.h"
 #include "engine/common.h"
+#include "eval/memcheck.h"
 #include "tokenizer/tokenizer.h"
 
 /* "queries beyond position 16" */
@@ -120,7 +121,61 @@ static void run_free(run_ctx *r) {
     free(r->tgt);
 }
 
-static int setup(run_ctx *r, const sb_train_config *cfg, const char *out_dir, const sb_train_options *opt) {
+/* Saturating arithmetic for the estimate: an absurd config shows as "more than 16 EiB". */
+static uint64_t add_u(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
+static uint64_t mul_u(uint64_t a, uint64_t b) { return b && a > UINT64_MAX / b ? UINT64_MAX : a * b; }
+
+/* Resident memory the run adds beyond its buffers, found by measuring peak RSS: per thread an
+ * OpenMP stack and OpenBLAS packing buffers, plus HDF5 and allocator overhead. */
+#define RUNTIME_FIXED (4u << 20)
+#define RUNTIME_PER_THREAD (1u << 20)
+
+/* Kept next to setup() below: each part mirrors one of its allocations. */
+int sb_train_memory_estimate(const sb_train_config *cfg, int64_t n_train, int64_t n_held, uint64_t runtime_base,
+                             sb_train_memory *out) {
+    memset(out, 0, sizeof *out);
+    size_t np;
+    if (!sb_model_param_count_checked(&cfg->model, &np)) return sb_error("config: the parameter count overflows");
+    if (sb_train_model_bytes(&cfg->model, cfg->batch, cfg->seq_len, &out->activations, &out->gradients))
+        return SB_ERR;
+    const uint64_t P = np, steps = (uint64_t)(cfg->steps > 0 ? cfg->steps : 0);
+    const uint64_t LH = (uint64_t)cfg->model.n_layers * (uint64_t)cfg->model.n_heads;
+    /* evaluation rows: step 0, every eval_interval steps, the last step */
+    uint64_t evals = 2 + (cfg->eval_interval > 0 ? steps / (uint64_t)cfg->eval_interval : 0);
+    uint64_t history = mul_u(evals, mul_u(5 + LH, 8));
+    out->weights = mul_u(P, sizeof(float));
+    out->optimizer = add_u(mul_u(P, 2 * sizeof(float)), P);                   /* m, v, decay mask */
+    /* sb_train_checkpoint_save builds the whole file in memory: weights, m, v, losses, log */
+    out->checkpoint = add_u(add_u(mul_u(P, 3 * sizeof(float)), mul_u(steps, sizeof(float))),
+                            add_u(history, 16u << 10));
+    uint64_t tokens = mul_u((uint64_t)(n_train > 0 ? n_train : 0) + (uint64_t)(n_held > 0 ? n_held : 0),
+                            sizeof(int32_t));
+    uint64_t samples = mul_u(mul_u((uint64_t)cfg->batch, (uint64_t)cfg->seq_len), 2 * sizeof(int32_t));
+    out->data = add_u(add_u(tokens, samples), add_u(mul_u(steps, sizeof(float)), history));
+    int threads = cfg->threads > 0 ? cfg->threads : omp_get_max_threads();
+    out->runtime = add_u(runtime_base, RUNTIME_FIXED + (uint64_t)threads * RUNTIME_PER_THREAD);
+    return SB_OK;
+}
+
+/* Refuse before any model buffer exists, with the estimate and its parts in the message. */
+static int check_memory(const sb_train_config *cfg, int64_t n_train, int64_t n_held, uint64_t runtime_base,
+                        uint64_t max_memory, uint64_t *total) {
+    sb_train_memory m;
+    if (sb_train_memory_estimate(cfg, n_train, n_held, runtime_base, &m)) return SB_ERR;
+    sb_mem_part parts[] = {
+        {"weights", m.weights},         {"gradients", m.gradients},   {"AdamW moments", m.optimizer},
+        {"activations", m.activations}, {"checkpoint", m.checkpoint}, {"tokens", m.data},
+        {"runtime", m.runtime},
+    };
+    int n = (int)(sizeof parts / sizeof parts[0]);
+    *total = sb_mem_total(parts, n);
+    char what[128];
+    snprintf(what, sizeof what, "training (batch %d x %d)", cfg->batch, cfg->seq_len);
+    return sb_mem_check(what, parts, n, max_memory);
+}
+
+static int setup(run_ctx *r, const sb_train_config *cfg, const char *out_dir, const sb_train_options *opt,
+                 uint64_t runtime_base, uint64_t *mem_estimate) {
     sb_trainer *t = &r->t;
     t->cfg = cfg;
     if (snprintf(r->dir, sizeof r->dir, "%s", out_dir) >= (int)sizeof r->dir)
@@ -147,6 +202,7 @@ static int setup(run_ctx *r, const sb_train_config *cfg, const char *out_dir, co
                             (long long)r->n_held, (long long)sample_span(cfg));
     }
     t->n_train_tokens = r->n_train;
+    if (check_memory(cfg, r->n_train, r->n_held, runtime_base, opt->max_memory, mem_estimate)) return SB_ERR;
 
     if (sb_model_alloc(&t->model, mc)) return SB_ERR;
     if (sb_train_model_init(&t->tm, &t->model, cfg->batch, cfg->seq_len)) return SB_ERR;
@@ -197,13 +253,16 @@ int sb_train_run(const sb_train_config *cfg, const char *out_dir, const sb_train
     res->last_heldout_loss = NAN;
     res->last_train_loss = NAN;
     if (sb_train_config_validate(cfg)) return SB_ERR;
+    /* what is resident before the run: code, libraries, the caller's data */
+    double rss_mb = sb_rss_mb();
+    uint64_t runtime_base = rss_mb > 0 ? (uint64_t)(rss_mb * 1048576.0) : 0;
     if (cfg->threads > 0) {
         omp_set_num_threads(cfg->threads);
         openblas_set_num_threads(cfg->threads);
     }
     run_ctx r;
     memset(&r, 0, sizeof r);
-    int rc = setup(&r, cfg, out_dir, opt);
+    int rc = setup(&r, cfg, out_dir, opt, runtime_base, &res->memory_estimate);
     if (rc) {
         run_free(&r);
         return rc;
