@@ -109,8 +109,7 @@ run_study() {
 
 t0=$SECONDS
 say() { printf 'run_all [%02d:%02d] %s\n' $(((SECONDS - t0) / 60)) $(((SECONDS - t0) % 60)) "$*" >&2; }
-cmdline="./run_all.sh $*"
-[ $# -gt 0 ] || cmdline="./run_all.sh"
+cmdline="./run_all.sh${orig_args[*]:+ ${orig_args[*]}}"
 mkdir -p "$results/logs"
 
 # ---------------------------------------------------------------- 1. dependencies, build, data
@@ -181,8 +180,11 @@ done
 say "figures (plots/plot_all.sh)"
 plots/plot_all.sh "$results" || { failed+=(figures); say "some figures failed"; }
 say "report"
+# the report's "whole run took" line is only true of a run of every experiment
+wall=(--wall-s $((SECONDS - t0)))
+[ -z "$only" ] || wall=()
 report=$(bin/sinkbench study report --results "$results" --experiments "${experiments[*]}" \
-         --command "$cmdline" --wall-s $((SECONDS - t0)))
+         --command "$cmdline" "${wall[@]}")
 say "done in $(((SECONDS - t0) / 60)) min $(((SECONDS - t0) % 60)) s${failed:+; failures: ${failed[*]}}"
 echo "$report"
 [ ${#failed[@]} -eq 0 ]
