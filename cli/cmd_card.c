@@ -60,21 +60,17 @@ static double jnum(const cJSON *o, const char *k) {
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
-/* Wall seconds from the trainer's final line "sinkbench train: ... , 974.7 s -> DIR". */
+/* Wall seconds from the trainer's final line
+ * "sinkbench train: N steps, ..., 3902 tok/s, 974.7 s[, memory ...] -> DIR" (the last one). */
 static double train_wall_seconds(const char *path) {
     char *text;
     size_t size;
     if (sb_read_file(path, &text, &size)) return NAN;
     double s = NAN;
-    const char *p = strstr(text, "sinkbench train: ");
-    while (p) {
-        const char *arrow = strstr(p, " s -> ");
-        if (arrow) {
-            const char *q = arrow;
-            while (q > p && (q[-1] == '.' || (q[-1] >= '0' && q[-1] <= '9'))) q--;
-            s = atof(q);
-        }
-        p = strstr(p + 1, "sinkbench train: ");
+    for (const char *p = strstr(text, "sinkbench train: "); p; p = strstr(p + 1, "sinkbench train: ")) {
+        const char *eol = strchr(p, '\n');
+        const char *t = strstr(p, " tok/s, ");
+        if (t && (!eol || t < eol)) s = atof(t + 8);
     }
     free(text);
     return s;

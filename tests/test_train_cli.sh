@@ -100,5 +100,30 @@ $SB ppl --model "$T/a" --data "$T/held.ids" --policy learned:32 --tokens 200 --j
     || fail "ppl on the trained model: $(cat "$T/err")"
 $SB info --model "$T/a" --verify >/dev/null 2>&1 || fail "info --verify"
 
+# ---- shipping: convert to bf16 (weights within bf16 rounding), then the model card
+$SB train --config "$T/tiny.ini" --out "$T/c" 2>"$T/train_c.log" || fail "run for the card"
+$SB convert --model "$T/c" --dtype bf16 --out "$T/c16" 2>/dev/null || fail "convert to bf16"
+cp "$T/c/train_log.h5" "$T/c/train.ini" "$T/c16/" 2>/dev/null
+[ -s "$T/c16/tokenizer.json" ] || fail "convert did not copy tokenizer.json"
+[ "$(stat -c %s "$T/c16/model.safetensors")" -lt "$(stat -c %s "$T/c/model.safetensors")" ] || fail "bf16 file not smaller"
+$SB ppl --model "$T/c16" --data "$T/held.ids" --policy learned:32 --tokens 200 --json >"$T/p16.json" 2>/dev/null \
+    || fail "ppl on the bf16 model"
+$SB ppl --model "$T/c" --data "$T/held.ids" --policy learned:32 --tokens 200 --json >"$T/p32.json" 2>/dev/null
+awk -v a="$(sed 's/.*"mean_nll":\([0-9.e+-]*\).*/\1/' "$T/p16.json")" \
+    -v b="$(sed 's/.*"mean_nll":\([0-9.e+-]*\).*/\1/' "$T/p32.json")" \
+    'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a > 0 && d < 0.01) }' || fail "bf16 NLL far from fp32"
+expect_error 2 "--dtype 'f8'" $SB convert --model "$T/c" --dtype f8 --out "$T/x"
+$SB card --model "$T/c16" --eval "$T/p16.json" --train-output "$T/train_c.log" 2>/dev/null || fail "card"
+card="$T/c16/CARD.md"
+grep -q "^| tokens seen | 1152 (12 steps x 2 x 1 x 48) |$" "$card" || fail "card: tokens seen: $(grep 'tokens seen' "$card")"
+secs=$(sed -n 's/^sinkbench train: .* tok\/s, \([0-9.]*\) s.*/\1/p' "$T/train_c.log" | awk '{ printf "%.0f", $1 }')
+[ -n "$secs" ] || fail "the trainer's last line has no time: $(tail -1 "$T/train_c.log")"
+grep -q "^| training time | $secs s " "$card" || fail "card: training time not the trainer's $secs s: $(grep 'training' "$card")"
+grep -q "^| weights | \`model.safetensors\`, bf16" "$card" || fail "card: weights row"
+grep -q "learned:32" "$card" || fail "card: evaluation row"
+[ "$(grep -c '^| [0-9] | ' "$card")" -eq 2 ] || fail "card: want one sink-share row per layer"
+expect_error 1 "nowhere" $SB card --model "$T/c16/nowhere"
+rm "$T/c16/train.ini"; expect_error 1 "train.ini" $SB card --model "$T/c16"
+
 [ "$fails" -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
 echo "ok"
