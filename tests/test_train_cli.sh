@@ -116,7 +116,7 @@ expect_error 2 "--dtype 'f8'" $SB convert --model "$T/c" --dtype f8 --out "$T/x"
 $SB card --model "$T/c16" --eval "$T/p16.json" --train-output "$T/train_c.log" 2>/dev/null || fail "card"
 card="$T/c16/CARD.md"
 grep -q "^| tokens seen | 1152 (12 steps x 2 x 1 x 48) |$" "$card" || fail "card: tokens seen: $(grep 'tokens seen' "$card")"
-secs=$(sed -n 's/^sinkbench train: .* tok\/s, \([0-9.]*\) s.*/\1/p' "$T/train_c.log" | awk '{ printf "%.0f", $1 }')
+secs=$(sed -n 's/^sinkbench train: .* tok\/s, \([0-9.]*\) s.*/\1/p' "$T/train_c.log" | awk '{ printf "%.1f", $1 }')
 [ -n "$secs" ] || fail "the trainer's last line has no time: $(tail -1 "$T/train_c.log")"
 grep -q "^| training time | $secs s " "$card" || fail "card: training time not the trainer's $secs s: $(grep 'training' "$card")"
 grep -q "^| weights | \`model.safetensors\`, bf16" "$card" || fail "card: weights row"
