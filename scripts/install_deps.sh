@@ -4,7 +4,15 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config libopenblas-dev libhdf5-dev hdf5-tools libcjson-dev libinih-dev
       libcmocka-dev zlib1g-dev gnuplot-nox python3)
-[ "${1:-}" = "--with-clang" ] && pkgs+=(clang)
+# --with-clang: clang for the warning check; --with-fuzz: clang with its libFuzzer/sanitizer
+# runtimes and the OpenMP runtime it links (-fopenmp), for make fuzz
+for a in "$@"; do
+    case "$a" in
+        --with-clang) pkgs+=(clang) ;;
+        --with-fuzz) pkgs+=(clang libclang-rt-14-dev libomp-14-dev) ;;
+        *) echo "install_deps: unknown option '$a'" >&2; exit 2 ;;
+    esac
+done
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
