@@ -180,7 +180,7 @@ done
 say "figures (plots/plot_all.sh)"
 plots/plot_all.sh "$results" || { failed+=(figures); say "some figures failed"; }
 say "report"
-# the report's "whole run took" line is only true of a run of every experiment
+# the report's "this invocation took" line is only worth giving for a run of every experiment
 wall=(--wall-s $((SECONDS - t0)))
 [ -z "$only" ] || wall=()
 report=$(bin/sinkbench study report --results "$results" --experiments "${experiments[*]}" \

@@ -269,9 +269,83 @@ static bool file_exists(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
 }
 
+#define MAX_HOSTS 32
+#define MAX_THREADS 16
+
+/* What the header says about the run: the first experiment's aggregation provenance, and every
+ * machine that ran cells of any experiment (from their cells_machines_csv). */
+typedef struct {
+    char git[160], date[160], mode[160];
+    struct {
+        char host[128], cpu[160], cores[32];
+    } hosts[MAX_HOSTS];
+    int n_hosts;
+    bool more_hosts;
+    long long threads[MAX_THREADS];
+    int n_threads;
+} run_info;
+
+static void note_threads(run_info *ri, const char *list) {
+    for (const char *p = list; *p;) {
+        char *end;
+        long long t = strtoll(p, &end, 10);
+        if (end == p) break;
+        p = end;
+        int i = 0;
+        while (i < ri->n_threads && ri->threads[i] < t) i++;
+        if (t < 1 || (i < ri->n_threads && ri->threads[i] == t) || ri->n_threads == MAX_THREADS) continue;
+        memmove(&ri->threads[i + 1], &ri->threads[i], (size_t)(ri->n_threads - i) * sizeof ri->threads[0]);
+        ri->threads[i] = t;
+        ri->n_threads++;
+    }
+}
+
+static void note_machines(run_info *ri, const char *csv) {
+    if (!csv[0]) return;
+    sb_study_table t;
+    if (sb_study_table_from_csv(&t, "", csv) != SB_OK) {
+        sb_clear_error();
+        sb_study_table_free(&t);
+        return;
+    }
+    for (int r = 1; r < t.n_rows && t.n_cols >= 5; r++) {
+        const char *host = sb_study_table_get(&t, r, 0), *cpu = sb_study_table_get(&t, r, 1),
+                   *cores = sb_study_table_get(&t, r, 2);
+        bool seen = false;
+        for (int i = 0; i < ri->n_hosts && !seen; i++)
+            seen = !strcmp(ri->hosts[i].host, host) && !strcmp(ri->hosts[i].cpu, cpu) &&
+                   !strcmp(ri->hosts[i].cores, cores);
+        if (!seen && ri->n_hosts == MAX_HOSTS) ri->more_hosts = true;
+        else if (!seen) {
+            sb_study_copy(ri->hosts[ri->n_hosts].host, sizeof ri->hosts[0].host, host);
+            sb_study_copy(ri->hosts[ri->n_hosts].cpu, sizeof ri->hosts[0].cpu, cpu);
+            sb_study_copy(ri->hosts[ri->n_hosts].cores, sizeof ri->hosts[0].cores, cores);
+            ri->n_hosts++;
+        }
+        note_threads(ri, sb_study_table_get(&t, r, 4));
+    }
+    sb_study_table_free(&t);
+}
+
+/* "Cells ran on: <one machine>; <another>." from the cells_machines lines. */
+static void cells_line(doc *d, const char *machines) {
+    sb_study_buf b = {0};
+    sb_study_buf_printf(&b, "Cells ran on: ");
+    int n = 0;
+    for (const char *p = machines; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        if (len > 0) sb_study_buf_printf(&b, "%s%.*s", n++ ? "; " : "", (int)len, p);
+        p = nl ? nl + 1 : p + len;
+    }
+    sb_study_buf_printf(&b, ".");
+    if (n) doc_para(d, NULL, sb_study_buf_str(&b));
+    sb_study_buf_free(&b);
+}
+
 /* One experiment's section. */
 static void experiment_section(doc *d, const char *results, const char *name, int idx, model_row *models,
-                               int *n_models, bool *smoke, bool *random, char (*prov)[160]) {
+                               int *n_models, bool *smoke, bool *random, run_info *ri) {
     char path[1024];
     sb_study_fmt(path, sizeof path, "%s/%s.h5", results, name);
     sb_h5 *f = NULL;
@@ -291,26 +365,23 @@ static void experiment_section(doc *d, const char *results, const char *name, in
     if (!strcmp(mode, "smoke")) *smoke = true;
     if (strstr(minfo, "smoke")) *random = true;
     add_models(models, n_models, 64, minfo);
-    if (!prov[0][0]) {
-        static const char *const keys[] = {"git_rev", "hostname", "cpu_model", "date_utc", "mode"};
-        for (int i = 0; i < 5; i++) {
-            char *v = attr(f, keys[i]);
-            sb_study_copy(prov[i], 160, v);
-            free(v);
-        }
-        int64_t cores = 0, threads = 0;
-        if (sb_h5_attr_get_i64(f, NULL, "cores", &cores) != SB_OK) cores = 0;
-        if (sb_h5_attr_get_i64(f, NULL, "threads_per_cell", &threads) != SB_OK) threads = 0;
-        sb_clear_error();
-        snprintf(prov[5], 160, "%lld", (long long)cores);
-        snprintf(prov[6], 160, "%lld", (long long)threads);
+    if (!ri->git[0]) {
+        char *git = attr(f, "git_rev"), *date = attr(f, "date_utc");
+        sb_study_copy(ri->git, sizeof ri->git, git[0] ? git : "?");
+        sb_study_copy(ri->date, sizeof ri->date, date);
+        sb_study_copy(ri->mode, sizeof ri->mode, mode);
+        free(git);
+        free(date);
     }
+    char *machines = attr(f, "cells_machines"), *machines_csv = attr(f, "cells_machines_csv");
+    note_machines(ri, machines_csv);
     snprintf(heading, sizeof heading, "%d. %s", idx, title);
     doc_heading(d, 2, name, heading);
     char meta[2048];
     snprintf(meta, sizeof meta, "Experiment `%s` (%s; config %s%s%s; results %s/%s.h5 and %s/%s.csv).", name,
              ref[0] ? ref : "no paper counterpart", cfg_path, data[0] ? ", data " : "", data, results, name, results, name);
     doc_para(d, NULL, meta);
+    cells_line(d, machines);
     doc_para(d, "What it shows:", finding[0] ? finding : "nothing yet.");
 
     int64_t n_tables = 0;
@@ -365,6 +436,8 @@ static void experiment_section(doc *d, const char *results, const char *name, in
     free(minfo);
     free(cfg_path);
     free(data);
+    free(machines);
+    free(machines_csv);
     sb_h5_close(f);
 }
 
@@ -386,20 +459,45 @@ int sb_report_write(const char *const *experiments, int n, const sb_report_opts 
     if (!models) return sb_error("out of memory writing the report");
     int n_models = 0;
     bool smoke = false, random = false;
-    char prov[7][160];
-    memset(prov, 0, sizeof prov);
+    run_info *ri = calloc(1, sizeof *ri);
+    if (!ri) {
+        free(models);
+        return sb_error("out of memory writing the report");
+    }
     for (int i = 0; i < n; i++)
-        experiment_section(&body, results, experiments[i], i + 1, models, &n_models, &smoke, &random, prov);
+        experiment_section(&body, results, experiments[i], i + 1, models, &n_models, &smoke, &random, ri);
 
     doc_heading(&d, 1, "top", "sinkbench: reproducing StreamingLLM (attention sinks)");
-    char line[2048];
-    snprintf(line, sizeof line,
-             "Mode %s, git %s, %s UTC, host %s (%s, %s cores, %s threads per cell)%s%s.", prov[4][0] ? prov[4] : "?",
-             prov[0], prov[3], prov[1], prov[2], prov[5], prov[6], o && o->command ? ", command: " : "",
-             o && o->command ? o->command : "");
+    char line[4096];
+    snprintf(line, sizeof line, "Mode %s, git %s, %s UTC%s%s.", ri->mode[0] ? ri->mode : "?", ri->git[0] ? ri->git : "?",
+             ri->date[0] ? ri->date : "?", o && o->command ? ", command: " : "", o && o->command ? o->command : "");
     doc_para(&d, NULL, line);
+    /* the cells' machines, not the one that aggregated them: cells may be copied in from elsewhere */
+    if (ri->n_hosts == 1) {
+        char threads[256] = "";
+        for (int i = 0; i < ri->n_threads; i++) {
+            size_t len = strlen(threads);
+            snprintf(threads + len, sizeof threads - len, "%s%lld", i ? " or " : "", ri->threads[i]);
+        }
+        snprintf(line, sizeof line, "Cells ran on host %s (%s, %s cores, %s thread%s per cell).", ri->hosts[0].host,
+                 ri->hosts[0].cpu, ri->hosts[0].cores, ri->n_threads ? threads : "unrecorded",
+                 ri->n_threads == 1 && ri->threads[0] == 1 ? "" : "s");
+        doc_para(&d, NULL, line);
+    } else if (ri->n_hosts > 1) {
+        sb_study_buf b = {0};
+        sb_study_buf_printf(&b, "Cells ran on several machines: ");
+        for (int i = 0; i < ri->n_hosts; i++)
+            sb_study_buf_printf(&b, "%s%s (%s, %s cores)", i ? ", " : "", ri->hosts[i].host, ri->hosts[i].cpu,
+                                ri->hosts[i].cores);
+        sb_study_buf_printf(&b, "%s; each experiment says which.", ri->more_hosts ? " and more" : "");
+        doc_para(&d, NULL, sb_study_buf_str(&b));
+        sb_study_buf_free(&b);
+    }
     if (o && o->wall_s > 0) {
-        snprintf(line, sizeof line, "The whole run took %.1f minutes.", o->wall_s / 60.0);
+        /* cells finished by an earlier invocation or copied in from another machine are not in
+         * this time, so it is only ever called the invocation's */
+        snprintf(line, sizeof line, "This invocation of the command took %.1f minutes%s.", o->wall_s / 60.0,
+                 ri->n_hosts ? "; each experiment gives the time its cells took" : "");
         doc_para(&d, NULL, line);
     }
     if (smoke || random) {
@@ -423,8 +521,8 @@ int sb_report_write(const char *const *experiments, int n, const sb_report_opts 
     doc_heading(&d, 2, "files", "Reading the result files");
     doc_para(&d, NULL,
              "Every experiment writes results/<experiment>.h5 (per-token arrays under cells/, the tables as CSV "
-             "text in the table<i>_csv attributes, the INI config, the finding, notes and provenance as root "
-             "attributes) and results/<experiment>.csv (one row per cell). Inspect them with `h5ls -r "
+             "text in the table<i>_csv attributes, the INI config, the finding, notes, where the cells ran "
+             "(cells_machines, cells_machines_csv) and the provenance of the collecting step as root attributes) and results/<experiment>.csv (one row per cell). Inspect them with `h5ls -r "
              "results/ppl_stream.h5` and `h5dump -A results/ppl_stream.h5`, or in Python with "
              "`h5py.File('results/ppl_stream.h5')['cells/<model>/<cell>/nll'][:]`. The per-cell result files and "
              "logs are under results/cells/.");
@@ -442,5 +540,6 @@ int sb_report_write(const char *const *experiments, int n, const sb_report_opts 
     sb_study_buf_free(&body.md);
     sb_study_buf_free(&body.html);
     free(models);
+    free(ri);
     return rc;
 }

@@ -192,6 +192,18 @@ int sb_study_run_cells(sb_study_plan *plan, const sb_study_opts *o);
  * finished cells. */
 int sb_study_collect(sb_study_plan *plan, const sb_study_opts *o);
 
+/* Seconds since 1970 of a UTC time written like 2026-11-26T02:19:12Z (the cells' date_utc);
+ * SB_OK, or an error naming the text. */
+int sb_study_parse_utc(const char *iso, int64_t *out);
+/* Where the cells whose result files are paths[n] ran, grouped by machine (hostname, CPU model,
+ * cores) in order of first appearance: *text gets one line per machine ("host (cpu, N cores):
+ * C cells, T threads each, git R, X of cell time, Y from first start to last finish"), *csv the
+ * same as CSV with columns host,cpu_model,cores,cells,threads,git_revs,cell_hours,span_hours
+ * (threads and git_revs space-separated). A cell's start is its date_utc (when it finished)
+ * less its wall_s. Unreadable files are left out. Both malloc'd; "" and a bare header when
+ * no cell is readable. */
+int sb_study_cells_machines(const char *const *paths, int n, char **text, char **csv);
+
 /* Start exe with argv (argv[0] is only the name shown), stdout and stderr appended to
  * log_path (or /dev/null when NULL). */
 int sb_study_spawn(const char *exe, char *const argv[], const char *log_path, int *pid);

@@ -129,6 +129,24 @@ static void cell_notes(const sb_study_plan *plan, sb_study_buf *b) {
     }
 }
 
+/* cells_machines and cells_machines_csv: where the finished cells ran, which the aggregation
+ * provenance written beside them cannot tell once cells come from several machines. */
+static int write_cells_machines(const sb_study_plan *plan, sb_h5 *f) {
+    const char **paths = malloc((size_t)(plan->n_cells ? plan->n_cells : 1) * sizeof *paths);
+    if (!paths) return sb_error("out of memory");
+    int n = 0;
+    for (int i = 0; i < plan->n_cells; i++)
+        if (plan->cells[i].state == SB_CELL_DONE) paths[n++] = plan->cells[i].path;
+    char *text, *csv;
+    int rc = sb_study_cells_machines(paths, n, &text, &csv);
+    free(paths);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "cells_machines", text);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "cells_machines_csv", csv);
+    free(text);
+    free(csv);
+    return rc;
+}
+
 int sb_study_collect(sb_study_plan *plan, const sb_study_opts *o) {
     const sb_study_config *cfg = plan->cfg;
     sb_collect k;
@@ -180,6 +198,8 @@ int sb_study_collect(sb_study_plan *plan, const sb_study_opts *o) {
     rc = rc ? rc : write_tables(&k);
     char *summary = k.summary.n_cols ? sb_study_table_to_csv(&k.summary) : strdup("");
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "summary_csv", summary ? summary : "");
+    rc = rc ? rc : write_cells_machines(plan, f);
+    /* still true of the aggregation step itself; cells_machines says where the cells ran */
     rc = rc ? rc : sb_provenance_to_h5(&prov, f);
     if (!rc) {
         char csv_path[700], plots_path[700];

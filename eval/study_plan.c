@@ -231,7 +231,8 @@ static int build_argv(sb_study_plan *plan, sb_study_cell *cell, const sb_study_r
     stat_tag(plan->data, dtag, sizeof dtag);
     if (k < sizeof cell->key)
         k += (size_t)snprintf(cell->key + k, sizeof cell->key - k, "\nmodel %s\ndata %s\n", fp, plan->data[0] ? dtag : "-");
-    if (c->command == SB_STUDY_CMD_LATENCY && k < sizeof cell->key)
+    /* timings depend on threads; the memory samples (cache and RSS against tokens) do not */
+    if (c->command == SB_STUDY_CMD_LATENCY && strcmp(r->role, "memory") != 0 && k < sizeof cell->key)
         snprintf(cell->key + k, sizeof cell->key - k, "threads %d\n", plan->threads);
     push(a, n, "--threads");
     push_i64(a, n, plan->threads);

@@ -1,6 +1,7 @@
 /* Tests of the study's library parts: policy-template expressions, experiment INI parsing
  * (per-mode keys, strict keys, errors naming file/section/key), tables (CSV round trip with
- * quoting), and the statistics behind latency percentiles and perplexity curves. */
+ * quoting), the statistics behind latency percentiles and perplexity curves, and where cells
+ * ran (cell times, grouping by machine, what the report says of one machine or several). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,8 @@
 #include <string.h>
 
 #include "engine/common.h"
+#include "eval/h5.h"
+#include "eval/report.h"
 #include "eval/study.h"
 #include "eval/study_stats.h"
 #include "eval/study_table.h"
@@ -297,6 +300,179 @@ static void test_policy_helpers(void **state) {
     assert_null(strchr(s, '/'));
 }
 
+/* ------------------------------------------------------------------ where cells ran */
+
+static void test_parse_utc(void **state) {
+    (void)state;
+    int64_t t = 0;
+    assert_int_equal(sb_study_parse_utc("2026-11-26T02:19:12Z", &t), SB_OK);
+    assert_int_equal(t, 1795659552); /* date -ud 2026-11-26T02:19:12Z +%s */
+    assert_int_equal(sb_study_parse_utc("1970-01-01T00:00:00Z", &t), SB_OK);
+    assert_int_equal(t, 0);
+    assert_int_equal(sb_study_parse_utc("1969-12-31T23:59:59Z", &t), SB_OK);
+    assert_int_equal(t, -1);
+    assert_int_equal(sb_study_parse_utc("2000-02-29T00:00:00Z", &t), SB_OK);
+    assert_int_equal(t, 951782400);
+    static const char *const bad[] = {"2026-02-29T00:00:00Z", "2026-11-26 02:19:12Z", "2026-11-26T02:19:12",
+                                      "2026-11-26T02:19:12Z ", "+026-11-26T02:19:12Z", "2026-13-01T00:00:00Z",
+                                      "2026-11-26T24:00:00Z", "", "unknown"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(sb_study_parse_utc(bad[i], &t), SB_ERR);
+        sb_clear_error();
+    }
+}
+
+static void fake_cell(const char *path, const char *host, const char *cpu, int64_t cores, int64_t threads,
+                      const char *git, const char *date, double wall) {
+    sb_h5 *f;
+    assert_int_equal(sb_h5_create(&f, path), SB_OK);
+    assert_int_equal(sb_h5_attr_str(f, NULL, "hostname", host), SB_OK);
+    assert_int_equal(sb_h5_attr_str(f, NULL, "cpu_model", cpu), SB_OK);
+    assert_int_equal(sb_h5_attr_i64(f, NULL, "cores", cores), SB_OK);
+    assert_int_equal(sb_h5_attr_i64(f, NULL, "threads", threads), SB_OK);
+    assert_int_equal(sb_h5_attr_str(f, NULL, "git_rev", git), SB_OK);
+    assert_int_equal(sb_h5_attr_str(f, NULL, "date_utc", date), SB_OK);
+    assert_int_equal(sb_h5_attr_f64(f, NULL, "wall_s", wall), SB_OK);
+    assert_int_equal(sb_h5_commit(f), SB_OK);
+}
+
+static void rm_rf(const char *dir) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_cells_machines(void **state) {
+    (void)state;
+    char dir[] = "/tmp/sb_test_machines_XXXXXX", p[4][300];
+    assert_non_null(mkdtemp(dir));
+    for (int i = 0; i < 4; i++) snprintf(p[i], sizeof p[i], "%s/cell%d.h5", dir, i);
+    /* alpha ran them 01:50-02:00 and 02:30-03:00: 40 min of cell time over 70 min */
+    fake_cell(p[0], "alpha", "CPU A", 2, 1, "a265e4c", "2026-11-26T02:00:00Z", 600);
+    fake_cell(p[1], "beta", "CPU B, 2.1GHz", 64, 4, "d6cf4c6", "2026-11-27T10:00:00Z", 7200);
+    fake_cell(p[2], "alpha", "CPU A", 2, 1, "a265e4c", "2026-11-26T03:00:00Z", 1800);
+    /* p[3] was never written: a missing cell is left out, not counted */
+    const char *paths[] = {p[0], p[1], p[2], p[3]};
+    char *text, *csv;
+    assert_int_equal(sb_study_cells_machines(paths, 4, &text, &csv), SB_OK);
+    assert_string_equal(text, "alpha (CPU A, 2 cores): 2 cells, 1 thread each, git a265e4c, 40.0 min of cell time, "
+                              "1.17 h from first start to last finish\n"
+                              "beta (CPU B, 2.1GHz, 64 cores): 1 cell, 4 threads each, git d6cf4c6, 2.00 h of cell "
+                              "time, 2.00 h from first start to last finish\n");
+    assert_string_equal(csv, "host,cpu_model,cores,cells,threads,git_revs,cell_hours,span_hours\n"
+                             "alpha,CPU A,2,2,1,a265e4c,0.6667,1.1667\n"
+                             "beta,\"CPU B, 2.1GHz\",64,1,4,d6cf4c6,2.0000,2.0000\n");
+    free(text);
+    free(csv);
+
+    /* one machine, mixed threads and revisions, one cell without a usable time */
+    fake_cell(p[1], "alpha", "CPU A", 2, 2, "1e8eeaf", "unknown", 30);
+    assert_int_equal(sb_study_cells_machines(paths, 3, &text, &csv), SB_OK);
+    assert_string_equal(text, "alpha (CPU A, 2 cores): 3 cells, 1 or 2 threads each, git a265e4c, 1e8eeaf, "
+                              "40.5 min of cell time, 1.17 h from first start to last finish\n");
+    assert_non_null(strstr(csv, "\nalpha,CPU A,2,3,1 2,a265e4c 1e8eeaf,0.6750,1.1667\n"));
+    free(text);
+    free(csv);
+
+    assert_int_equal(sb_study_cells_machines(paths, 0, &text, &csv), SB_OK);
+    assert_string_equal(text, "");
+    assert_string_equal(csv, "host,cpu_model,cores,cells,threads,git_revs,cell_hours,span_hours\n");
+    free(text);
+    free(csv);
+    rm_rf(dir);
+}
+
+/* An aggregated experiment file as the collector writes it, reduced to what the report reads
+ * for its header and the "Cells ran on" line. cell_paths NULL: an old file without them. */
+static void fake_experiment(const char *dir, const char *name, const char *const *cell_paths, int n) {
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s.h5", dir, name);
+    sb_h5 *f;
+    assert_int_equal(sb_h5_create(&f, path), SB_OK);
+    assert_int_equal(sb_h5_attr_str(f, NULL, "title", name), SB_OK);
+    assert_int_equal(sb_h5_attr_str(f, NULL, "mode", "quick"), SB_OK);
+    assert_int_equal(sb_h5_attr_str(f, NULL, "git_rev", "feedbee"), SB_OK);
+    assert_int_equal(sb_h5_attr_str(f, NULL, "date_utc", "2026-11-28T00:00:00Z"), SB_OK);
+    /* the aggregating machine, which must not be presented as where the cells ran */
+    assert_int_equal(sb_h5_attr_str(f, NULL, "hostname", "aggregator"), SB_OK);
+    if (cell_paths) {
+        char *text, *csv;
+        assert_int_equal(sb_study_cells_machines(cell_paths, n, &text, &csv), SB_OK);
+        assert_int_equal(sb_h5_attr_str(f, NULL, "cells_machines", text), SB_OK);
+        assert_int_equal(sb_h5_attr_str(f, NULL, "cells_machines_csv", csv), SB_OK);
+        free(text);
+        free(csv);
+    }
+    assert_int_equal(sb_h5_commit(f), SB_OK);
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+static void test_report_machines(void **state) {
+    (void)state;
+    char dir[] = "/tmp/sb_test_report_XXXXXX", p[3][300], md[400], html[400];
+    assert_non_null(mkdtemp(dir));
+    for (int i = 0; i < 3; i++) snprintf(p[i], sizeof p[i], "%s/cell%d.h5", dir, i);
+    snprintf(md, sizeof md, "%s/REPORT.md", dir);
+    snprintf(html, sizeof html, "%s/index.html", dir);
+    fake_cell(p[0], "alpha", "CPU A", 2, 1, "a265e4c", "2026-11-26T02:00:00Z", 600);
+    fake_cell(p[1], "alpha", "CPU A", 2, 1, "a265e4c", "2026-11-26T03:00:00Z", 1800);
+    fake_cell(p[2], "beta", "CPU B", 64, 4, "d6cf4c6", "2026-11-27T10:00:00Z", 7200);
+    const char *one[] = {p[0]}, *both[] = {p[1], p[2]};
+    fake_experiment(dir, "e1", one, 1);
+    fake_experiment(dir, "e2", both, 2);
+    fake_experiment(dir, "old", NULL, 0);
+    sb_report_opts o = {.results_dir = dir, .command = "./run_all.sh", .wall_s = 120};
+
+    /* one machine: named once in the header, with its threads */
+    const char *const e1[] = {"e1", "old"};
+    assert_int_equal(sb_report_write(e1, 2, &o), SB_OK);
+    const char *r = slurp(md);
+    assert_non_null(strstr(r, "Mode quick, git feedbee, 2026-11-28T00:00:00Z UTC, command: ./run_all.sh.\n"));
+    assert_non_null(strstr(r, "Cells ran on host alpha (CPU A, 2 cores, 1 thread per cell).\n"));
+    assert_non_null(strstr(r, "This invocation of the command took 2.0 minutes; each experiment gives the time its "
+                              "cells took.\n"));
+    assert_non_null(strstr(r, "Cells ran on: alpha (CPU A, 2 cores): 1 cell, 1 thread each, git a265e4c, 10.0 min "
+                              "of cell time, 10.0 min from first start to last finish.\n"));
+    assert_null(strstr(r, "aggregator"));
+    assert_null(strstr(r, "whole run"));
+    /* the old file without cells_machines gets no such line */
+    const char *old = strstr(r, "## 2. old");
+    assert_non_null(old);
+    assert_null(strstr(old, "Cells ran on"));
+
+    /* two machines: the header lists both and defers to the experiments */
+    const char *const all[] = {"e1", "e2", "old"};
+    assert_int_equal(sb_report_write(all, 3, &o), SB_OK);
+    r = slurp(md);
+    assert_non_null(strstr(r, "Cells ran on several machines: alpha (CPU A, 2 cores), beta (CPU B, 64 cores); each "
+                              "experiment says which.\n"));
+    assert_null(strstr(r, "Cells ran on host"));
+    assert_non_null(strstr(r, "Cells ran on: alpha (CPU A, 2 cores): 1 cell, 1 thread each, git a265e4c, 30.0 min of "
+                              "cell time, 30.0 min from first start to last finish; beta (CPU B, 64 cores): 1 cell, "
+                              "4 threads each, git d6cf4c6, 2.00 h of cell time, 2.00 h from first start to last "
+                              "finish.\n"));
+    r = slurp(html);
+    assert_non_null(strstr(r, "<p>Cells ran on several machines: alpha (CPU A, 2 cores), beta (CPU B, 64 cores); "));
+    assert_non_null(strstr(r, "<p>Cells ran on: alpha (CPU A, 2 cores): 1 cell,"));
+
+    /* old files only: nothing said about where cells ran, nor a per-experiment time to point at */
+    const char *const only_old[] = {"old"};
+    assert_int_equal(sb_report_write(only_old, 1, &o), SB_OK);
+    r = slurp(md);
+    assert_null(strstr(r, "Cells ran on"));
+    assert_non_null(strstr(r, "This invocation of the command took 2.0 minutes.\n"));
+    rm_rf(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_expr_values),        cmocka_unit_test(test_expr_errors),
@@ -305,7 +481,8 @@ int main(void) {
         cmocka_unit_test(test_config_load_missing), cmocka_unit_test(test_shipped_configs),
         cmocka_unit_test(test_table_csv_roundtrip), cmocka_unit_test(test_buf_html_escape),
         cmocka_unit_test(test_percentile),         cmocka_unit_test(test_ppl_curve),
-        cmocka_unit_test(test_policy_helpers),
+        cmocka_unit_test(test_policy_helpers),     cmocka_unit_test(test_parse_utc),
+        cmocka_unit_test(test_cells_machines),     cmocka_unit_test(test_report_machines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
