@@ -18,10 +18,13 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 usage() {
     cat <<'EOF'
 usage: ./run_all.sh [--smoke | --quick | --full] [options]
-  (default)       quick: every experiment at reduced length, about 25 min on 2 idle cores
-  --full          whole held-out stream (about 3.5M tokens), 400K-token ablations, 20K-token
-                  dense and re-computation runs, the 1.1B-shape latency sweep up to cache
-                  4096: about 8 hours on 2 cores (estimated from quick-mode throughput)
+  (default)       quick: every experiment at reduced length, 17 min on 2 idle cores
+                  (measured, dependencies and datasets in place)
+  --full          whole held-out stream (3.4M tokens), 400K-token ablations and cache sweep,
+                  20K-token dense and re-computation runs, latency sweeps up to cache 4096
+                  (2048 for the 1.1B shape): about 10 hours on 2 cores (estimated from the
+                  measured per-thread rates); about 13 min of ppl cells on 64 Xeon cores
+                  plus 11 min of latency on 16 (measured, see README)
   --smoke         tiny models trained on the spot, short streams: checks the pipeline in
                   about a minute (CI; then run tests/check_smoke_outputs.sh)
   --only EXP      run one experiment (ppl_stream sink_ablation cache_size latency
