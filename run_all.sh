@@ -23,8 +23,8 @@ usage: ./run_all.sh [--smoke | --quick | --full] [options]
   --full          whole held-out stream (3.4M tokens), 400K-token ablations and cache sweep,
                   20K-token dense and re-computation runs, latency sweeps up to cache 4096
                   (2048 for the 1.1B shape): about 10 hours on 2 cores (estimated from the
-                  measured per-thread rates); about 13 min of ppl cells on 64 Xeon cores
-                  plus 11 min of latency on 16 (measured, see README)
+                  measured per-thread rates); measured: 14 min for every ppl cell but
+                  re-computation on 64 Xeon cores, 11 min of latency on 16 (see README)
   --smoke         tiny models trained on the spot, short streams: checks the pipeline in
                   about a minute (CI; then run tests/check_smoke_outputs.sh)
   --only EXP      run one experiment (ppl_stream sink_ablation cache_size latency
