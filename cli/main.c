@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "eval/provenance.h"
 
 #define SB_WEAK __attribute__((weak))
 SB_WEAK int cmd_init(int argc, char **argv);
@@ -62,6 +63,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "sinkbench: command '%s' is not built in this version\n", argv[1]);
             return 2;
         }
+        sb_provenance_pin_git_rev();
         return commands[i].fn(argc - 1, argv + 1);
     }
     fprintf(stderr, "sinkbench: unknown command '%s' (try: sinkbench --help)\n", argv[1]);

@@ -100,15 +100,28 @@ static void cpu_model(char *out, size_t cap) {
     fclose(f);
 }
 
-void sb_provenance_collect(sb_provenance *p) {
-    memset(p, 0, sizeof *p);
+/* The revision of the tree beside the executable, else of the working directory. */
+static void exe_git_rev(char *out, size_t cap) {
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
         exe[n] = '\0';
-        sb_provenance_git_rev(dirname(exe), p->git_rev, sizeof p->git_rev);
+        sb_provenance_git_rev(dirname(exe), out, cap);
     }
-    if (n <= 0 || !strcmp(p->git_rev, "unknown")) sb_provenance_git_rev(".", p->git_rev, sizeof p->git_rev);
+    if (n <= 0 || !strcmp(out, "unknown")) sb_provenance_git_rev(".", out, cap);
+}
+
+void sb_provenance_pin_git_rev(void) {
+    const char *env = getenv("SINKBENCH_GIT_REV");
+    if (env && env[0]) return;
+    char rev[128];
+    exe_git_rev(rev, sizeof rev);
+    setenv("SINKBENCH_GIT_REV", rev, 1);
+}
+
+void sb_provenance_collect(sb_provenance *p) {
+    memset(p, 0, sizeof *p);
+    exe_git_rev(p->git_rev, sizeof p->git_rev);
     if (gethostname(p->hostname, sizeof p->hostname) != 0 || !p->hostname[0])
         snprintf(p->hostname, sizeof p->hostname, "unknown");
     p->hostname[sizeof p->hostname - 1] = '\0';

@@ -28,6 +28,10 @@ void sb_provenance_collect(sb_provenance *p);
 /* Short revision of the git checkout containing dir (+ "-dirty" when tracked files are
  * modified); "unknown" outside a checkout or without git. */
 void sb_provenance_git_rev(const char *dir, char *out, size_t cap);
+/* Reads the revision once and exports it as SINKBENCH_GIT_REV (unless set): a long run, and
+ * every cell a study starts, then names the code that started it, not what is checked out
+ * when it finishes. */
+void sb_provenance_pin_git_rev(void);
 
 /* sha256 of a model directory: one hash over config.json then model.safetensors, so a
  * change to either changes it. Error names the missing file. */

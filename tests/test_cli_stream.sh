@@ -127,5 +127,27 @@ done
 $sb generate --model "$tmp/m" --prompt "the cat" --max-tokens 10 --top-p 0 >/dev/null 2>"$tmp/e"
 [ $? -eq 2 ] || fail "generate --top-p 0 accepted"
 
+# provenance names the revision checked out when a run starts, not the one at its end: a
+# copy of the binary in a scratch git repository, a commit made while it waits for input
+if command -v git >/dev/null; then
+    g=$tmp/gitrev
+    mkdir -p "$g" && cp "$sb" "$g/sinkbench" && mkfifo "$g/in"
+    gc() { git -C "$g" -c user.email=t@example.org -c user.name=t commit -q --allow-empty -m "$1"; }
+    git -C "$g" init -q && gc one
+    rev1=$(git -C "$g" rev-parse --short HEAD)
+    env -u SINKBENCH_GIT_REV "$g/sinkbench" stream --model "$tmp/m" --policy sinks:4:28 --max-answer 4 \
+        --seed 7 --status-every 0 --json "$g/summary.json" <"$g/in" >/dev/null 2>"$g/err" &
+    pid=$!
+    exec 9>"$g/in"
+    # started once it blocks reading its prompts (syscall 0 = read)
+    for _ in $(seq 100); do [ "$(cut -d' ' -f1 /proc/$pid/syscall 2>/dev/null)" = 0 ] && break; sleep 0.1; done
+    gc two
+    echo "the cat" >&9
+    exec 9>&-
+    wait $pid || fail "stream in the scratch repository: $(cat "$g/err")"
+    grep -q "\"git_rev\":\"$rev1\"" "$g/summary.json" ||
+        fail "git_rev should be $rev1 (checked out at the start), got: $(grep -o '"git_rev":"[^"]*"' "$g/summary.json")"
+fi
+
 [ "$fails" -eq 0 ] || { echo "$fails check(s) failed"; exit 1; }
 echo "stream: all checks passed"
