@@ -112,10 +112,8 @@ static void exe_git_rev(char *out, size_t cap) {
 }
 
 void sb_provenance_pin_git_rev(void) {
-    const char *env = getenv("SINKBENCH_GIT_REV");
-    if (env && env[0]) return;
     char rev[128];
-    exe_git_rev(rev, sizeof rev);
+    exe_git_rev(rev, sizeof rev); /* an SINKBENCH_GIT_REV already set comes back unchanged */
     setenv("SINKBENCH_GIT_REV", rev, 1);
 }
 
@@ -165,17 +163,14 @@ int sb_provenance_hash_model(const char *dir, char hex[65]) {
     if (stat(dir, &st) == 0 && S_ISREG(st.st_mode)) { /* a single-file checkpoint (llama2.c .bin) */
         int rc = hash_into(&s, dir);
         if (rc) return rc;
-        uint8_t d[32];
-        sb_sha256_final(&s, d);
-        sb_sha256_hex(d, hex);
-        return SB_OK;
-    }
-    static const char *const files[] = {"config.json", "model.safetensors"};
-    for (size_t i = 0; i < 2; i++) {
-        if (snprintf(path, sizeof path, "%s/%s", dir, files[i]) >= (int)sizeof path)
-            return sb_error("%s: path too long", dir);
-        int rc = hash_into(&s, path);
-        if (rc) return rc;
+    } else {
+        static const char *const files[] = {"config.json", "model.safetensors"};
+        for (size_t i = 0; i < 2; i++) {
+            if (snprintf(path, sizeof path, "%s/%s", dir, files[i]) >= (int)sizeof path)
+                return sb_error("%s: path too long", dir);
+            int rc = hash_into(&s, path);
+            if (rc) return rc;
+        }
     }
     uint8_t d[32];
     sb_sha256_final(&s, d);

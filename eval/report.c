@@ -281,7 +281,7 @@ typedef struct {
     } hosts[MAX_HOSTS];
     int n_hosts;
     bool more_hosts;
-    long long threads[MAX_THREADS];
+    int64_t threads[MAX_THREADS];
     int n_threads;
 } run_info;
 
@@ -291,12 +291,7 @@ static void note_threads(run_info *ri, const char *list) {
         long long t = strtoll(p, &end, 10);
         if (end == p) break;
         p = end;
-        int i = 0;
-        while (i < ri->n_threads && ri->threads[i] < t) i++;
-        if (t < 1 || (i < ri->n_threads && ri->threads[i] == t) || ri->n_threads == MAX_THREADS) continue;
-        memmove(&ri->threads[i + 1], &ri->threads[i], (size_t)(ri->n_threads - i) * sizeof ri->threads[0]);
-        ri->threads[i] = t;
-        ri->n_threads++;
+        sb_study_add_distinct(ri->threads, &ri->n_threads, MAX_THREADS, t);
     }
 }
 
@@ -477,7 +472,7 @@ int sb_report_write(const char *const *experiments, int n, const sb_report_opts 
         char threads[256] = "";
         for (int i = 0; i < ri->n_threads; i++) {
             size_t len = strlen(threads);
-            snprintf(threads + len, sizeof threads - len, "%s%lld", i ? " or " : "", ri->threads[i]);
+            snprintf(threads + len, sizeof threads - len, "%s%lld", i ? " or " : "", (long long)ri->threads[i]);
         }
         snprintf(line, sizeof line, "Cells ran on host %s (%s, %s cores, %s thread%s per cell).", ri->hosts[0].host,
                  ri->hosts[0].cpu, ri->hosts[0].cores, ri->n_threads ? threads : "unrecorded",

@@ -195,6 +195,8 @@ int sb_study_collect(sb_study_plan *plan, const sb_study_opts *o);
 /* Seconds since 1970 of a UTC time written like 2026-11-26T02:19:12Z (the cells' date_utc);
  * SB_OK, or an error naming the text. */
 int sb_study_parse_utc(const char *iso, int64_t *out);
+/* Inserts x (>= 1) into the ascending, distinct v[*n] unless present or full (cap). */
+void sb_study_add_distinct(int64_t *v, int *n, int cap, int64_t x);
 /* Where the cells whose result files are paths[n] ran, grouped by machine (hostname, CPU model,
  * cores) in order of first appearance: *text gets one line per machine ("host (cpu, N cores):
  * C cells, T threads each, git R, X of cell time, Y from first start to last finish"), *csv the

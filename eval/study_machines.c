@@ -69,14 +69,14 @@ static void str_attr(sb_h5 *f, const char *key, char *out, size_t cap) {
     sb_clear_error();
 }
 
-static void add_thread(machine *m, int64_t t) {
-    if (t < 1) return;
+void sb_study_add_distinct(int64_t *v, int *n, int cap, int64_t x) {
+    if (x < 1) return;
     int i = 0;
-    while (i < m->n_threads && m->threads[i] < t) i++;
-    if ((i < m->n_threads && m->threads[i] == t) || m->n_threads == MAX_DISTINCT) return;
-    memmove(&m->threads[i + 1], &m->threads[i], (size_t)(m->n_threads - i) * sizeof m->threads[0]);
-    m->threads[i] = t;
-    m->n_threads++;
+    while (i < *n && v[i] < x) i++;
+    if ((i < *n && v[i] == x) || *n == cap) return;
+    memmove(&v[i + 1], &v[i], (size_t)(*n - i) * sizeof v[0]);
+    v[i] = x;
+    (*n)++;
 }
 
 static void add_git(machine *m, const char *rev) {
@@ -150,7 +150,7 @@ static void read_cell(machine **ms, int *n, int *cap, const char *path) {
         m->cores = cores;
     }
     m->cells++;
-    add_thread(m, threads);
+    sb_study_add_distinct(m->threads, &m->n_threads, MAX_DISTINCT, threads);
     add_git(m, git);
     bool has_wall = isfinite(wall) && wall >= 0;
     if (has_wall) m->cell_s += wall;
