@@ -1,7 +1,5 @@
 #include "cli/cli_opts.h"
 
-#include <cblas.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
@@ -9,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "datasets/tokens.h"
+#include "engine/backend.h"
 #include "engine/common.h"
 #include "engine/hfconfig.h"
 #include "engine/model.h"
@@ -41,6 +40,12 @@ int cli_opts_parse(int argc, char **argv, const char *cmd, void (*usage)(FILE *)
         else if (!strcmp(f, "--data")) c->data = v;
         else if (!strcmp(f, "--out")) c->out = v;
         else if (!strcmp(f, "--threads")) rc = cli_parse_int(f, v, 1, 4096, &c->threads);
+        else if (!strcmp(f, "--device")) {
+            const sb_backend_ops *ops;
+            int index;
+            c->device = v;
+            rc = sb_backend_ops_for(v, &ops, &index);
+        } else if (!strcmp(f, "--compute")) rc = sb_compute_parse(v, f, &c->compute);
         else if (!strcmp(f, "--max-memory")) {
             rc = cli_parse_bytes(f, v, &c->max_memory);
             if (!rc && c->max_memory == 0) rc = sb_usage_error("--max-memory must be positive");
@@ -54,13 +59,11 @@ int cli_opts_parse(int argc, char **argv, const char *cmd, void (*usage)(FILE *)
     return SB_OK;
 }
 
-int cli_set_threads(int64_t n) {
-    if (n > 0) {
-        openblas_set_num_threads((int)n);
-        omp_set_num_threads((int)n);
-        return (int)n;
-    }
-    return openblas_get_num_threads();
+int cli_set_threads(int64_t n) { return sb_host_threads((int)n); }
+
+int cli_open_backend(const cli_common_opts *c, const sb_model *m, sb_backend **b) {
+    sb_backend_opts o = {.device = c->device, .compute = c->compute, .threads = (int)c->threads};
+    return sb_backend_open(b, m, &o);
 }
 
 static bool ends_with(const char *s, const char *suffix);

@@ -8,12 +8,15 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "engine/backend.h"
 #include "engine/model.h"
 #include "engine/policy.h"
 
 typedef struct {
     const char *model_dir, *data, *out;
     int64_t threads;          /* 0 = library default */
+    const char *device;       /* --device: cpu (NULL too), cuda, cuda:N */
+    sb_compute compute;       /* --compute auto|f32|bf16|f16 */
     uint64_t max_memory;      /* 0 = what is available */
     bool json, resume;
 } cli_common_opts;
@@ -23,12 +26,15 @@ typedef struct {
 typedef int (*cli_opt_fn)(const char *flag, const char *value, void *user);
 
 /* Walk argv[1..argc): --json, --resume, --help/-h (usage on stdout, exit 0), --model, --data,
- * --out, --threads N, --max-memory SIZE go to c (zeroed first); every other flag takes a
+ * --out, --threads N, --max-memory SIZE, --device DEV, --compute C go to c (zeroed first);
+ * every other flag takes a
  * value and goes to own. Errors name the flag (usage errors). */
 int cli_opts_parse(int argc, char **argv, const char *cmd, void (*usage)(FILE *), cli_common_opts *c,
                    cli_opt_fn own, void *user);
 /* OpenBLAS and OpenMP threads (n > 0); returns the count in effect. */
 int cli_set_threads(int64_t n);
+/* The backend of --device/--compute/--threads for m. */
+int cli_open_backend(const cli_common_opts *c, const sb_model *m, sb_backend **b);
 /* Check that dir is a directory and load dir/config.json. */
 int cli_load_model_config(const char *dir, sb_model_config *cfg);
 /* Parse spec and check it against cfg; errors are prefixed with "--policy". */

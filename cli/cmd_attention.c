@@ -17,7 +17,7 @@
 #include "datasets/sha256.h"
 #include "engine/attention_probe.h"
 #include "engine/common.h"
-#include "engine/forward.h"
+#include "engine/decoder.h"
 #include "engine/model.h"
 #include "eval/h5.h"
 #include "eval/lock.h"
@@ -129,9 +129,11 @@ int cmd_attention(int argc, char **argv) {
     if ((rc = cli_load_model_config(a.c.model_dir, &cfg))) return cli_fail(CMD, rc);
     /* n <= ATT_MAX_TOKENS and L, H are validated config sizes: no overflow */
     size_t n_params = sb_model_param_count(&cfg), n_max = (size_t)a.tokens;
+    sb_policy_spec dense;
+    sb_policy_parse("dense", &dense);
     sb_mem_part parts[3] = {
         {"weights", (uint64_t)n_params * sizeof(float)},
-        {"dense cache", sb_slot_cache_bytes(&cfg, (int64_t)n_max, 0)},
+        {"dense cache", sb_decoder_memory_bytes(&cfg, &dense, (int64_t)n_max)},
         {"attention maps", ((uint64_t)cfg.n_layers * n_max * n_max + (uint64_t)cfg.n_layers * cfg.n_heads) *
                                sizeof(float)},
     };

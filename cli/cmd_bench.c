@@ -8,17 +8,17 @@
  *                 and the targets, written atomically.
  * Each prints one JSON object on stdout (report writes --out). */
 #include <cJSON.h>
-#include <cblas.h>
 #include <inttypes.h>
 #include <math.h>
-#include <omp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "engine/backend.h"
 #include "engine/common.h"
+#include "engine/cpu/ops.h"
 #include "engine/decoder.h"
 #include "engine/hfconfig.h"
 #include "engine/model.h"
@@ -84,8 +84,7 @@ static int bench_parse(int argc, char **argv, bench_args *a) {
     }
     if (!a->model_dir) return sb_usage_error("--model DIR is required");
     if (a->threads > 0) {
-        openblas_set_num_threads((int)a->threads);
-        omp_set_num_threads((int)a->threads);
+        sb_host_threads((int)a->threads);
     }
     return SB_OK;
 }
@@ -155,13 +154,11 @@ static int bench_sgemm(const bench_args *a) {
         for (size_t k = 0; k < nx; k++) x[k] = (float)((k * 7919) % 1000) * 1e-3f - 0.5f;
         for (size_t k = 0; k < nw; k++) w[k] = (float)((k * 104729) % 1000) * 1e-3f - 0.5f;
         /* warm-up: thread pool start, page faults, caches */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)s->out, (int)s->in, 1.0f, x,
-                    (int)s->in, w, (int)s->in, 0.0f, y, (int)s->out);
+        matmul_forward(y, x, w, NULL, (int)M, (int)s->in, (int)s->out);
         int64_t reps = 0;
         double t0 = sb_now(), dt;
         do {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)s->out, (int)s->in, 1.0f, x,
-                        (int)s->in, w, (int)s->in, 0.0f, y, (int)s->out);
+            matmul_forward(y, x, w, NULL, (int)M, (int)s->in, (int)s->out);
             reps++;
             dt = sb_now() - t0;
         } while (dt < a->min_time);
@@ -185,7 +182,7 @@ static int bench_sgemm(const bench_args *a) {
     /* one forward's products in their real mix: what exact mode could reach at best */
     cJSON_AddNumberToObject(o, "gflops", total_flops / total_time * 1e-9);
     cJSON_AddItemToObject(o, "shapes", arr);
-    cJSON_AddNumberToObject(o, "threads", openblas_get_num_threads());
+    cJSON_AddNumberToObject(o, "threads", sb_host_threads(0));
     add_provenance(o);
     return print_json(o);
 }
@@ -354,7 +351,7 @@ static int bench_decode(const bench_args *a) {
     for (int k = 0; k < 2; k++) point_to_json(parr, &pair[k]);
     cJSON_AddItemToObject(o, "paired", parr);
     cJSON_AddNumberToObject(o, "paired_block", PAIRED_BLOCK);
-    cJSON_AddNumberToObject(o, "threads", openblas_get_num_threads());
+    cJSON_AddNumberToObject(o, "threads", sb_host_threads(0));
     add_provenance(o);
     return print_json(o);
 }
@@ -394,12 +391,14 @@ static double flops_per_token(const sb_model_config *c, const sb_policy_spec *p,
     for (int i = 0; i < ns; i++) linear += 2.0 * (double)s[i].out * (double)s[i].in * (double)s[i].count;
     double per_key = 4.0 * c->n_layers * (double)c->n_heads * c->head_dim;
     double keys = 0; /* sum over tokens t of keys attended */
-    if (p->kind == SB_POLICY_RECOMPUTE) {
+    sb_exact_plan plan;
+    if (sb_policy_exact_plan(p, c, &plan) && plan.kind == SB_EXACT_FRESH_WINDOW) {
         /* every prediction is a dense pass over up to W tokens */
-        double w = (double)p->window;
+        double w = (double)plan.W;
         return linear * w + per_key * w * (w + 1) / 2;
     }
-    int64_t cap = p->kind == SB_POLICY_DENSE ? n : p->n_sinks + p->window + 1;
+    /* a query sees the kept tokens and itself */
+    int64_t cap = sb_policy_capacity(p) == 0 ? n : sb_policy_capacity(p) + 1;
     if (cap > n) cap = n;
     keys = (double)cap * (double)(cap + 1) / 2 + (double)(n - cap) * (double)cap;
     return linear + per_key * keys / (double)n;
@@ -483,7 +482,7 @@ static int bench_report(const bench_args *a) {
     cJSON_AddBoolToObject(t, "rss_flat_10pct", fabs(r_rss - 1.0) <= 0.10);
     cJSON_AddNumberToObject(o, "latency_short_token", tok[0]);
     cJSON_AddNumberToObject(o, "latency_long_token", tok[1]);
-    cJSON_AddNumberToObject(o, "threads", openblas_get_num_threads());
+    cJSON_AddNumberToObject(o, "threads", sb_host_threads(0));
     sb_provenance prov;
     sb_provenance_collect(&prov);
     sb_provenance_to_json(&prov, o);

@@ -30,7 +30,7 @@
 #include "datasets/sha256.h"
 #include "engine/common.h"
 #include "engine/decoder.h"
-#include "engine/forward.h"
+#include "engine/stream_eval.h"
 #include "engine/hfconfig.h"
 #include "engine/model.h"
 #include "engine/policy.h"
@@ -107,18 +107,22 @@ static int lat_parse_args(int argc, char **argv, lat_args *a) {
     return SB_OK;
 }
 
-static bool batched_recompute(const lat_args *a, const sb_policy_spec *p) {
-    return p->kind == SB_POLICY_RECOMPUTE && a->recompute == RECOMPUTE_BATCHED;
+/* A policy whose exact plan is a fresh window per token (recompute:W); its W. */
+static int64_t fresh_window(const sb_policy_spec *p, const sb_model_config *c) {
+    sb_exact_plan plan;
+    return sb_policy_exact_plan(p, c, &plan) && plan.kind == SB_EXACT_FRESH_WINDOW ? plan.W : 0;
+}
+
+static bool batched_recompute(const lat_args *a, const sb_policy_spec *p, const sb_model_config *c) {
+    return fresh_window(p, c) > 0 && a->recompute == RECOMPUTE_BATCHED;
 }
 
 /* Tokens the cache holds once full; warming up by this many makes every timed token pay the
  * full attention cost. The policy prefix (learned <sink>, newline sinks) is fed by the
  * decoder itself and counts toward it. */
-static int64_t default_warmup(const lat_args *a, const sb_policy_spec *p) {
-    if (batched_recompute(a, p)) return 1;
-    if (p->kind == SB_POLICY_DENSE) return 0;
-    if (p->kind == SB_POLICY_RECOMPUTE) return p->window > 1 ? p->window - 1 : 0;
-    int64_t w = p->n_sinks + p->window - sb_policy_prefix_len(p);
+static int64_t default_warmup(const lat_args *a, const sb_policy_spec *p, const sb_model_config *c) {
+    if (batched_recompute(a, p, c)) return 1;
+    int64_t w = sb_policy_capacity(p) - sb_policy_prefix_len(p);
     return w > 0 ? w : 0;
 }
 
@@ -185,6 +189,8 @@ typedef struct {
     int threads;
     char model_hash[65];
     sb_provenance prov;
+    int64_t fresh_w;          /* W of a fresh-window policy (recompute:W), else 0 */
+    const char *recompute;    /* how it rebuilds: batched, decode, or n/a */
 } lat_result;
 
 /* Timed loop through the decoder. step_ms[warmup + tokens] receives every step's time. */
@@ -195,11 +201,12 @@ static int64_t kv_bytes_per_token(const sb_model_config *c) {
 
 /* Steps [*done, total) are timed; steps before *done (a resume) are replayed untimed to
  * rebuild the cache. A caught signal stops before the next step, *done = steps finished. */
-static int run_decoder(const sb_model *m, const sb_policy_spec *p, const int32_t *ids, int64_t total,
+static int run_decoder(sb_backend *b, const sb_policy_spec *p, const int32_t *ids, int64_t total,
                        int64_t sample_every, double *step_ms, mem_samples *ms, lat_result *r, int64_t *done) {
+    const sb_model *m = b->m;
     sb_decoder *d;
-    /* dense gets no capacity hint: its cache then grows the way a deployed one would */
-    int rc = sb_decoder_new(&d, m, p, p->kind == SB_POLICY_DENSE ? 0 : total);
+    /* an unbounded (dense) cache gets no capacity hint: it then grows the way a deployed one would */
+    int rc = sb_decoder_new_on(&d, b, p, sb_policy_capacity(p) == 0 ? 0 : total);
     if (rc) return rc;
     const int64_t per_token = kv_bytes_per_token(&m->cfg);
     float *logits = malloc_check((size_t)m->cfg.vocab_size * sizeof(float));
@@ -224,13 +231,17 @@ static int run_decoder(const sb_model *m, const sb_policy_spec *p, const int32_t
 
 /* recompute:W, batched: step i predicts from a fresh dense pass over ids[i..i+W). */
 /* Each step is a fresh pass: a resume just starts at *done. */
-static int run_recompute_batched(const sb_model *m, int64_t W, const int32_t *ids, int64_t total,
+static int run_recompute_batched(sb_backend *b, int64_t W, const int32_t *ids, int64_t total,
                                  int64_t sample_every, double *step_ms, mem_samples *ms, lat_result *r,
                                  int64_t *done) {
+    const sb_model *m = b->m;
+    const sb_backend_ops *ops = b->ops;
     int T_max = (int)(W < RECOMPUTE_CHUNK ? W : RECOMPUTE_CHUNK);
-    sb_chunk_state s;
-    int rc = sb_chunk_state_init(&s, m, 0, SB_FORWARD_W_ALL, T_max, sb_chunk_band_rows(0, SB_FORWARD_W_ALL, T_max, W));
+    const int64_t band = sb_exact_band_rows(0, SB_POLICY_W_ALL, T_max, W);
+    sb_exact *s;
+    int rc = ops->exact_new(b, &s, 0, SB_POLICY_W_ALL, T_max, band);
     if (rc) return rc;
+    float *logits = malloc_check((size_t)m->cfg.vocab_size * sizeof(float));
     /* the part of the state that plays the cache: keys and values of the W window tokens */
     int64_t kv = W * kv_bytes_per_token(&m->cfg);
     if (*done == 0) samples_push(ms, 0, kv);
@@ -238,19 +249,20 @@ static int run_recompute_batched(const sb_model *m, int64_t W, const int32_t *id
         if (sb_signal_poll()) break;
         *done = i + 1;
         double t0 = sb_now();
-        sb_chunk_state_reset(&s);
+        ops->exact_reset(s);
         for (int64_t pos0 = 0; pos0 < W && !rc; pos0 += T_max) {
             int T = (int)(W - pos0 < T_max ? W - pos0 : T_max);
             bool last = pos0 + T == W;
-            rc = sb_chunk_forward(&s, ids + i + pos0, T, pos0, last ? T - 1 : T);
+            rc = ops->exact_forward(s, ids + i + pos0, T, pos0, last ? T - 1 : T, NULL, last ? logits : NULL);
         }
         step_ms[i] = 1e3 * (sb_now() - t0);
         if ((i + 1) % sample_every == 0 || i + 1 == total) samples_push(ms, i + 1, kv);
     }
-    r->cache_bytes = (int64_t)s.bytes;
+    r->cache_bytes = (int64_t)ops->exact_bytes(&m->cfg, 0, SB_POLICY_W_ALL, T_max, band);
     r->cache_len = W;
     r->kv_bytes = kv;
-    sb_chunk_state_free(&s);
+    free(logits);
+    ops->exact_free(s);
     return rc;
 }
 
@@ -263,8 +275,8 @@ static void lat_stats(lat_result *r, const double *ms, int64_t n) {
     r->max_ms = sb_stats_percentile(ms, (size_t)n, 100);
 }
 
-static const char *recompute_name(const lat_args *a, const sb_policy_spec *p) {
-    if (p->kind != SB_POLICY_RECOMPUTE) return "n/a";
+static const char *recompute_name(const lat_args *a, const sb_policy_spec *p, const sb_model_config *c) {
+    if (!fresh_window(p, c)) return "n/a";
     return a->recompute == RECOMPUTE_BATCHED ? "batched" : "decode";
 }
 
@@ -281,7 +293,7 @@ static int lat_write_h5(sb_h5 *f, const lat_args *a, const lat_result *r, const 
     rc = rc ? rc : sb_h5_attr_str(f, "sample_tokens", "meaning", "tokens fed (warmup included) at each memory sample");
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "command", "sinkbench latency");
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "policy", r->policy.spec);
-    rc = rc ? rc : sb_h5_attr_str(f, NULL, "recompute", recompute_name(a, &r->policy));
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "recompute", r->recompute);
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "model", a->c.model_dir);
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "model_sha256", r->model_hash);
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "data", a->c.data ? a->c.data : "pseudo-random ids");
@@ -309,7 +321,7 @@ static int lat_write_h5(sb_h5 *f, const lat_args *a, const lat_result *r, const 
 static int lat_print_json(const lat_args *a, const lat_result *r) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "policy", r->policy.spec);
-    cJSON_AddStringToObject(o, "recompute", recompute_name(a, &r->policy));
+    cJSON_AddStringToObject(o, "recompute", r->recompute);
     cJSON_AddNumberToObject(o, "tokens", (double)r->tokens);
     cJSON_AddNumberToObject(o, "warmup", (double)r->warmup);
     cJSON_AddNumberToObject(o, "mean_ms", r->mean_ms);
@@ -340,7 +352,7 @@ static void lat_inputs_hash(const lat_args *a, const lat_result *r, const char *
     sb_resume_hash_str(&h, "model_sha256", r->model_hash);
     sb_resume_hash_str(&h, "data_sha256", data_hash);
     sb_resume_hash_str(&h, "policy", r->policy.spec);
-    sb_resume_hash_str(&h, "recompute", recompute_name(a, &r->policy));
+    sb_resume_hash_str(&h, "recompute", r->recompute);
     sb_resume_hash_i64(&h, "seed", a->seed);
     sb_resume_hash_i64(&h, "warmup", r->warmup);
     sb_resume_hash_i64(&h, "tokens", r->tokens);
@@ -433,25 +445,26 @@ int cmd_latency(int argc, char **argv) {
     sb_model_config cfg;
     if ((rc = cli_load_model_config(a.c.model_dir, &cfg))) return cli_fail(CMD, rc);
     if ((rc = cli_parse_policy(a.policy, &cfg, &r.policy))) return cli_fail(CMD, rc);
-    r.warmup = a.warmup_set ? a.warmup : default_warmup(&a, &r.policy);
+    r.warmup = a.warmup_set ? a.warmup : default_warmup(&a, &r.policy, &cfg);
+    r.fresh_w = fresh_window(&r.policy, &cfg);
+    r.recompute = recompute_name(&a, &r.policy, &cfg);
+    const bool batched = batched_recompute(&a, &r.policy, &cfg);
     r.tokens = a.tokens;
     int64_t steps = r.warmup + r.tokens;
     /* a batched recompute step reads its whole window from the stream */
-    int64_t need = steps + (batched_recompute(&a, &r.policy) ? r.policy.window - 1 : 0);
+    int64_t need = steps + (batched ? r.fresh_w - 1 : 0);
 
     size_t n_params = sb_model_param_count(&cfg);
     uint64_t run_bytes;
-    if (batched_recompute(&a, &r.policy)) {
-        int T = (int)(r.policy.window < RECOMPUTE_CHUNK ? r.policy.window : RECOMPUTE_CHUNK);
-        run_bytes = sb_chunk_state_bytes(&cfg, 0, SB_FORWARD_W_ALL, T,
-                                         sb_chunk_band_rows(0, SB_FORWARD_W_ALL, T, r.policy.window));
-        if (!run_bytes) run_bytes = UINT64_MAX;
+    if (batched) {
+        const sb_eval_opts eo = {.chunk = RECOMPUTE_CHUNK};
+        run_bytes = sb_eval_memory_bytes(&cfg, &r.policy, r.fresh_w + 1, &eo);
     } else {
         run_bytes = sb_decoder_memory_bytes(&cfg, &r.policy, steps);
     }
     sb_mem_part parts[3] = {
         {"weights", n_params > UINT64_MAX / sizeof(float) ? UINT64_MAX : (uint64_t)n_params * sizeof(float)},
-        {batched_recompute(&a, &r.policy) ? "recompute pass (KV, activations, logits)" : "decoder (KV cache, logits)",
+        {batched ? "recompute pass (KV, activations, logits)" : "decoder (KV cache, logits)",
          run_bytes},
         {"token ids and step times", (uint64_t)need * sizeof(int32_t) + (uint64_t)steps * sizeof(double)},
     };
@@ -475,6 +488,7 @@ int cmd_latency(int argc, char **argv) {
     mem_samples ms = {0};
     sb_model model;
     memset(&model, 0, sizeof model);
+    sb_backend *backend = NULL;
     char data_hash[65] = "pseudo-random";
     uint8_t hash[32];
     int64_t done = 0;
@@ -501,10 +515,11 @@ int cmd_latency(int argc, char **argv) {
 
     double t0 = sb_now();
     if (!sb_signal_caught()) {
-        if (batched_recompute(&a, &r.policy))
-            rc = run_recompute_batched(&model, r.policy.window, ids, steps, a.sample_every, step_ms, &ms, &r, &done);
+        if ((rc = cli_open_backend(&a.c, &model, &backend))) goto done;
+        if (batched)
+            rc = run_recompute_batched(backend, r.fresh_w, ids, steps, a.sample_every, step_ms, &ms, &r, &done);
         else
-            rc = run_decoder(&model, &r.policy, ids, steps, a.sample_every, step_ms, &ms, &r, &done);
+            rc = run_decoder(backend, &r.policy, ids, steps, a.sample_every, step_ms, &ms, &r, &done);
     }
     r.wall_s = sb_now() - t0;
     if (rc) goto done;
@@ -539,8 +554,7 @@ int cmd_latency(int argc, char **argv) {
     if (a.c.json) rc = lat_print_json(&a, &r);
     else {
         printf("policy %s%s%s: %" PRId64 " timed tokens after %" PRId64 " warmup, cache %" PRId64 " tokens (keys+values %.2f MiB)\n",
-               r.policy.spec, r.policy.kind == SB_POLICY_RECOMPUTE ? ", recompute " : "",
-               r.policy.kind == SB_POLICY_RECOMPUTE ? recompute_name(&a, &r.policy) : "", r.tokens, r.warmup,
+               r.policy.spec, r.fresh_w ? ", recompute " : "", r.fresh_w ? r.recompute : "", r.tokens, r.warmup,
                r.cache_len, (double)r.kv_bytes / (1024.0 * 1024.0));
         printf("per token: mean %.3f ms, p50 %.3f ms, p99 %.3f ms (min %.3f, max %.3f)\n", r.mean_ms, r.p50_ms,
                r.p99_ms, r.min_ms, r.max_ms);
@@ -551,6 +565,7 @@ int cmd_latency(int argc, char **argv) {
 done:
     sb_h5_abort(out);
     sb_lock_release(lock);
+    sb_backend_close(backend);
     sb_model_free(&model);
     samples_free(&ms);
     free(step_ms);

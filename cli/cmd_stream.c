@@ -14,7 +14,6 @@
  * A dense cache grows with every token and leaves the positions the model was trained on, so
  * dense is refused when --tokens exceeds the model's context and otherwise stops with a
  * clear error when the context is full; bounded policies must fit in the context too. */
-#include <cblas.h>
 #include <cJSON.h>
 #include <inttypes.h>
 #include <omp.h>
@@ -57,11 +56,14 @@ static const char stream_usage[] =
     "                      ends with a JSON summary on stderr (RSS, per-token latency)\n"
     "  --json FILE         write the summary JSON to FILE instead (atomically)\n"
     "  --threads N         BLAS/OpenMP threads\n"
+    "  --device DEV        cpu (default), cuda or cuda:N\n"
+    "  --compute C         auto (default), f32, bf16 or f16 (GPU arithmetic)\n"
     "Answers go to stdout as they are produced, one line per prompt.\n";
 
 typedef struct {
-    const char *model, *tokenizer, *prompts, *policy, *json;
+    const char *model, *tokenizer, *prompts, *policy, *json, *device;
     int64_t max_answer, status_every, tokens, seed, threads;
+    sb_compute compute;
     double temperature, top_p;
 } stream_args;
 
@@ -104,7 +106,7 @@ static int parse_args(int argc, char **argv, stream_args *a) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         const char **str = !strcmp(o, "--model") ? &a->model : !strcmp(o, "--tokenizer") ? &a->tokenizer
                          : !strcmp(o, "--prompts") ? &a->prompts : !strcmp(o, "--policy") ? &a->policy
-                         : !strcmp(o, "--json") ? &a->json : NULL;
+                         : !strcmp(o, "--json") ? &a->json : !strcmp(o, "--device") ? &a->device : NULL;
         int rc = SB_OK;
         if (str) {
             if (!v || !v[0]) return sb_usage_error("%s needs a value", o);
@@ -114,6 +116,7 @@ static int parse_args(int argc, char **argv, stream_args *a) {
         else if (!strcmp(o, "--tokens")) rc = cli_parse_int(o, v, 1, INT64_MAX / 2, &a->tokens);
         else if (!strcmp(o, "--seed")) rc = cli_parse_int(o, v, 0, INT64_MAX, &a->seed);
         else if (!strcmp(o, "--threads")) rc = cli_parse_int(o, v, 1, 4096, &a->threads);
+        else if (!strcmp(o, "--compute")) rc = sb_compute_parse(v, o, &a->compute);
         else if (!strcmp(o, "--temperature")) rc = cli_parse_float(o, v, 0.0, 100.0, &a->temperature);
         else if (!strcmp(o, "--top-p")) rc = cli_parse_float(o, v, 1e-6, 1.0, &a->top_p);
         else return sb_usage_error("unknown option '%s' (see sinkbench stream --help)", o);
@@ -175,13 +178,10 @@ static const char *tok_piece(const stream_tok *t, int32_t prev, int32_t token, s
 
 /* ------------------------------------------------------------------ the run */
 
+/* The cache size shown in the status line; an unbounded cache is shown against the context. */
 static int64_t policy_capacity(const sb_policy_spec *p, int64_t max_ctx) {
-    switch (p->kind) {
-    case SB_POLICY_SINKS: return p->n_sinks + p->window;
-    case SB_POLICY_RECOMPUTE: return p->window;
-    case SB_POLICY_DENSE: break;
-    }
-    return max_ctx;
+    int64_t n = sb_policy_cache_size(p);
+    return n > 0 ? n : max_ctx;
 }
 
 static void print_status(stream_run *r) {
@@ -199,7 +199,7 @@ static void print_status(stream_run *r) {
 
 /* Feed one token; logits of the next token when want_logits. */
 static int feed(stream_run *r, int32_t token, bool want_logits) {
-    if (r->pol.kind == SB_POLICY_DENSE && r->n_fed + sb_policy_prefix_len(&r->pol) >= r->max_ctx)
+    if (sb_policy_capacity(&r->pol) == 0 && r->n_fed + sb_policy_prefix_len(&r->pol) >= r->max_ctx)
         return sb_error("the dense cache reached the model's context of %" PRId64 " tokens after %" PRId64
                         " turns; an endless conversation needs a bounded policy such as sinks:4:%" PRId64,
                         r->max_ctx, r->n_turns, r->max_ctx - 4);
@@ -361,7 +361,7 @@ static int write_summary(stream_run *r, double wall_s, double load_s) {
     cJSON_AddNumberToObject(o, "temperature", a->temperature);
     cJSON_AddNumberToObject(o, "top_p", a->top_p);
     cJSON_AddNumberToObject(o, "seed", (double)a->seed);
-    cJSON_AddNumberToObject(o, "threads", openblas_get_num_threads());
+    cJSON_AddNumberToObject(o, "threads", sb_host_threads(0));
     sb_provenance prov;
     sb_provenance_collect(&prov);
     sb_provenance_to_json(&prov, o);
@@ -394,13 +394,14 @@ static int run_stream(const stream_args *a) {
     FILE *pf = NULL;
     char **lines = NULL;
     size_t n_lines = 0;
+    sb_backend *backend = NULL;
     double t_load = sb_now();
     if ((rc = sb_model_load(&m, a->model))) return rc;
     double load_s = sb_now() - t_load;
     r.max_ctx = m.cfg.max_ctx;
     r.capacity = policy_capacity(&r.pol, r.max_ctx);
     if ((rc = sb_policy_check_model(&r.pol, &m.cfg))) goto done;
-    if (r.pol.kind == SB_POLICY_DENSE) {
+    if (sb_policy_capacity(&r.pol) == 0) {
         if (a->tokens > 0 && a->tokens + sb_policy_prefix_len(&r.pol) > r.max_ctx) {
             rc = sb_usage_error("--policy dense: --tokens %" PRId64 " exceeds the model's context of %" PRId64
                                 " tokens and the cache would grow without bound; use sinks:4:%" PRId64,
@@ -445,8 +446,10 @@ static int run_stream(const stream_args *a) {
             goto done;
         }
     }
-    int64_t hint = r.pol.kind == SB_POLICY_DENSE ? r.max_ctx : r.capacity + 1;
-    if ((rc = sb_decoder_new(&r.d, &m, &r.pol, hint))) goto done;
+    int64_t hint = sb_policy_capacity(&r.pol) == 0 ? r.max_ctx : r.capacity + 1;
+    sb_backend_opts bo = {.device = a->device, .compute = a->compute, .threads = (int)a->threads};
+    if ((rc = sb_backend_open(&backend, &m, &bo))) goto done;
+    if ((rc = sb_decoder_new_on(&r.d, backend, &r.pol, hint))) goto done;
     if ((rc = sb_sampler_init(&r.sampler, m.cfg.vocab_size, a->temperature, a->top_p, (uint64_t)a->seed))) goto done;
     r.logits = malloc_check((size_t)m.cfg.vocab_size * sizeof *r.logits);
     r.t_start = r.t_status = sb_now();
@@ -482,6 +485,7 @@ done:
     free(r.logits);
     sb_sampler_free(&r.sampler);
     sb_decoder_free(r.d);
+    sb_backend_close(backend);
     tok_free(&r.tok);
     sb_model_free(&m);
     return rc;
@@ -496,10 +500,7 @@ int cmd_stream(int argc, char **argv) {
     stream_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc) return cli_fail(CMD, rc);
-    if (a.threads > 0) {
-        openblas_set_num_threads((int)a.threads);
-        omp_set_num_threads((int)a.threads);
-    }
+    sb_host_threads((int)a.threads);
     rc = run_stream(&a);
     return rc ? cli_fail(CMD, rc) : 0;
 }

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "engine/common.h"
-#include "engine/forward.h"
+#include "engine/decoder.h"
 #include "engine/policy.h"
 
 typedef struct {
@@ -31,7 +31,8 @@ static void probe_record(void *user, int layer, const float *probs, const int64_
         for (int h = 0; h < H; h++) p->share[(size_t)layer * H + h] += probs[(size_t)h * cnt];
 }
 
-int sb_attention_probe(const sb_model *m, const int32_t *tokens, int64_t n, float *maps, float *sink_share) {
+int sb_attention_probe_on(sb_backend *b, const sb_model *m, const int32_t *tokens, int64_t n, float *maps,
+                          float *sink_share) {
     const sb_model_config *c = &m->cfg;
     const int L = c->n_layers, H = c->n_heads;
     if (n < 2) return sb_error("attention probe needs at least 2 tokens, got %lld", (long long)n);
@@ -47,43 +48,29 @@ int sb_attention_probe(const sb_model *m, const int32_t *tokens, int64_t n, floa
 
     probe_ctx p = {.maps = maps, .H = H, .n = n, .q_from = n > SB_PROBE_SHARE_FROM ? SB_PROBE_SHARE_FROM : 1};
     p.share = calloc((size_t)L * H, sizeof(double));
-    sb_kv_state st;
-    memset(&st, 0, sizeof st);
-    st.slot_token = malloc((size_t)n * sizeof(int64_t));
-    st.slot_pos = malloc((size_t)n * sizeof(int64_t));
-    if (!p.share || !st.slot_token || !st.slot_pos) {
-        free(p.share);
-        free(st.slot_token);
-        free(st.slot_pos);
-        return sb_error("out of memory for the attention probe over %lld tokens", (long long)n);
-    }
+    if (!p.share) return sb_error("out of memory for the attention probe over %lld tokens", (long long)n);
     if (maps) memset(maps, 0, cells);
     /* dense: token i in slot i at absolute position i; nothing moves, nothing is evicted */
-    st.n_slots = n;
-    for (int64_t i = 0; i < n; i++) {
-        st.slot_token[i] = -1;
-        st.slot_pos[i] = i;
-    }
-    sb_slot_cache cache;
-    int rc = sb_slot_cache_init(&cache, m, n, 0);
+    sb_policy_spec dense;
+    int rc = sb_policy_parse("dense", &dense);
+    sb_decoder *d = NULL;
+    if (!rc) rc = b ? sb_decoder_new_on(&d, b, &dense, n) : sb_decoder_new(&d, m, &dense, n);
     if (rc == SB_OK) {
-        cache.probe = probe_record;
-        cache.probe_user = &p;
-        for (int64_t t = 0; t < n; t++) {
-            st.slot_token[t] = t;
-            st.query_pos = t;
-            st.n_fed = st.n_filled = t + 1;
+        sb_decoder_set_observer(d, probe_record, &p);
+        for (int64_t t = 0; t < n && !rc; t++) {
             p.t = t;
-            sb_forward_token(NULL, &cache, m, &st, t, tokens[t]);
+            rc = sb_decoder_step(d, tokens[t], NULL);
         }
-        sb_slot_cache_free(&cache);
-        if (sink_share) {
+        sb_decoder_free(d);
+        if (!rc && sink_share) {
             const double n_q = (double)(n - p.q_from);
             for (size_t i = 0; i < (size_t)L * H; i++) sink_share[i] = (float)(p.share[i] / n_q);
         }
     }
     free(p.share);
-    free(st.slot_token);
-    free(st.slot_pos);
     return rc;
+}
+
+int sb_attention_probe(const sb_model *m, const int32_t *tokens, int64_t n, float *maps, float *sink_share) {
+    return sb_attention_probe_on(NULL, m, tokens, n, maps, sink_share);
 }

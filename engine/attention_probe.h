@@ -1,14 +1,15 @@
 /* Attention probe: the softmax probabilities of a dense forward, for attention maps and the
  * sink share (paper Fig. 2).
  *
- * Runs the decode-mode forward (sb_forward_token) one token at a time over a dense cache at
- * absolute positions 0..n-1, and records each layer's probabilities through the slot
- * cache's probe hook, so the numbers come from the same kernels as the evaluation. */
+ * Runs the decoder one token at a time over a dense cache at absolute positions 0..n-1 and
+ * records each layer's probabilities through its attention observer, so the numbers come
+ * from the same kernels as the evaluation. */
 #ifndef SB_ATTENTION_PROBE_H
 #define SB_ATTENTION_PROBE_H
 
 #include <stdint.h>
 
+#include "engine/backend.h"
 #include "engine/model.h"
 
 /* First query position the sink share averages over: queries past the first few tokens,
@@ -24,5 +25,8 @@
  *        n <= SB_PROBE_SHARE_FROM) of the probability head h gives position 0.
  * Either output may be NULL. */
 int sb_attention_probe(const sb_model *m, const int32_t *tokens, int64_t n, float *maps, float *sink_share);
+/* The same on backend b (NULL: a cpu backend of its own); b holds m. */
+int sb_attention_probe_on(sb_backend *b, const sb_model *m, const int32_t *tokens, int64_t n, float *maps,
+                          float *sink_share);
 
 #endif

@@ -4,17 +4,21 @@
 #include <string.h>
 
 #include "engine/common.h"
-#include "engine/forward.h"
 
 struct sb_decoder {
     const sb_model *m;
-    const sb_kv_policy *pol;
+    sb_backend *b;
+    sb_backend *own_b;         /* the cpu backend made by sb_decoder_new, else NULL */
+    const sb_policy_def *pol;
     sb_kv_state st;
-    sb_slot_cache cache;
+    sb_slots *cache;
+    int64_t cache_slots;       /* slots the backend's cache has */
     int64_t n_stream;          /* stream tokens fed (prefix excluded) */
-    int32_t *history;          /* recompute: ring of the last W stream tokens */
-    int64_t hist_cap;          /* grows (before the ring first wraps) up to W */
-    int64_t hist_max;          /* W for recompute, else 0 */
+    int32_t *history;          /* rebuilding policies (recompute): ring of the last stream tokens */
+    int64_t hist_cap;          /* grows (before the ring first wraps) up to hist_max */
+    int64_t hist_max;          /* the tokens a rebuild re-feeds, at most (its capacity) */
+    sb_attn_observer_fn obs;   /* the caller's observer */
+    void *obs_user;
 };
 
 /* Tokens sb_decoder_new plans for: the hint plus the prefix. */
@@ -24,62 +28,80 @@ static int64_t capacity_for(const sb_policy_spec *p, int64_t max_tokens) {
     return hint + sb_policy_prefix_len(p);
 }
 
-/* Tokens of history kept for recompute's rebuilds: W, but no more than the hint at first. */
+/* Tokens of history a rebuilding policy keeps: its capacity, but no more than the hint at
+ * first (it grows). */
+static int64_t history_max(const sb_policy_spec *p) {
+    return p->def && p->def->rebuild ? sb_policy_capacity(p) + 1 : 0;
+}
 static int64_t history_len(const sb_policy_spec *p, int64_t capacity) {
-    if (p->kind != SB_POLICY_RECOMPUTE) return 0;
+    int64_t max = history_max(p);
+    if (max == 0) return 0;
     int64_t n = capacity > 16 ? capacity : 16;
-    return n < p->window ? n : p->window;
+    return n < max ? n : max;
 }
 
 uint64_t sb_decoder_memory_bytes(const sb_model_config *c, const sb_policy_spec *p, int64_t max_tokens) {
-    const sb_kv_policy *pol = sb_kv_policy_for(p);
-    if (!pol) return UINT64_MAX;
+    if (!p->def) return UINT64_MAX;
+    extern const sb_backend_ops sb_backend_cpu_ops;
     int64_t cap = capacity_for(p, max_tokens);
-    int64_t slots = pol->initial_slots(p, cap);
-    int64_t n_moving = p->kind == SB_POLICY_SINKS ? p->n_sinks : 0;
-    size_t cache = sb_slot_cache_bytes(c, slots, n_moving), total;
-    if (!cache) return UINT64_MAX;
-    /* policy state arrays and the recompute history */
-    size_t extra = (size_t)slots * 2 * sizeof(int64_t) + (size_t)history_len(p, cap) * sizeof(int32_t) +
+    int64_t slots = sb_kv_state_initial_slots(p, cap);
+    int maps = sb_policy_maps(p, c->n_layers);
+    uint64_t cache = sb_backend_cpu_ops.slots_bytes(c, slots, sb_policy_moving_slots(p), maps);
+    if (cache == UINT64_MAX) return UINT64_MAX;
+    /* policy state arrays (token and position per slot and map, scores of score-based
+     * policies) and the recompute history */
+    size_t per_slot = 2 * sizeof(int64_t) + (p->def->observes ? sizeof(double) : 0);
+    size_t extra = (size_t)slots * (size_t)maps * per_slot + (size_t)history_len(p, cap) * sizeof(int32_t) +
                    sizeof(sb_decoder);
-    if (!sb_add_size(cache, extra, &total)) return UINT64_MAX;
-    return total;
+    return cache > UINT64_MAX - extra ? UINT64_MAX : cache + extra;
+}
+
+/* The step's attention goes to the policy (score-based ones) and to the caller. */
+static void observe(void *user, int layer, const float *probs, const int64_t *slots, int n) {
+    sb_decoder *d = user;
+    if (d->pol->observe) d->pol->observe(&d->st, layer, probs, slots, n);
+    if (d->obs) d->obs(d->obs_user, layer, probs, slots, n);
 }
 
 /* Place one token with the policy and run the forward. */
 static int feed_one(sb_decoder *d, int32_t token, float *logits) {
-    int64_t slot = d->pol->reserve(&d->st);
-    if (slot < 0) return SB_ERR;
-    if (d->st.n_slots > d->cache.n_slots) {
-        int rc = sb_slot_cache_grow(&d->cache, d->m, d->st.n_slots);
+    if (d->pol->reserve(&d->st) < 0) return SB_ERR;
+    if (d->st.n_slots > d->cache_slots) {
+        int rc = d->b->ops->slots_grow(d->cache, d->st.n_slots);
         if (rc) return rc;
+        d->cache_slots = d->st.n_slots;
     }
-    sb_forward_token(logits, &d->cache, d->m, &d->st, slot, token);
+    bool watch = d->pol->observe || d->obs;
+    int rc = d->b->ops->token_forward(d->cache, &d->st, token, logits, watch ? observe : NULL, d);
+    if (rc) return rc;
     d->pol->evict(&d->st);
     return SB_OK;
 }
 
-int sb_decoder_new(sb_decoder **out, const sb_model *m, const sb_policy_spec *p, int64_t max_tokens) {
+int sb_decoder_new_on(sb_decoder **out, sb_backend *b, const sb_policy_spec *p, int64_t max_tokens) {
     *out = NULL;
+    const sb_model *m = b->m;
     int rc = sb_policy_check_model(p, &m->cfg);
     if (rc) return rc;
     sb_decoder *d = calloc_check(1, sizeof *d);
     d->m = m;
-    d->pol = sb_kv_policy_for(p);
+    d->b = b;
+    d->pol = p->def;
     int64_t cap = capacity_for(p, max_tokens);
-    rc = sb_kv_state_init(&d->st, p, cap);
+    rc = sb_kv_state_init(&d->st, p, m->cfg.n_layers, m->cfg.n_heads, cap);
     if (rc) {
         free(d);
         return rc;
     }
-    rc = sb_slot_cache_init(&d->cache, m, d->st.n_slots, d->st.n_moving);
+    rc = b->ops->slots_new(b, &d->cache, d->st.n_slots, d->st.n_moving, d->st.n_maps);
     if (rc) {
         sb_kv_state_free(&d->st);
         free(d);
         return rc;
     }
+    d->cache_slots = d->st.n_slots;
     d->hist_cap = history_len(p, cap);
-    d->hist_max = p->kind == SB_POLICY_RECOMPUTE ? p->window : 0;
+    d->hist_max = history_max(p);
     if (d->hist_cap > 0) {
         size_t bytes;
         if (!sb_mul_size((size_t)d->hist_cap, sizeof(int32_t), &bytes) || !(d->history = malloc(bytes))) {
@@ -100,6 +122,25 @@ int sb_decoder_new(sb_decoder **out, const sb_model *m, const sb_policy_spec *p,
     }
     *out = d;
     return SB_OK;
+}
+
+int sb_decoder_new(sb_decoder **out, const sb_model *m, const sb_policy_spec *p, int64_t max_tokens) {
+    *out = NULL;
+    sb_backend *b;
+    int rc = sb_backend_open(&b, m, NULL);
+    if (rc) return rc;
+    rc = sb_decoder_new_on(out, b, p, max_tokens);
+    if (rc) {
+        sb_backend_close(b);
+        return rc;
+    }
+    (*out)->own_b = b;
+    return SB_OK;
+}
+
+void sb_decoder_set_observer(sb_decoder *d, sb_attn_observer_fn fn, void *user) {
+    d->obs = fn;
+    d->obs_user = user;
 }
 
 int sb_decoder_step(sb_decoder *d, int32_t token, float *logits) {
@@ -136,12 +177,13 @@ int64_t sb_decoder_tokens(const sb_decoder *d) { return d->n_stream; }
 
 int64_t sb_decoder_cache_len(const sb_decoder *d) { return d->st.n_filled; }
 
-uint64_t sb_decoder_cache_bytes(const sb_decoder *d) { return sb_slot_cache_kv_bytes(&d->cache); }
+uint64_t sb_decoder_cache_bytes(const sb_decoder *d) { return d->b->ops->slots_kv_bytes(d->cache); }
 
 void sb_decoder_free(sb_decoder *d) {
     if (!d) return;
-    sb_slot_cache_free(&d->cache);
+    if (d->cache) d->b->ops->slots_free(d->cache);
     sb_kv_state_free(&d->st);
     free(d->history);
+    sb_backend_close(d->own_b);
     free(d);
 }

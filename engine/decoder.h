@@ -10,11 +10,17 @@
 
 #include <stdint.h>
 
+#include "engine/backend.h"
 #include "engine/model.h"
 #include "engine/policy.h"
 
 typedef struct sb_decoder sb_decoder;
-int sb_decoder_new(sb_decoder **d, const sb_model *m, const sb_policy_spec *p, int64_t max_tokens /* capacity hint for dense */);
+/* A decoder on backend b (which must outlive it); max_tokens: capacity hint for dense. */
+int sb_decoder_new_on(sb_decoder **d, sb_backend *b, const sb_policy_spec *p, int64_t max_tokens);
+/* The same on a cpu backend of its own. */
+int sb_decoder_new(sb_decoder **d, const sb_model *m, const sb_policy_spec *p, int64_t max_tokens);
+/* Receive every layer's attention probabilities of each step (attention maps); NULL stops. */
+void sb_decoder_set_observer(sb_decoder *d, sb_attn_observer_fn fn, void *user);
 /* Feed the next token; logits [V] (may be NULL) receive the prediction of the token after it.
  * An id outside [0, vocab) is an SB_ERR naming the id and its position. */
 int sb_decoder_step(sb_decoder *d, int32_t token, float *logits /* [V], may be NULL */);
@@ -22,7 +28,8 @@ int64_t sb_decoder_tokens(const sb_decoder *d);     /* tokens fed so far (exclud
 uint64_t sb_decoder_cache_bytes(const sb_decoder *d);
 void sb_decoder_free(sb_decoder *d);
 
-/* Bytes sb_decoder_new allocates (cache, raw sink keys, scratch) for capacity hint max_tokens;
+/* Host bytes sb_decoder_new allocates on the cpu backend (cache, raw sink keys, scratch)
+ * for capacity hint max_tokens;
  * dense grows beyond it when fed more. UINT64_MAX on overflow. */
 uint64_t sb_decoder_memory_bytes(const sb_model_config *c, const sb_policy_spec *p, int64_t max_tokens);
 /* Filled cache slots (tokens the next query will see besides itself). */

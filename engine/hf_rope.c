@@ -2,7 +2,7 @@
 
 #include <math.h>
 
-#include "engine/ops.h"
+#include "engine/cpu/ops.h"
 
 #define MAX_HALF 1024 /* sb_model_config_validate caps rotary_dim at 2048 */
 

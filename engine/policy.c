@@ -1,4 +1,4 @@
-/* Policy spec parsing and the plug-in registry. */
+/* Policy specs through the registry, and the decode-mode state every plug-in shares. */
 #include "engine/policy.h"
 
 #include <inttypes.h>
@@ -6,20 +6,9 @@
 #include <string.h>
 
 #include "engine/common.h"
+#include "engine/policy_util.h"
 
-/* Parse a decimal number spanning exactly [s, end): digits only, no sign or spaces, at
- * most SB_POLICY_MAX_LEN. Returns false on anything else. */
-static bool parse_len(const char *s, const char *end, int64_t *out) {
-    if (s == end) return false;
-    int64_t v = 0;
-    for (const char *c = s; c < end; c++) {
-        if (*c < '0' || *c > '9') return false;
-        v = v * 10 + (*c - '0');
-        if (v > SB_POLICY_MAX_LEN) return false; /* also stops overflow */
-    }
-    *out = v;
-    return true;
-}
+#define MAX_FIELDS 6
 
 /* Split s at ':' into at most max fields; returns the count, or -1 if there are more. */
 static int split_fields(const char *s, const char **beg, const char **end, int max) {
@@ -36,137 +25,192 @@ static int split_fields(const char *s, const char **beg, const char **end, int m
     }
 }
 
-static bool field_is(const char *b, const char *e, const char *word) {
-    size_t n = strlen(word);
-    return (size_t)(e - b) == n && memcmp(b, word, n) == 0;
+const char *sb_policy_syntax_list(void) {
+    static char list[512];
+    if (!list[0]) {
+        size_t off = 0;
+        for (int i = 0; sb_policy_registry[i]; i++)
+            off += (size_t)snprintf(list + off, sizeof list - off, "%s%s", i ? ", " : "", sb_policy_registry[i]->syntax);
+    }
+    return list;
 }
 
 int sb_policy_parse(const char *s, sb_policy_spec *out) {
     memset(out, 0, sizeof *out);
-    if (!s || !*s) return sb_usage_error("empty cache policy (expected dense, window:W, sinks:K:W, "
-                                         "sinks:K:W:newline, learned:W or recompute:W)");
-    const char *b[5], *e[5];
-    int nf = split_fields(s, b, e, 4);
-    int64_t k = 0, w = 0;
+    if (!s || !*s) return sb_usage_error("empty cache policy (expected %s)", sb_policy_syntax_list());
+    const char *b[MAX_FIELDS], *e[MAX_FIELDS];
+    int nf = split_fields(s, b, e, MAX_FIELDS - 1);
     const char *why = NULL;
     if (nf < 0) {
         why = "too many fields";
-    } else if (field_is(b[0], e[0], "dense")) {
-        if (nf != 1) why = "dense takes no arguments";
-        else {
-            out->kind = SB_POLICY_DENSE;
-            snprintf(out->spec, sizeof out->spec, "dense");
-        }
-    } else if (field_is(b[0], e[0], "window") || field_is(b[0], e[0], "learned") ||
-               field_is(b[0], e[0], "recompute")) {
-        if (nf != 2) why = "expected one argument W";
-        else if (!parse_len(b[1], e[1], &w)) why = "W must be a whole number";
-        else if (w < 1) why = "W must be at least 1";
-        else if (field_is(b[0], e[0], "window")) {
-            out->kind = SB_POLICY_SINKS;
-            snprintf(out->spec, sizeof out->spec, "window:%" PRId64, w);
-        } else if (field_is(b[0], e[0], "learned")) {
-            out->kind = SB_POLICY_SINKS;
-            out->n_sinks = 1;
-            out->prefix = SB_PREFIX_SINK_TOKEN;
-            snprintf(out->spec, sizeof out->spec, "learned:%" PRId64, w);
-        } else {
-            out->kind = SB_POLICY_RECOMPUTE;
-            snprintf(out->spec, sizeof out->spec, "recompute:%" PRId64, w);
-        }
-    } else if (field_is(b[0], e[0], "sinks")) {
-        if (nf != 3 && nf != 4) why = "expected sinks:K:W or sinks:K:W:newline";
-        else if (!parse_len(b[1], e[1], &k)) why = "K must be a whole number";
-        else if (!parse_len(b[2], e[2], &w)) why = "W must be a whole number";
-        else if (w < 1) why = "W must be at least 1";
-        else if (nf == 4 && !field_is(b[3], e[3], "newline")) why = "the only variant is :newline";
-        else {
-            out->kind = SB_POLICY_SINKS;
-            out->n_sinks = k;
-            if (nf == 4) out->prefix = SB_PREFIX_NEWLINE;
-            snprintf(out->spec, sizeof out->spec, "sinks:%" PRId64 ":%" PRId64 "%s", k, w,
-                     nf == 4 ? ":newline" : "");
-        }
     } else {
-        why = "unknown policy name";
+        const sb_policy_def *def = NULL;
+        for (int i = 0; sb_policy_registry[i] && !def; i++)
+            if (sb_field_is(b[0], e[0], sb_policy_registry[i]->name)) def = sb_policy_registry[i];
+        if (!def) why = "unknown policy name";
+        else {
+            out->def = def;
+            why = def->parse(out, nf - 1, b + 1, e + 1);
+        }
     }
     if (why) {
         memset(out, 0, sizeof *out);
-        return sb_usage_error("bad cache policy '%.80s': %s (expected dense, window:W, sinks:K:W, "
-                              "sinks:K:W:newline, learned:W or recompute:W; K >= 0, 1 <= W <= %" PRId64 ")",
-                              s, why, SB_POLICY_MAX_LEN);
+        return sb_usage_error("bad cache policy '%.80s': %s (expected %s; K, H >= 0, 1 <= W <= %" PRId64 ")", s, why,
+                              sb_policy_syntax_list(), SB_POLICY_MAX_LEN);
     }
-    out->window = w;
     return SB_OK;
 }
 
 int sb_policy_check_model(const sb_policy_spec *p, const sb_model_config *c) {
     /* specs built by hand (not parsed) get the same limits */
     const char *name = p->spec[0] ? p->spec : "(unnamed)";
-    if (p->kind != SB_POLICY_DENSE && p->kind != SB_POLICY_SINKS && p->kind != SB_POLICY_RECOMPUTE)
-        return sb_usage_error("cache policy '%s': unknown kind", name);
-    if (p->kind != SB_POLICY_DENSE && (p->window < 1 || p->window > SB_POLICY_MAX_LEN))
-        return sb_usage_error("cache policy '%s': W must be in [1, %lld]", name, (long long)SB_POLICY_MAX_LEN);
-    if (p->n_sinks < 0 || p->n_sinks > SB_POLICY_MAX_LEN || (p->kind != SB_POLICY_SINKS && p->n_sinks != 0))
+    bool known = false;
+    for (int i = 0; sb_policy_registry[i]; i++) known = known || sb_policy_registry[i] == p->def;
+    if (!p->def || !known) return sb_usage_error("cache policy '%s': unknown kind", name);
+    if (p->n_sinks < 0 || p->n_sinks > SB_POLICY_MAX_LEN || p->heavy < 0 || p->heavy > SB_POLICY_MAX_LEN)
         return sb_usage_error("cache policy '%s': bad number of sinks", name);
-    if (p->prefix != SB_PREFIX_NONE && (p->kind != SB_POLICY_SINKS || (p->prefix != SB_PREFIX_SINK_TOKEN &&
-                                                                      p->prefix != SB_PREFIX_NEWLINE)))
-        return sb_usage_error("cache policy '%s': a prefix needs a sinks policy", name);
-    if (p->prefix == SB_PREFIX_SINK_TOKEN && p->n_sinks != 1)
-        return sb_usage_error("cache policy '%s': the learned sink is exactly one token", name);
-    return sb_policy_check_prefix(p, c);
-}
-
-/* ------------------------------------------------------------ plug-in registry */
-
-const sb_kv_policy *sb_kv_policy_for(const sb_policy_spec *p) {
-    switch (p->kind) {
-    case SB_POLICY_DENSE: return &sb_kv_policy_dense;
-    case SB_POLICY_SINKS: return &sb_kv_policy_sinks;
-    case SB_POLICY_RECOMPUTE: return &sb_kv_policy_recompute;
+    if (p->window < 0 || p->window > SB_POLICY_MAX_LEN)
+        return sb_usage_error("cache policy '%s': W must be in [1, %lld]", name, (long long)SB_POLICY_MAX_LEN);
+    if (p->def->check) {
+        int rc = p->def->check(p, c);
+        if (rc) return rc;
     }
-    return NULL;
+    return SB_OK;
 }
 
-int sb_kv_state_init(sb_kv_state *s, const sb_policy_spec *p, int64_t capacity_hint) {
+bool sb_policy_is(const sb_policy_spec *p, const char *name) { return p->def && !strcmp(p->def->name, name); }
+
+int64_t sb_policy_capacity(const sb_policy_spec *p) { return p->def ? p->def->capacity(p) : 0; }
+
+int64_t sb_policy_cache_size(const sb_policy_spec *p) { return p->def ? p->def->cache_size(p) : 0; }
+
+void sb_policy_label(const sb_policy_spec *p, char *out, size_t cap) {
+    if (p->def && p->def->label) p->def->label(p, out, cap);
+    else snprintf(out, cap, "%s", p->spec);
+}
+
+int64_t sb_policy_prefix_len(const sb_policy_spec *p) {
+    return p->def && p->def->prefix_len ? p->def->prefix_len(p) : 0;
+}
+
+void sb_policy_prefix_tokens(const sb_policy_spec *p, const sb_model_config *c, int32_t *out) {
+    if (p->def && p->def->prefix_tokens) p->def->prefix_tokens(p, c, out);
+}
+
+bool sb_policy_exact_plan(const sb_policy_spec *p, const sb_model_config *c, sb_exact_plan *out) {
+    if (!p->def || !p->def->exact_plan) return false;
+    p->def->exact_plan(p, c, out);
+    return true;
+}
+
+/* ------------------------------------------------------------ decode-mode state */
+
+int sb_policy_maps(const sb_policy_spec *p, int n_layers) {
+    return p->def && p->def->per_layer && n_layers > 1 ? n_layers : 1;
+}
+
+int64_t sb_policy_moving_slots(const sb_policy_spec *p) {
+    return p->def && p->def->moving ? p->def->moving(p) : 0;
+}
+
+int64_t sb_kv_state_initial_slots(const sb_policy_spec *p, int64_t capacity_hint) {
+    return p->def ? p->def->initial_slots(p, capacity_hint) : 0;
+}
+
+int sb_kv_state_init(sb_kv_state *s, const sb_policy_spec *p, int n_layers, int n_heads, int64_t capacity_hint) {
     memset(s, 0, sizeof *s);
+    if (!p->def) return sb_usage_error("unknown cache policy kind in '%s'", p->spec);
     s->spec = *p;
-    const sb_kv_policy *pol = sb_kv_policy_for(p);
-    if (!pol) return sb_usage_error("unknown cache policy kind in '%s'", p->spec);
-    int rc = pol->init(s, capacity_hint);
+    s->n_maps = sb_policy_maps(p, n_layers);
+    s->n_heads = n_heads > 0 ? n_heads : 1;
+    s->n_moving = sb_policy_moving_slots(p);
+    s->new_slot = calloc_check((size_t)s->n_maps, sizeof(int64_t));
+    int rc = p->def->init(s, capacity_hint);
     if (rc) sb_kv_state_free(s);
     return rc;
 }
 
 void sb_kv_state_free(sb_kv_state *s) {
-    const sb_kv_policy *pol = sb_kv_policy_for(&s->spec);
-    if (pol && pol->free) pol->free(s);
+    if (s->spec.def && s->spec.def->free) s->spec.def->free(s);
     free(s->slot_token);
     free(s->slot_pos);
-    s->slot_token = s->slot_pos = NULL;
+    free(s->new_slot);
+    free(s->score);
+    s->slot_token = s->slot_pos = s->new_slot = NULL;
+    s->score = NULL;
     s->n_slots = 0;
+}
+
+/* Grow one [n_maps][old] array to [n_maps][n], new entries `fill`. */
+static bool regrow(void **arr, size_t elem, int n_maps, int64_t old, int64_t n, const void *fill) {
+    size_t bytes;
+    if (!sb_mul_size((size_t)n_maps * (size_t)n, elem, &bytes)) return false;
+    char *a = realloc(*arr, bytes);
+    if (!a) return false;
+    *arr = a;
+    /* maps are contiguous: move them apart from the last one down */
+    for (int m = n_maps - 1; m >= 0; m--) {
+        char *dst = a + (size_t)m * (size_t)n * elem, *src = a + (size_t)m * (size_t)old * elem;
+        if (m > 0 && old > 0) memmove(dst, src, (size_t)old * elem);
+        for (int64_t i = old; i < n; i++) memcpy(dst + (size_t)i * elem, fill, elem);
+    }
+    return true;
 }
 
 int sb_kv_state_resize(sb_kv_state *s, int64_t n_slots) {
     size_t bytes;
-    if (n_slots < 1 || !sb_mul_size((size_t)n_slots, sizeof(int64_t), &bytes))
+    if (n_slots < 1 || !sb_mul_size((size_t)n_slots * (size_t)(s->n_maps > 0 ? s->n_maps : 1), sizeof(int64_t), &bytes))
         return sb_error("cache policy '%s': cannot hold %" PRId64 " slots", s->spec.spec, n_slots);
-    int64_t *tok = realloc(s->slot_token, bytes);
-    if (!tok) return sb_error("cache policy '%s': out of memory for %" PRId64 " slots", s->spec.spec, n_slots);
-    s->slot_token = tok;
-    int64_t *pos = realloc(s->slot_pos, bytes);
-    if (!pos) return sb_error("cache policy '%s': out of memory for %" PRId64 " slots", s->spec.spec, n_slots);
-    s->slot_pos = pos;
-    for (int64_t i = s->n_slots; i < n_slots; i++) {
-        s->slot_token[i] = -1;
-        s->slot_pos[i] = 0;
-    }
+    if (s->n_maps < 1) s->n_maps = 1;
+    const int64_t free_tok = -1, zero = 0;
+    const double fzero = 0.0;
+    bool ok = regrow((void **)&s->slot_token, sizeof(int64_t), s->n_maps, s->n_slots, n_slots, &free_tok) &&
+              regrow((void **)&s->slot_pos, sizeof(int64_t), s->n_maps, s->n_slots, n_slots, &zero) &&
+              (!s->spec.def->observes ||
+               regrow((void **)&s->score, sizeof(double), s->n_maps, s->n_slots, n_slots, &fzero));
+    if (!ok) return sb_error("cache policy '%s': out of memory for %" PRId64 " slots", s->spec.spec, n_slots);
     s->n_slots = n_slots;
     return SB_OK;
 }
 
 void sb_kv_state_clear(sb_kv_state *s) {
-    for (int64_t i = 0; i < s->n_slots; i++) s->slot_token[i] = -1;
+    for (size_t i = 0; i < (size_t)s->n_maps * (size_t)s->n_slots; i++) s->slot_token[i] = -1;
     s->n_fed = 0;
     s->n_filled = 0;
+}
+
+void sb_kv_rank_evict(sb_kv_state *s, int m, int64_t slot) {
+    int64_t *tok = sb_kv_tokens(s, m), *pos = sb_kv_pos(s, m);
+    const int64_t gone = pos[slot];
+    tok[slot] = -1;
+    if (s->score) s->score[(size_t)m * s->n_slots + slot] = 0.0;
+    for (int64_t i = 0; i < s->n_slots; i++)
+        if (tok[i] >= 0 && pos[i] < gone) pos[i]++;
+}
+
+int64_t sb_kv_rank_reserve(sb_kv_state *s, int64_t max_slots) {
+    const int64_t t = s->n_fed;
+    /* the query follows the last one; the first token sits at 0 */
+    const int64_t qpos = t == 0 ? 0 : s->query_pos + 1;
+    if (s->n_filled >= s->n_slots) {
+        if (s->n_slots >= max_slots) {
+            sb_error("cache policy '%s': all %" PRId64 " slots in use", s->spec.spec, s->n_slots);
+            return -1;
+        }
+        int64_t grow = s->n_slots * 2 < max_slots ? s->n_slots * 2 : max_slots;
+        if (sb_kv_state_resize(s, grow)) return -1;
+    }
+    for (int m = 0; m < s->n_maps; m++) {
+        int64_t *tok = sb_kv_tokens(s, m), *pos = sb_kv_pos(s, m);
+        int64_t slot = 0;
+        while (slot < s->n_slots && tok[slot] >= 0) slot++;
+        tok[slot] = t;
+        pos[slot] = qpos;
+        if (s->score) s->score[(size_t)m * s->n_slots + slot] = 0.0;
+        s->new_slot[m] = slot;
+    }
+    s->query_pos = qpos;
+    s->n_fed++;
+    s->n_filled++;
+    return s->new_slot[0];
 }

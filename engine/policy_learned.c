@@ -1,33 +1,62 @@
-/* Prefixed sinks: learned:W (the model's pre-trained <sink> token, kept as the one sink) and
- * sinks:K:W:newline (K newline tokens as content-free sinks, the paper's Table 1 control).
- * Both are sinks:K:W over prefix + stream, so the cache plug-in is the sinks one; what they
- * add is the prefix and the check that the model has the token. */
+/* learned:W: the model's pre-trained <sink> token is prefixed to the stream and kept as the
+ * one sink (paper Table 3), i.e. sinks:1:W over [sink] + stream; the cache plug-in is the
+ * sinks one. */
+#include <inttypes.h>
+#include <stdio.h>
+
 #include "engine/common.h"
 #include "engine/policy.h"
+#include "engine/policy_util.h"
 
-int sb_policy_check_prefix(const sb_policy_spec *p, const sb_model_config *c) {
-    if (p->prefix == SB_PREFIX_SINK_TOKEN && (c->sink_token_id < 0 || c->sink_token_id >= c->vocab_size))
+static const char *learned_parse(sb_policy_spec *p, int n, const char *const *b, const char *const *e) {
+    if (n != 1) return "expected one argument W";
+    const char *why = sb_parse_window(b[0], e[0], &p->window);
+    if (why) return why;
+    p->n_sinks = 1;
+    p->prefix = SB_PREFIX_SINK_TOKEN;
+    snprintf(p->spec, sizeof p->spec, "learned:%" PRId64, p->window);
+    return NULL;
+}
+
+static int learned_check(const sb_policy_spec *p, const sb_model_config *c) {
+    if (p->window < 1) return sb_usage_error("cache policy '%s': W must be in [1, %lld]", p->spec, (long long)SB_POLICY_MAX_LEN);
+    if (p->n_sinks != 1 || p->prefix != SB_PREFIX_SINK_TOKEN || p->heavy != 0)
+        return sb_usage_error("cache policy '%s': the learned sink is exactly one token", p->spec);
+    if (c->sink_token_id < 0 || c->sink_token_id >= c->vocab_size)
         return sb_usage_error("policy '%s' needs a model with a learned <sink> token (sink_token_id), "
-                              "and this model has none",
-                              p->spec);
-    if (p->prefix == SB_PREFIX_NEWLINE && p->n_sinks > 0 &&
-        (c->newline_token_id < 0 || c->newline_token_id >= c->vocab_size))
-        return sb_usage_error("policy '%s' needs the model's newline token (newline_token_id), "
                               "and this model has none",
                               p->spec);
     return SB_OK;
 }
 
-int64_t sb_policy_prefix_len(const sb_policy_spec *p) {
-    switch (p->prefix) {
-    case SB_PREFIX_SINK_TOKEN: return 1;
-    case SB_PREFIX_NEWLINE: return p->n_sinks;
-    default: return 0;
-    }
+static void learned_label(const sb_policy_spec *p, char *out, size_t cap) {
+    snprintf(out, cap, "sink+%" PRId64, p->window);
 }
 
-void sb_policy_prefix_tokens(const sb_policy_spec *p, const sb_model_config *c, int32_t *out) {
-    int64_t n = sb_policy_prefix_len(p);
-    int32_t id = p->prefix == SB_PREFIX_SINK_TOKEN ? c->sink_token_id : c->newline_token_id;
-    for (int64_t i = 0; i < n; i++) out[i] = id;
+static int64_t learned_prefix_len(const sb_policy_spec *p) {
+    (void)p;
+    return 1;
 }
+
+static void learned_prefix_tokens(const sb_policy_spec *p, const sb_model_config *c, int32_t *out) {
+    (void)p;
+    out[0] = c->sink_token_id;
+}
+
+const sb_policy_def sb_policy_learned = {
+    .name = "learned",
+    .syntax = "learned:W",
+    .parse = learned_parse,
+    .check = learned_check,
+    .capacity = sb_sinks_capacity,
+    .cache_size = sb_sinks_capacity,
+    .label = learned_label,
+    .prefix_len = learned_prefix_len,
+    .prefix_tokens = learned_prefix_tokens,
+    .exact_plan = sb_sinks_exact_plan,
+    .moving = sb_sinks_moving,
+    .initial_slots = sb_sinks_initial_slots,
+    .init = sb_sinks_init,
+    .reserve = sb_sinks_reserve,
+    .evict = sb_sinks_evict,
+};

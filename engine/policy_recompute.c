@@ -1,17 +1,49 @@
 /* recompute:W: before every stream token the cache is emptied and the W-1 tokens before it
  * are fed again at positions 0.., so the token is predicted by a fresh dense pass over the
  * last W tokens (all their states recomputed inside that window). */
+#include <inttypes.h>
+#include <stdio.h>
+
 #include "engine/common.h"
 #include "engine/policy.h"
+#include "engine/policy_util.h"
+
+static const char *recompute_parse(sb_policy_spec *p, int n, const char *const *b, const char *const *e) {
+    if (n != 1) return "expected one argument W";
+    const char *why = sb_parse_window(b[0], e[0], &p->window);
+    if (why) return why;
+    snprintf(p->spec, sizeof p->spec, "recompute:%" PRId64, p->window);
+    return NULL;
+}
+
+static int recompute_check(const sb_policy_spec *p, const sb_model_config *c) {
+    (void)c;
+    if (p->window < 1) return sb_usage_error("cache policy '%s': W must be in [1, %lld]", p->spec, (long long)SB_POLICY_MAX_LEN);
+    if (p->n_sinks != 0 || p->heavy != 0) return sb_usage_error("cache policy '%s': bad number of sinks", p->spec);
+    if (p->prefix != SB_PREFIX_NONE) return sb_usage_error("cache policy '%s': a prefix needs a sinks policy", p->spec);
+    return SB_OK;
+}
+
+/* The W-1 tokens before the current one are all it keeps (re-fed each step). */
+static int64_t recompute_capacity(const sb_policy_spec *p) { return p->window - 1; }
+
+static int64_t recompute_cache_size(const sb_policy_spec *p) { return p->window; }
+
+static void recompute_label(const sb_policy_spec *p, char *out, size_t cap) {
+    snprintf(out, cap, "recompute %" PRId64, p->window);
+}
+
+static void recompute_exact_plan(const sb_policy_spec *p, const sb_model_config *c, sb_exact_plan *out) {
+    (void)c;
+    *out = (sb_exact_plan){.kind = SB_EXACT_FRESH_WINDOW, .K = 0, .W = p->window};
+}
 
 /* The window never holds more than W tokens, nor more than the stream has. */
 static int64_t recompute_initial_slots(const sb_policy_spec *p, int64_t capacity_hint) {
-    int64_t n = capacity_hint > 16 ? capacity_hint : 16;
-    return n < p->window ? n : p->window;
+    return sb_slots_for_hint(capacity_hint, p->window);
 }
 
 static int recompute_init(sb_kv_state *s, int64_t capacity_hint) {
-    s->n_moving = 0;
     return sb_kv_state_resize(s, recompute_initial_slots(&s->spec, capacity_hint));
 }
 
@@ -28,6 +60,7 @@ static int64_t recompute_reserve(sb_kv_state *s) {
     s->slot_token[t] = t;
     s->slot_pos[t] = t;
     s->query_pos = t;
+    s->new_slot[0] = t;
     s->n_fed++;
     s->n_filled++;
     return t;
@@ -40,12 +73,18 @@ static int64_t recompute_rebuild(sb_kv_state *s, int64_t stream_pos) {
     return stream_pos < s->spec.window - 1 ? stream_pos : s->spec.window - 1;
 }
 
-const sb_kv_policy sb_kv_policy_recompute = {
+const sb_policy_def sb_policy_recompute = {
     .name = "recompute",
+    .syntax = "recompute:W",
+    .parse = recompute_parse,
+    .check = recompute_check,
+    .capacity = recompute_capacity,
+    .cache_size = recompute_cache_size,
+    .label = recompute_label,
+    .exact_plan = recompute_exact_plan,
     .initial_slots = recompute_initial_slots,
     .init = recompute_init,
     .reserve = recompute_reserve,
     .evict = recompute_evict,
     .rebuild = recompute_rebuild,
-    .free = NULL,
 };

@@ -35,29 +35,23 @@ void sb_collect_data_path(const sb_collect *k, const char *name, char *out, size
     sb_study_fmt(out, cap, "%s/%s", k->data_dir, name);
 }
 
-void sb_policy_label(const char *spec, char *out, size_t cap) {
+void sb_study_policy_label(const char *spec, char *out, size_t cap) {
     sb_policy_spec p;
     if (sb_policy_parse(spec, &p) != SB_OK) {
         sb_clear_error();
         sb_study_copy(out, cap, spec);
         return;
     }
-    long long K = (long long)p.n_sinks, W = (long long)p.window;
-    if (p.kind == SB_POLICY_DENSE) snprintf(out, cap, "dense");
-    else if (p.kind == SB_POLICY_RECOMPUTE) snprintf(out, cap, "recompute %lld", W);
-    else if (p.prefix == SB_PREFIX_SINK_TOKEN) snprintf(out, cap, "sink+%lld", W);
-    else if (p.prefix == SB_PREFIX_NEWLINE) snprintf(out, cap, "%lld(nl)+%lld", K, W);
-    else snprintf(out, cap, "%lld+%lld", K, W);
+    sb_policy_label(&p, out, cap);
 }
 
-int64_t sb_policy_cache_entries(const char *spec) {
+int64_t sb_study_policy_cache(const char *spec) {
     sb_policy_spec p;
     if (sb_policy_parse(spec, &p) != SB_OK) {
         sb_clear_error();
         return 0;
     }
-    if (p.kind == SB_POLICY_DENSE) return 0;
-    return p.kind == SB_POLICY_RECOMPUTE ? p.window : p.n_sinks + p.window;
+    return sb_policy_cache_size(&p);
 }
 
 void sb_fmt_count(int64_t n, char *out, size_t cap) {

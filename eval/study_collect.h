@@ -43,11 +43,11 @@ bool sb_collect_wants(const sb_collect *k, const char *figure);
 /* Path in results/data: "<data_dir>/<name>". */
 void sb_collect_data_path(const sb_collect *k, const char *name, char *out, size_t cap);
 
-/* Short human label of a policy: "dense", "0+508", "4+508", "4(nl)+504", "sink+511",
- * "recompute 512". */
-void sb_policy_label(const char *spec, char *out, size_t cap);
-/* K + W of a streaming policy (cache entries), 0 otherwise. */
-int64_t sb_policy_cache_entries(const char *spec);
+/* Short human label of a policy spec (the policy's own, engine/policy.h): "dense", "0+508",
+ * "4+508", "4(nl)+504", "sink+511", "recompute 512", "H2O 4+252+256", "TOVA 512". */
+void sb_study_policy_label(const char *spec, char *out, size_t cap);
+/* The cache size the policy is labelled with (K + W, W, ...), 0 for unbounded ones. */
+int64_t sb_study_policy_cache(const char *spec);
 /* 20000 -> "20k", 3200000 -> "3.2M". */
 void sb_fmt_count(int64_t n, char *out, size_t cap);
 

@@ -239,7 +239,7 @@ static void memory(sb_collect *k, const lat_cell *lc, int m, sb_study_table *t, 
         const sb_study_cell *c = &plan->cells[i];
         if (c->model != m || !lc[i].ok || !is_memory_run(k, c->run) || lc[i].n_samples < 2) continue;
         char label[64];
-        sb_policy_label(c->spec, label, sizeof label);
+        sb_study_policy_label(c->spec, label, sizeof label);
         if (blocks++) sb_study_buf_printf(&dat, "\n\n");
         sb_study_buf_printf(&dat, "\"tokens\" \"%s\" \"cache\"\n", label);
         for (int64_t s = 0; s < lc[i].n_samples; s++)

@@ -89,7 +89,7 @@ static void summary_table(sb_collect *k, const ppl_cell *pc) {
         const sb_study_cell *c = &k->plan->cells[i];
         int r = sb_study_table_add_row(t);
         char label[64];
-        sb_policy_label(c->spec, label, sizeof label);
+        sb_study_policy_label(c->spec, label, sizeof label);
         sb_study_table_set(t, r, 0, "%s", k->plan->models[c->model].name);
         sb_study_table_set(t, r, 1, "%s", k->cfg->runs[c->run].name);
         sb_study_table_set(t, r, 2, "%s", c->spec);
@@ -119,7 +119,7 @@ static void matrix_table(sb_collect *k, const ppl_cell *pc, int64_t prefix, cons
         int col = column_of(cfg, c->run, c->policy) + 1;
         if (head[col]) continue;
         char label[64], count[32];
-        sb_policy_label(c->spec, label, sizeof label);
+        sb_study_policy_label(c->spec, label, sizeof label);
         if (prefix > 0 || !pc[i].ok) {
             head[col] = strdup(label);
         } else {
@@ -164,7 +164,7 @@ static void write_curves(sb_collect *k, const ppl_cell *pc) {
         for (int i = 0; i < plan->n_cells; i++) {
             if (plan->cells[i].model != m || !pc[i].ok) continue;
             char label[64];
-            sb_policy_label(plan->cells[i].spec, label, sizeof label);
+            sb_study_policy_label(plan->cells[i].spec, label, sizeof label);
             int n = sb_stats_ppl_curve(pc[i].nll, pc[i].n, longest, BINS, 32, x, y);
             if (blocks++) sb_study_buf_printf(&b, "\n\n");
             sb_study_buf_printf(&b, "\"tokens\" \"%s\"\n", label);
@@ -238,7 +238,7 @@ static void write_cache_lines(sb_collect *k, const ppl_cell *pc) {
         int rows = 0;
         for (int i = 0; i < plan->n_cells; i++) {
             if (plan->cells[i].model != m || !pc[i].ok) continue;
-            int64_t entries = sb_policy_cache_entries(plan->cells[i].spec);
+            int64_t entries = sb_study_policy_cache(plan->cells[i].spec);
             if (entries <= 0) continue;
             if (!rows++) {
                 if (blocks++) sb_study_buf_printf(&b, "\n\n");
@@ -265,14 +265,15 @@ static void write_cache_lines(sb_collect *k, const ppl_cell *pc) {
 /* ----------------------------------------------------------------- findings */
 
 typedef bool (*cell_pred)(const sb_policy_spec *p);
-static bool is_window(const sb_policy_spec *p) { return p->kind == SB_POLICY_SINKS && p->n_sinks == 0; }
-static bool is_sinks4(const sb_policy_spec *p) {
-    return p->kind == SB_POLICY_SINKS && p->n_sinks == 4 && p->prefix == SB_PREFIX_NONE;
+static bool is_plain_sinks(const sb_policy_spec *p) {
+    return (sb_policy_is(p, "sinks") || sb_policy_is(p, "window")) && p->prefix == SB_PREFIX_NONE;
 }
-static bool is_newline(const sb_policy_spec *p) { return p->kind == SB_POLICY_SINKS && p->prefix == SB_PREFIX_NEWLINE; }
-static bool is_learned(const sb_policy_spec *p) { return p->kind == SB_POLICY_SINKS && p->prefix == SB_PREFIX_SINK_TOKEN; }
-static bool is_dense(const sb_policy_spec *p) { return p->kind == SB_POLICY_DENSE; }
-static bool is_recompute(const sb_policy_spec *p) { return p->kind == SB_POLICY_RECOMPUTE; }
+static bool is_window(const sb_policy_spec *p) { return is_plain_sinks(p) && p->n_sinks == 0; }
+static bool is_sinks4(const sb_policy_spec *p) { return is_plain_sinks(p) && p->n_sinks == 4; }
+static bool is_newline(const sb_policy_spec *p) { return sb_policy_is(p, "sinks") && p->prefix == SB_PREFIX_NEWLINE; }
+static bool is_learned(const sb_policy_spec *p) { return sb_policy_is(p, "learned"); }
+static bool is_dense(const sb_policy_spec *p) { return sb_policy_is(p, "dense"); }
+static bool is_recompute(const sb_policy_spec *p) { return sb_policy_is(p, "recompute"); }
 
 /* The longest finished cell of model m matching pred whose cache is the model's training
  * context, if any (else any matching one). */
@@ -280,8 +281,8 @@ static int find(const sb_collect *k, const ppl_cell *pc, int m, cell_pred pred) 
     int best = -1;
     for (int i = 0; i < k->plan->n_cells; i++) {
         if (k->plan->cells[i].model != m || !pc[i].ok || !pred(&pc[i].p)) continue;
-        bool at_ctx = sb_policy_cache_entries(k->plan->cells[i].spec) == k->plan->models[m].cfg.max_ctx;
-        bool best_at_ctx = best >= 0 && sb_policy_cache_entries(k->plan->cells[best].spec) == k->plan->models[m].cfg.max_ctx;
+        bool at_ctx = sb_study_policy_cache(k->plan->cells[i].spec) == k->plan->models[m].cfg.max_ctx;
+        bool best_at_ctx = best >= 0 && sb_study_policy_cache(k->plan->cells[best].spec) == k->plan->models[m].cfg.max_ctx;
         if (best < 0 || (at_ctx && !best_at_ctx) || (at_ctx == best_at_ctx && pc[i].n > pc[best].n)) best = i;
     }
     return best;
@@ -343,7 +344,7 @@ static void findings(sb_collect *k, const ppl_cell *pc) {
                 if (plan->cells[i].model != m || !pc[i].ok || !is_sinks4(&pc[i].p)) continue;
                 if (!rows++) sb_study_buf_printf(&cache, "%s%s ", cache.n ? "; " : "", name);
                 else sb_study_buf_printf(&cache, ", ");
-                sb_study_buf_printf(&cache, "%lld: %.2f", (long long)sb_policy_cache_entries(plan->cells[i].spec), pc[i].ppl);
+                sb_study_buf_printf(&cache, "%lld: %.2f", (long long)sb_study_policy_cache(plan->cells[i].spec), pc[i].ppl);
             }
         }
     }

@@ -12,8 +12,8 @@
 
 #include "engine/attention_probe.h"
 #include "engine/common.h"
-#include "engine/forward.h"
-#include "engine/ops.h"
+#include "engine/decoder.h"
+#include "engine/cpu/ops.h"
 #include "engine/policy.h"
 #include "engine/stream_eval.h"
 
@@ -251,24 +251,13 @@ static void test_forward_unchanged(void **state) {
 
     float *logits[2] = {malloc((size_t)n * V * sizeof(float)), malloc((size_t)n * V * sizeof(float))};
     for (int run = 0; run < 2; run++) {
-        sb_kv_state st;
-        assert_int_equal(sb_kv_state_init(&st, &dense, n), SB_OK);
-        const sb_kv_policy *pol = sb_kv_policy_for(&dense);
-        sb_slot_cache cache;
-        assert_int_equal(sb_slot_cache_init(&cache, m, st.n_slots, st.n_moving), SB_OK);
-        assert_null(cache.probe);
-        if (run) cache.probe = count_probe;
+        sb_decoder *d;
+        assert_int_equal(sb_decoder_new(&d, m, &dense, n), SB_OK);
+        if (run) sb_decoder_set_observer(d, count_probe, NULL);
         n_calls = 0;
-        for (int t = 0; t < n; t++) {
-            int64_t slot = pol->reserve(&st);
-            assert_true(slot >= 0);
-            assert_int_equal(sb_slot_cache_grow(&cache, m, st.n_slots), SB_OK);
-            sb_forward_token(logits[run] + (size_t)t * V, &cache, m, &st, slot, tok[t]);
-            pol->evict(&st);
-        }
+        for (int t = 0; t < n; t++) assert_int_equal(sb_decoder_step(d, tok[t], logits[run] + (size_t)t * V), SB_OK);
         assert_int_equal(n_calls, run ? n * c.n_layers : 0);
-        sb_slot_cache_free(&cache);
-        sb_kv_state_free(&st);
+        sb_decoder_free(d);
     }
     assert_memory_equal(logits[0], logits[1], (size_t)n * V * sizeof(float));
     float *maps = malloc((size_t)c.n_layers * n * n * sizeof(float));

@@ -13,11 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/attention.h"
+#include "engine/cpu/attention.h"
 #include "engine/common.h"
-#include "engine/forward.h"
+#include "engine/cpu/forward.h"
 #include "engine/model.h"
-#include "engine/ops.h"
+#include "engine/cpu/ops.h"
 #include "engine/policy.h"
 
 static uint64_t rng_state = 88172645463325252ull;
@@ -233,20 +233,20 @@ static void decode_with_offset(const sb_model *m, int64_t offset, int n, float *
     sb_policy_spec p;
     assert_int_equal(sb_policy_parse("sinks:3:6", &p), SB_OK);
     sb_kv_state s, shifted;
-    assert_int_equal(sb_kv_state_init(&s, &p, 0), SB_OK);
+    assert_int_equal(sb_kv_state_init(&s, &p, m->cfg.n_layers, m->cfg.n_heads, 0), SB_OK);
     sb_slot_cache c;
-    assert_int_equal(sb_slot_cache_init(&c, m, s.n_slots, s.n_moving), SB_OK);
+    assert_int_equal(sb_slot_cache_init(&c, m, s.n_slots, s.n_moving, s.n_maps), SB_OK);
     int64_t pos[64];
     for (int t = 0; t < n; t++) {
-        int64_t slot = sb_kv_policy_sinks.reserve(&s);
+        int64_t slot = p.def->reserve(&s);
         assert_true(slot >= 0);
-        if (s.n_slots > c.n_slots) assert_int_equal(sb_slot_cache_grow(&c, m, s.n_slots), SB_OK);
+        if (s.n_slots > c.n_slots) assert_int_equal(sb_slot_cache_grow(&c, s.n_slots), SB_OK);
         shifted = s;
         for (int64_t i = 0; i < s.n_slots; i++) pos[i] = s.slot_pos[i] + offset;
         shifted.slot_pos = pos;
         shifted.query_pos = s.query_pos + offset;
-        sb_forward_token(logits + (size_t)t * m->cfg.vocab_size, &c, m, &shifted, slot, (int32_t)((t * 5 + 1) % 48));
-        sb_kv_policy_sinks.evict(&s);
+        sb_forward_token(logits + (size_t)t * m->cfg.vocab_size, &c, &shifted, (int32_t)((t * 5 + 1) % 48), NULL, NULL);
+        p.def->evict(&s);
     }
     sb_slot_cache_free(&c);
     sb_kv_state_free(&s);
@@ -282,7 +282,7 @@ static void test_chunk_state_refusals(void **state) {
     sb_model m;
     tiny_model(&m, SB_POS_ALIBI);
     sb_chunk_state s;
-    assert_int_equal(sb_chunk_state_init(&s, &m, 2, 8, 16, sb_chunk_band_rows(2, 8, 16, 1000)), SB_OK);
+    assert_int_equal(sb_chunk_state_init(&s, &m, 2, 8, 16, sb_exact_band_rows(2, 8, 16, 1000)), SB_OK);
     int32_t tok[32];
     for (int i = 0; i < 32; i++) tok[i] = i % 48;
     assert_int_equal(sb_chunk_forward(&s, tok, 16, 0, 0), SB_OK);
@@ -294,13 +294,23 @@ static void test_chunk_state_refusals(void **state) {
     assert_int_equal(s.band_start, 8);
     assert_int_equal(s.band_len, 24);
     assert_int_equal(s.n_sink, 2);
+    /* a seek keeps the sinks, empties the band, and refuses to go back */
+    assert_int_equal(sb_chunk_seek(&s, 20), SB_ERR);
+    assert_int_equal(sb_chunk_seek(&s, 64), SB_OK);
+    assert_int_equal(s.band_start, 64);
+    assert_int_equal(s.band_len, 0);
+    assert_int_equal(sb_chunk_forward(&s, tok, 16, 32, 0), SB_ERR);
+    assert_int_equal(sb_chunk_forward(&s, tok, 16, 64, 0), SB_OK);
+    assert_int_equal(s.band_start, 64);
+    assert_int_equal(s.band_len, 16);
     sb_chunk_state_reset(&s);
+    assert_int_equal(sb_chunk_seek(&s, 16), SB_ERR); /* the sinks are not in yet */
     assert_int_equal(sb_chunk_forward(&s, tok, 16, 0, 16), SB_OK);
     sb_chunk_state_free(&s);
     /* sizes that overflow are refused up front */
     assert_int_equal(sb_chunk_state_bytes(&m.cfg, 2, 8, 16, (int64_t)1 << 40), 0);
-    assert_int_equal(sb_slot_cache_bytes(&m.cfg, INT64_MAX / 4, 0), 0);
-    assert_true(sb_slot_cache_bytes(&m.cfg, 100, 4) > 100 * 2 * 2 * 16 * sizeof(float));
+    assert_int_equal(sb_slot_cache_bytes(&m.cfg, INT64_MAX / 4, 0, 1), 0);
+    assert_true(sb_slot_cache_bytes(&m.cfg, 100, 4, 1) > 100 * 2 * 2 * 16 * sizeof(float));
     sb_model_free(&m);
 }
 

@@ -19,7 +19,7 @@
 #include "engine/half.h"
 #include "engine/hfconfig.h"
 #include "engine/model.h"
-#include "engine/ops.h"
+#include "engine/cpu/ops.h"
 #include "engine/rng.h"
 #include "engine/policy.h"
 #include "engine/safetensors.h"

@@ -14,7 +14,7 @@
 
 #include "engine/common.h"
 #include "engine/half.h"
-#include "engine/ops.h"
+#include "engine/cpu/ops.h"
 #include "engine/rng.h"
 
 static void fill(float *x, size_t n, uint64_t seed, float std) {

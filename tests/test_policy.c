@@ -17,12 +17,13 @@
 
 /* ------------------------------------------------------------ parsing */
 
-static void expect_spec(const char *s, sb_policy_kind kind, int64_t k, int64_t w, sb_prefix_kind prefix,
+static void expect_spec(const char *s, const char *kind, int64_t k, int64_t w, sb_prefix_kind prefix,
                         const char *canon) {
     sb_policy_spec p;
     int rc = sb_policy_parse(s, &p);
     if (rc) fail_msg("'%s' rejected: %s", s, sb_last_error());
-    assert_int_equal(p.kind, kind);
+    assert_non_null(p.def);
+    assert_string_equal(p.def->name, kind);
     assert_int_equal(p.n_sinks, k);
     assert_int_equal(p.window, w);
     assert_int_equal(p.prefix, prefix);
@@ -35,16 +36,19 @@ static void expect_spec(const char *s, sb_policy_kind kind, int64_t k, int64_t w
 
 static void test_parse_valid(void **state) {
     (void)state;
-    expect_spec("dense", SB_POLICY_DENSE, 0, 0, SB_PREFIX_NONE, "dense");
-    expect_spec("window:1024", SB_POLICY_SINKS, 0, 1024, SB_PREFIX_NONE, "window:1024");
-    expect_spec("window:1", SB_POLICY_SINKS, 0, 1, SB_PREFIX_NONE, "window:1");
-    expect_spec("sinks:4:508", SB_POLICY_SINKS, 4, 508, SB_PREFIX_NONE, "sinks:4:508");
-    expect_spec("sinks:0:16", SB_POLICY_SINKS, 0, 16, SB_PREFIX_NONE, "sinks:0:16");
-    expect_spec("sinks:004:0508", SB_POLICY_SINKS, 4, 508, SB_PREFIX_NONE, "sinks:4:508");
-    expect_spec("sinks:4:1020:newline", SB_POLICY_SINKS, 4, 1020, SB_PREFIX_NEWLINE, "sinks:4:1020:newline");
-    expect_spec("learned:1023", SB_POLICY_SINKS, 1, 1023, SB_PREFIX_SINK_TOKEN, "learned:1023");
-    expect_spec("recompute:256", SB_POLICY_RECOMPUTE, 0, 256, SB_PREFIX_NONE, "recompute:256");
-    expect_spec("window:2147483648", SB_POLICY_SINKS, 0, 2147483648LL, SB_PREFIX_NONE, "window:2147483648");
+    expect_spec("dense", "dense", 0, 0, SB_PREFIX_NONE, "dense");
+    expect_spec("window:1024", "window", 0, 1024, SB_PREFIX_NONE, "window:1024");
+    expect_spec("window:1", "window", 0, 1, SB_PREFIX_NONE, "window:1");
+    expect_spec("sinks:4:508", "sinks", 4, 508, SB_PREFIX_NONE, "sinks:4:508");
+    expect_spec("sinks:0:16", "sinks", 0, 16, SB_PREFIX_NONE, "sinks:0:16");
+    expect_spec("sinks:004:0508", "sinks", 4, 508, SB_PREFIX_NONE, "sinks:4:508");
+    expect_spec("sinks:4:1020:newline", "sinks", 4, 1020, SB_PREFIX_NEWLINE, "sinks:4:1020:newline");
+    expect_spec("learned:1023", "learned", 1, 1023, SB_PREFIX_SINK_TOKEN, "learned:1023");
+    expect_spec("recompute:256", "recompute", 0, 256, SB_PREFIX_NONE, "recompute:256");
+    expect_spec("h2o:4:252:256", "h2o", 4, 256, SB_PREFIX_NONE, "h2o:4:252:256");
+    expect_spec("h2o:0:0:1", "h2o", 0, 1, SB_PREFIX_NONE, "h2o:0:0:1");
+    expect_spec("tova:512", "tova", 0, 512, SB_PREFIX_NONE, "tova:512");
+    expect_spec("window:2147483648", "window", 0, 2147483648LL, SB_PREFIX_NONE, "window:2147483648");
 }
 
 static void test_parse_malformed(void **state) {
@@ -56,7 +60,8 @@ static void test_parse_malformed(void **state) {
         "sinks:4:", "sinks::5", "sinks:a:5", "sinks:4:5:", "sinks:4:5:newlines", "sinks:4:5:newline:x",
         "sinks:4:5:6", "sinks:1:2:3:4:5", "learned", "learned:0", "learned:1:2", "recompute:0",
         "recompute:-1", "recompute", "stream:5", "window:5\n", "sinks:4:508\t", ":", "sinks:4:508:",
-        "sinks:99999999999:5",
+        "sinks:99999999999:5", "h2o", "h2o:4:5", "h2o:4:5:0", "h2o:a:1:2", "h2o:1:b:2", "h2o:1:2:3:4",
+        "tova", "tova:0", "tova:1:2", "tova:-3", "H2O:1:2:3",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sb_policy_spec p;
@@ -151,11 +156,11 @@ static void run_sinks_case(int64_t K, int64_t W, int64_t steps, int64_t hint) {
     sb_policy_spec p;
     assert_int_equal(sb_policy_parse(spec, &p), SB_OK);
     sb_kv_state s;
-    assert_int_equal(sb_kv_state_init(&s, &p, hint), SB_OK);
+    assert_int_equal(sb_kv_state_init(&s, &p, 1, 1, hint), SB_OK);
     assert_int_equal(s.n_moving, K);
     assert_true(s.n_slots <= K + W + 1);
-    const sb_kv_policy *pol = sb_kv_policy_for(&p);
-    assert_ptr_equal(pol, &sb_kv_policy_sinks);
+    const sb_policy_def *pol = p.def;
+    assert_string_equal(pol->name, "sinks");
     assert_null(pol->rebuild);
     ref_cache rc = {.n = 0};
     for (int64_t t = 0; t < steps; t++) {
@@ -212,10 +217,19 @@ static void test_window_is_sinks0(void **state) {
     sb_policy_spec a, b;
     assert_int_equal(sb_policy_parse("window:9", &a), SB_OK);
     assert_int_equal(sb_policy_parse("sinks:0:9", &b), SB_OK);
-    assert_int_equal(a.kind, b.kind);
     assert_int_equal(a.n_sinks, b.n_sinks);
     assert_int_equal(a.window, b.window);
-    assert_ptr_equal(sb_kv_policy_for(&a), sb_kv_policy_for(&b));
+    assert_int_equal(sb_policy_capacity(&a), sb_policy_capacity(&b));
+    /* the same plug-in and the same plan */
+    assert_ptr_equal(a.def->reserve, b.def->reserve);
+    assert_ptr_equal(a.def->evict, b.def->evict);
+    sb_model_config c;
+    sb_model_config_default(&c);
+    sb_exact_plan pa, pb;
+    assert_true(sb_policy_exact_plan(&a, &c, &pa) && sb_policy_exact_plan(&b, &c, &pb));
+    assert_int_equal(pa.kind, pb.kind);
+    assert_int_equal(pa.K, pb.K);
+    assert_int_equal(pa.W, pb.W);
 }
 
 static void test_dense_plugin(void **state) {
@@ -223,9 +237,8 @@ static void test_dense_plugin(void **state) {
     sb_policy_spec p;
     assert_int_equal(sb_policy_parse("dense", &p), SB_OK);
     sb_kv_state s;
-    assert_int_equal(sb_kv_state_init(&s, &p, 1), SB_OK);
-    const sb_kv_policy *pol = sb_kv_policy_for(&p);
-    assert_ptr_equal(pol, &sb_kv_policy_dense);
+    assert_int_equal(sb_kv_state_init(&s, &p, 1, 1, 1), SB_OK);
+    const sb_policy_def *pol = p.def;
     ref_cache rc = {.n = 0};
     for (int64_t t = 0; t < 300; t++) {
         int64_t slot = pol->reserve(&s);
@@ -250,8 +263,8 @@ static void test_recompute_plugin(void **state) {
         sb_policy_spec p;
         assert_int_equal(sb_policy_parse(spec, &p), SB_OK);
         sb_kv_state s;
-        assert_int_equal(sb_kv_state_init(&s, &p, 4), SB_OK);
-        const sb_kv_policy *pol = sb_kv_policy_for(&p);
+        assert_int_equal(sb_kv_state_init(&s, &p, 1, 1, 4), SB_OK);
+        const sb_policy_def *pol = p.def;
         assert_non_null(pol->rebuild);
         for (int64_t t = 0; t < 3 * W + 5; t++) {
             /* token t is predicted from a fresh pass over x_{max(0,t-W+1)}..x_t at positions 0.. */

@@ -86,24 +86,130 @@ static double ref_slope(int h, int H, double bias_max) {
 
 typedef enum { REF_DENSE, REF_SINKS } ref_kind;
 
-/* nll[i] for positions i in [first, N-1) of stream s[N] (i - first indexes nll) under K sinks +
- * W recent (REF_DENSE: all). Every token's k and v are computed once, when it is processed. */
-static void ref_eval(const sb_model *m, ref_kind kind, int64_t K, int64_t W, const int32_t *s, int64_t N,
-                     int64_t first, double *nll) {
+/* A reference forward over a stream of up to N tokens: each token's k and v at every layer
+ * are computed once, when it is processed, and kept (pre-RoPE). */
+typedef struct {
+    const sb_model *m;
+    int64_t N;
+    double *kc, *vc;          /* [L][N][KV*hd] */
+    double *x, *xb, *x2, *q, *att, *a, *g1, *g2, *logits, *sc;
+} ref_state;
+
+static void ref_init(ref_state *r, const sb_model *m, int64_t N) {
+    const sb_model_config *c = &m->cfg;
+    const int C = c->dim, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, F = c->ffn_dim;
+    r->m = m;
+    r->N = N;
+    r->kc = calloc((size_t)c->n_layers * N * KV * hd, sizeof(double));
+    r->vc = calloc((size_t)c->n_layers * N * KV * hd, sizeof(double));
+    r->x = malloc(C * sizeof(double)), r->xb = malloc(C * sizeof(double)), r->x2 = malloc(C * sizeof(double));
+    r->q = malloc((size_t)H * hd * sizeof(double)), r->att = malloc((size_t)H * hd * sizeof(double));
+    r->a = malloc(C * sizeof(double)), r->g1 = malloc(F * sizeof(double)), r->g2 = malloc(F * sizeof(double));
+    r->logits = malloc(c->vocab_size * sizeof(double)), r->sc = malloc((N + 1) * sizeof(double));
+}
+
+static void ref_free(ref_state *r) {
+    free(r->kc), free(r->vc), free(r->x), free(r->xb), free(r->x2), free(r->q), free(r->att), free(r->a);
+    free(r->g1), free(r->g2), free(r->logits), free(r->sc);
+}
+
+/* Token t (id tok) attends at layer l to keys[l][0..nk[l]) at distances dist[l][...]; probs
+ * (may be NULL) receives [L][H][nk[l]] (layer l at probs + l*H*N). Returns NLL of `target`
+ * (NAN when target < 0). */
+static double ref_step(ref_state *r, int64_t t, int32_t tok, int32_t target, int64_t *const *keys,
+                       int64_t *const *dist, const int *nk, double *probs) {
+    const sb_model *m = r->m;
     const sb_model_config *c = &m->cfg;
     const int C = c->dim, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, F = c->ffn_dim, V = c->vocab_size;
     const int G = H / KV, L = c->n_layers;
-    double *kc = calloc((size_t)L * N * KV * hd, sizeof(double)); /* pre-RoPE keys */
-    double *vc = calloc((size_t)L * N * KV * hd, sizeof(double));
-    double *x = malloc(C * sizeof(double)), *xb = malloc(C * sizeof(double)), *x2 = malloc(C * sizeof(double));
-    double *q = malloc((size_t)H * hd * sizeof(double)), *att = malloc((size_t)H * hd * sizeof(double));
-    double *a = malloc(C * sizeof(double)), *g1 = malloc(F * sizeof(double)), *g2 = malloc(F * sizeof(double));
-    double *logits = malloc(V * sizeof(double)), *sc = malloc((N + 1) * sizeof(double));
+    const int64_t N = r->N;
+    double *x = r->x, *xb = r->xb, *x2 = r->x2, *q = r->q, *att = r->att, *a = r->a, *g1 = r->g1, *g2 = r->g2;
+    double *sc = r->sc, qh[1024];
+    for (int i = 0; i < C; i++) x[i] = m->w.tok_embed[(size_t)tok * C + i];
+    for (int l = 0; l < L; l++) {
+        const sb_layer_weights *w = &m->w.layers[l];
+        ref_norm(xb, x, w->attn_norm_w, w->attn_norm_b, c);
+        double *kt = r->kc + ((size_t)l * N + t) * KV * hd, *vt = r->vc + ((size_t)l * N + t) * KV * hd;
+        ref_linear(q, xb, w->wq, w->bq, C, H * hd);
+        ref_linear(kt, xb, w->wk, w->bk, C, KV * hd);
+        ref_linear(vt, xb, w->wv, w->bv, C, KV * hd);
+        if (c->clip_qkv > 0) {
+            double cl = c->clip_qkv;
+            for (int i = 0; i < H * hd; i++) q[i] = fmin(cl, fmax(-cl, q[i]));
+            for (int i = 0; i < KV * hd; i++) {
+                kt[i] = fmin(cl, fmax(-cl, kt[i]));
+                vt[i] = fmin(cl, fmax(-cl, vt[i]));
+            }
+        }
+        for (int h = 0; h < H; h++) {
+            int g = h / G;
+            double mx = -INFINITY;
+            for (int i = 0; i < nk[l]; i++) {
+                memcpy(qh, q + h * hd, hd * sizeof(double));
+                if (c->pos == SB_POS_ROPE) ref_rotate(qh, (double)dist[l][i], c);
+                const double *kj = r->kc + ((size_t)l * N + keys[l][i]) * KV * hd + g * hd;
+                double dot = 0.0;
+                for (int d = 0; d < hd; d++) dot += qh[d] * kj[d];
+                sc[i] = dot / sqrt((double)hd);
+                if (c->pos == SB_POS_ALIBI) sc[i] -= ref_slope(h, H, c->alibi_bias_max) * dist[l][i];
+                mx = fmax(mx, sc[i]);
+            }
+            double extra = c->softmax == SB_SOFTMAX_OFF_BY_ONE ? 0.0
+                           : c->softmax == SB_SOFTMAX_SINK_LOGIT ? w->sink_logit[h]
+                                                                 : -INFINITY;
+            mx = fmax(mx, extra);
+            double sum = exp(extra - mx);
+            for (int i = 0; i < nk[l]; i++) sum += (sc[i] = exp(sc[i] - mx));
+            for (int d = 0; d < hd; d++) att[h * hd + d] = 0.0;
+            for (int i = 0; i < nk[l]; i++) {
+                const double *vj = r->vc + ((size_t)l * N + keys[l][i]) * KV * hd + g * hd;
+                for (int d = 0; d < hd; d++) att[h * hd + d] += sc[i] / sum * vj[d];
+                if (probs) probs[((size_t)l * H + h) * N + i] = sc[i] / sum;
+            }
+        }
+        ref_linear(a, att, w->wo, w->bo, H * hd, C);
+        if (c->parallel_residual) {
+            if (c->shared_norm) memcpy(x2, xb, C * sizeof(double));
+            else ref_norm(x2, x, w->mlp_norm_w, w->mlp_norm_b, c);
+            for (int i = 0; i < C; i++) x[i] += a[i];
+        } else {
+            for (int i = 0; i < C; i++) x[i] += a[i];
+            ref_norm(x2, x, w->mlp_norm_w, w->mlp_norm_b, c);
+        }
+        if (c->mlp == SB_MLP_SWIGLU) {
+            ref_linear(g1, x2, w->w_gate, w->b_gate, C, F);
+            ref_linear(g2, x2, w->w_up, w->b_up, C, F);
+            for (int i = 0; i < F; i++) g1[i] = ref_act(g1[i], c->act) * g2[i];
+        } else {
+            ref_linear(g1, x2, w->w_up, w->b_up, C, F);
+            for (int i = 0; i < F; i++) g1[i] = ref_act(g1[i], c->act);
+        }
+        ref_linear(a, g1, w->w_down, w->b_down, F, C);
+        for (int i = 0; i < C; i++) x[i] += a[i];
+    }
+    if (target < 0) return NAN;
+    ref_norm(xb, x, m->w.final_norm_w, m->w.final_norm_b, c);
+    ref_linear(r->logits, xb, m->w.lm_head, NULL, C, V);
+    double mx = -INFINITY, sum = 0.0;
+    for (int v = 0; v < V; v++) mx = fmax(mx, r->logits[v]);
+    for (int v = 0; v < V; v++) sum += exp(r->logits[v] - mx);
+    return log(sum) + mx - r->logits[target];
+}
+
+/* nll[i] for positions i in [first, N-1) of stream s[N] (i - first indexes nll) under K sinks +
+ * W recent (REF_DENSE: all). */
+static void ref_eval(const sb_model *m, ref_kind kind, int64_t K, int64_t W, const int32_t *s, int64_t N,
+                     int64_t first, double *nll) {
+    const sb_model_config *c = &m->cfg;
+    ref_state r;
+    ref_init(&r, m, N);
     int64_t *keys = malloc(N * sizeof(int64_t)), *dist = malloc(N * sizeof(int64_t));
-    double qh[1024];
+    int64_t *kl[64], *dl[64];
+    int nk[64];
+    for (int l = 0; l < c->n_layers; l++) kl[l] = keys, dl[l] = dist;
     for (int64_t t = 0; t < N - 1; t++) {
         /* the attention set of query t and the distances */
-        int nk = 0;
+        int n = 0;
         for (int64_t j = 0; j <= t; j++) {
             int64_t d;
             if (kind == REF_DENSE || t <= K + W) d = t - j;
@@ -111,87 +217,83 @@ static void ref_eval(const sb_model *m, ref_kind kind, int64_t K, int64_t W, con
             else if (j >= t - W) d = t - j;
             else continue;
             if (c->sliding_window > 0 && d >= c->sliding_window) continue; /* Mistral */
-            keys[nk] = j;
-            dist[nk++] = d;
+            keys[n] = j;
+            dist[n++] = d;
         }
-        for (int i = 0; i < C; i++) x[i] = m->w.tok_embed[(size_t)s[t] * C + i];
-        for (int l = 0; l < L; l++) {
-            const sb_layer_weights *w = &m->w.layers[l];
-            ref_norm(xb, x, w->attn_norm_w, w->attn_norm_b, c);
-            double *kt = kc + ((size_t)l * N + t) * KV * hd, *vt = vc + ((size_t)l * N + t) * KV * hd;
-            ref_linear(q, xb, w->wq, w->bq, C, H * hd);
-            ref_linear(kt, xb, w->wk, w->bk, C, KV * hd);
-            ref_linear(vt, xb, w->wv, w->bv, C, KV * hd);
-            if (c->clip_qkv > 0) {
-                double cl = c->clip_qkv;
-                for (int i = 0; i < H * hd; i++) q[i] = fmin(cl, fmax(-cl, q[i]));
-                for (int i = 0; i < KV * hd; i++) {
-                    kt[i] = fmin(cl, fmax(-cl, kt[i]));
-                    vt[i] = fmin(cl, fmax(-cl, vt[i]));
-                }
-            }
-            for (int h = 0; h < H; h++) {
-                int g = h / G;
-                double mx = -INFINITY;
-                for (int i = 0; i < nk; i++) {
-                    memcpy(qh, q + h * hd, hd * sizeof(double));
-                    if (c->pos == SB_POS_ROPE) ref_rotate(qh, (double)dist[i], c);
-                    const double *kj = kc + ((size_t)l * N + keys[i]) * KV * hd + g * hd;
-                    double dot = 0.0;
-                    for (int d = 0; d < hd; d++) dot += qh[d] * kj[d];
-                    sc[i] = dot / sqrt((double)hd);
-                    if (c->pos == SB_POS_ALIBI) sc[i] -= ref_slope(h, H, c->alibi_bias_max) * dist[i];
-                    mx = fmax(mx, sc[i]);
-                }
-                double extra = c->softmax == SB_SOFTMAX_OFF_BY_ONE ? 0.0
-                               : c->softmax == SB_SOFTMAX_SINK_LOGIT ? w->sink_logit[h]
-                                                                     : -INFINITY;
-                mx = fmax(mx, extra);
-                double sum = exp(extra - mx);
-                for (int i = 0; i < nk; i++) sum += (sc[i] = exp(sc[i] - mx));
-                for (int d = 0; d < hd; d++) att[h * hd + d] = 0.0;
-                for (int i = 0; i < nk; i++) {
-                    const double *vj = vc + ((size_t)l * N + keys[i]) * KV * hd + g * hd;
-                    for (int d = 0; d < hd; d++) att[h * hd + d] += sc[i] / sum * vj[d];
-                }
-            }
-            ref_linear(a, att, w->wo, w->bo, H * hd, C);
-            if (c->parallel_residual) {
-                if (c->shared_norm) memcpy(x2, xb, C * sizeof(double));
-                else ref_norm(x2, x, w->mlp_norm_w, w->mlp_norm_b, c);
-                for (int i = 0; i < C; i++) x[i] += a[i];
-            } else {
-                for (int i = 0; i < C; i++) x[i] += a[i];
-                ref_norm(x2, x, w->mlp_norm_w, w->mlp_norm_b, c);
-            }
-            if (c->mlp == SB_MLP_SWIGLU) {
-                ref_linear(g1, x2, w->w_gate, w->b_gate, C, F);
-                ref_linear(g2, x2, w->w_up, w->b_up, C, F);
-                for (int i = 0; i < F; i++) g1[i] = ref_act(g1[i], c->act) * g2[i];
-            } else {
-                ref_linear(g1, x2, w->w_up, w->b_up, C, F);
-                for (int i = 0; i < F; i++) g1[i] = ref_act(g1[i], c->act);
-            }
-            ref_linear(a, g1, w->w_down, w->b_down, F, C);
-            for (int i = 0; i < C; i++) x[i] += a[i];
-        }
-        if (t < first) continue;
-        ref_norm(xb, x, m->w.final_norm_w, m->w.final_norm_b, c);
-        ref_linear(logits, xb, m->w.lm_head, NULL, C, V);
-        double mx = -INFINITY, sum = 0.0;
-        for (int v = 0; v < V; v++) mx = fmax(mx, logits[v]);
-        for (int v = 0; v < V; v++) sum += exp(logits[v] - mx);
-        nll[t - first] = log(sum) + mx - logits[s[t + 1]];
+        for (int l = 0; l < c->n_layers; l++) nk[l] = n;
+        double v = ref_step(&r, t, s[t], t < first ? -1 : s[t + 1], kl, dl, nk, NULL);
+        if (t >= first) nll[t - first] = v;
     }
-    free(kc), free(vc), free(x), free(xb), free(x2), free(q), free(att), free(a), free(g1), free(g2);
-    free(logits), free(sc), free(keys), free(dist);
+    free(keys), free(dist);
+    ref_free(&r);
+}
+
+/* Score-based policies (h2o:K:H:W, tova:C), from their papers' rules: per layer a list of kept
+ * token indices; each step attends to the kept tokens and itself at cache-index distances,
+ * then the step's attention (summed over heads) scores them and one leaves when over
+ * capacity. kept_log (may be NULL) receives after every step t the sorted kept tokens of
+ * every layer: kept_log[(t * L + l) * (cap + 1) + i], -1 padded. */
+static void ref_scored(const sb_model *m, const sb_policy_spec *p, const int32_t *x, int64_t n, double *nll,
+                       int64_t *kept_log) {
+    const sb_model_config *c = &m->cfg;
+    const int L = c->n_layers, H = c->n_heads;
+    const bool h2o = sb_policy_is(p, "h2o");
+    const int64_t K = p->n_sinks, Hh = p->heavy, W = p->window, cap = sb_policy_capacity(p);
+    ref_state r;
+    ref_init(&r, m, n);
+    int64_t *kept[64], *dist[64];
+    double *score[64];
+    int nk[64];
+    double *probs = malloc((size_t)L * H * n * sizeof(double));
+    for (int l = 0; l < L; l++) {
+        kept[l] = malloc((cap + 2) * sizeof(int64_t));
+        dist[l] = malloc((cap + 2) * sizeof(int64_t));
+        score[l] = calloc(cap + 2, sizeof(double));
+        nk[l] = 0;
+    }
+    for (int64_t t = 0; t < n - 1; t++) {
+        for (int l = 0; l < L; l++) {
+            kept[l][nk[l]] = t;
+            score[l][nk[l]] = 0.0;
+            nk[l]++;
+            for (int i = 0; i < nk[l]; i++) dist[l][i] = nk[l] - 1 - i;
+        }
+        nll[t] = ref_step(&r, t, x[t], x[t + 1], kept, dist, nk, probs);
+        for (int l = 0; l < L; l++) {
+            for (int i = 0; i < nk[l]; i++) {
+                double a = 0.0;
+                for (int h = 0; h < H; h++) a += probs[((size_t)l * H + h) * n + i];
+                score[l][i] = h2o ? score[l][i] + a : a / H;
+            }
+            int worst = -1, cands = 0;
+            for (int i = 0; i < nk[l]; i++) {
+                bool cand = h2o ? kept[l][i] >= K && kept[l][i] <= t - W : nk[l] > cap;
+                if (!cand) continue;
+                cands++;
+                if (worst < 0 || score[l][i] < score[l][worst]) worst = i; /* ties: the oldest */
+            }
+            if (worst >= 0 && (h2o ? cands > Hh : true)) {
+                memmove(kept[l] + worst, kept[l] + worst + 1, (nk[l] - worst - 1) * sizeof(int64_t));
+                memmove(score[l] + worst, score[l] + worst + 1, (nk[l] - worst - 1) * sizeof(double));
+                nk[l]--;
+            }
+            if (kept_log)
+                for (int64_t i = 0; i <= cap; i++)
+                    kept_log[((size_t)t * L + l) * (cap + 1) + i] = i < nk[l] ? kept[l][i] : -1;
+        }
+    }
+    for (int l = 0; l < L; l++) free(kept[l]), free(dist[l]), free(score[l]);
+    free(probs);
+    ref_free(&r);
 }
 
 /* The reference for any policy spec over tokens x[n]: nll[n-1]. */
 static void ref_policy(const sb_model *m, const sb_policy_spec *p, const int32_t *x, int64_t n, double *nll) {
-    if (p->kind == SB_POLICY_DENSE) {
+    if (sb_policy_is(p, "h2o") || sb_policy_is(p, "tova")) {
+        ref_scored(m, p, x, n, nll, NULL);
+    } else if (sb_policy_is(p, "dense")) {
         ref_eval(m, REF_DENSE, 0, 0, x, n, 0, nll);
-    } else if (p->kind == SB_POLICY_RECOMPUTE) {
+    } else if (sb_policy_is(p, "recompute")) {
         /* a fresh dense pass over x_{max(0,t-W+1)}..x_t for every t */
         double one[1];
         for (int64_t t = 0; t < n - 1; t++) {

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "engine/common.h"
-#include "engine/ops.h"
+#include "engine/cpu/ops.h"
 #include "engine/rng.h"
 #include "train/train.h"
 #include "train/train_layers.h"

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "engine/common.h"
-#include "engine/ops.h"
+#include "engine/cpu/ops.h"
 #include "train/train_sgemm.h"
 
 #define ATT_BQ 64

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 
 #include "engine/common.h"
-#include "engine/ops.h"
+#include "engine/cpu/ops.h"
 #include "train/train_sgemm.h"
 
 /* Parameter-gradient sums over rows run column-block-parallel: each column is summed by one

@@ -3,7 +3,7 @@
 
 #include <math.h>
 
-#include "engine/ops.h"
+#include "engine/cpu/ops.h"
 
 void train_rope_forward(float *x, const float *cos_tab, const float *sin_tab, int N, int T, int NH, int D,
                         sb_rope_style style) {

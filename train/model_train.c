@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "engine/common.h"
-#include "engine/ops.h"
+#include "engine/cpu/ops.h"
 #include "engine/rng.h"
 #include "train/train_layers.h"
 #include "train/train_sgemm.h"

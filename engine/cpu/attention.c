@@ -1,4 +1,4 @@
-#include "engine/attention.h"
+#include "engine/cpu/attention.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "engine/ops.h"
+#include "engine/cpu/ops.h"
 
 /* GCC at -O2 refuses the softmax loops below: its cheap cost model rejects the lane-private
  * reductions, and trapping math keeps the clamp in exp_nonpos a branch. */

@@ -1,4 +1,4 @@
-#include "engine/ops.h"
+#include "engine/cpu/ops.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -6,7 +6,7 @@
 
 #include "engine/common.h"
 #include "engine/half.h"
-#include "engine/ops.h"
+#include "engine/cpu/ops.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>

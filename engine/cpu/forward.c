@@ -1,4 +1,4 @@
-#include "engine/forward.h"
+#include "engine/cpu/forward.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -7,7 +7,7 @@
 
 #include "engine/common.h"
 #include "engine/hf_rope.h"
-#include "engine/ops.h"
+#include "engine/cpu/ops.h"
 
 /* Loops over fewer floats than this stay on one thread: waking the team costs more. */
 #define PAR_MIN ((size_t)1 << 16)
@@ -123,12 +123,6 @@ static void block_head(sb_block_ws *ws, const sb_model *m, int from, int T) {
 
 /* ------------------------------------------------------------ exact mode */
 
-int64_t sb_chunk_band_rows(int64_t K, int64_t W, int max_T, int64_t n_pos) {
-    /* the band holds [max(K, pos0-W), pos0+T) at most */
-    int64_t rows = min64(W + max_T, n_pos - K);
-    return rows > 1 ? rows : 1;
-}
-
 static void chunk_layout(arena *a, sb_chunk_state *s, const sb_model_config *c, int64_t K, int64_t W, int T,
                          int64_t band_cap) {
     bool ok = true;
@@ -188,6 +182,16 @@ void sb_chunk_state_reset(sb_chunk_state *s) {
     s->band_start = s->K;
     s->band_len = 0;
     s->n_sink = 0;
+}
+
+int sb_chunk_seek(sb_chunk_state *s, int64_t pos) {
+    int64_t band_end = s->band_start + s->band_len;
+    if (pos < max64(s->K, band_end) || s->n_sink != s->K)
+        return sb_error("cannot seek the evaluation to position %lld (band ends at %lld, %lld of %lld sinks)",
+                        (long long)pos, (long long)band_end, (long long)s->n_sink, (long long)s->K);
+    s->band_start = pos;
+    s->band_len = 0;
+    return SB_OK;
 }
 
 void sb_chunk_state_free(sb_chunk_state *s) {
@@ -323,7 +327,8 @@ int sb_chunk_forward(sb_chunk_state *s, const int32_t *tokens, int T, int64_t po
     if (band_end != max64(K, pos0) || s->n_sink != min64(K, pos0))
         return sb_error("chunk at position %lld does not continue the stream (band ends at %lld)", (long long)pos0,
                         (long long)band_end);
-    int64_t new_start = min64(max64(K, pos0 - W), band_end);
+    /* (after a seek the band starts at its first row: nothing older to drop) */
+    int64_t new_start = max64(s->band_start, min64(max64(K, pos0 - W), band_end));
     int64_t drop = new_start - s->band_start;
     int64_t keep = s->band_len - drop;
     int64_t new_rows = pos0 + T - max64(K, pos0);
@@ -374,24 +379,29 @@ int sb_chunk_forward(sb_chunk_state *s, const int32_t *tokens, int T, int64_t po
 /* Raw (pre-RoPE) key copies exist for the moving slots among the allocated ones. */
 static int64_t raw_rows(int64_t n_moving, int64_t n_slots) { return n_moving < n_slots ? n_moving : n_slots; }
 
+/* RoPE ring rows for n_slots: every position a moving slot can hold lies within n_slots of
+ * the query (policy.h frames), plus the query itself. */
+static int64_t ring_rows(int64_t n_slots) { return n_slots + 1; }
+
 /* Bytes of the per-slot arrays for n_slots slots of which the first n_moving move. */
-static size_t slot_arrays_bytes(const sb_model_config *c, int64_t n_slots, int64_t n_moving, bool *ok) {
+static size_t slot_arrays_bytes(const sb_model_config *c, int64_t n_slots, int64_t n_moving, int n_maps, bool *ok) {
     size_t kvd = (size_t)c->n_kv_heads * c->head_dim, half = (size_t)(rope_half(c) > 0 ? rope_half(c) : 1);
     size_t raw = (size_t)raw_rows(n_moving, n_slots), total = 0;
     size_t parts[] = {
         mul3((size_t)c->n_layers, (size_t)n_slots * 2 + raw, kvd * sizeof(float), ok), /* k, v, k_raw */
         mul3((size_t)n_slots, sizeof(int64_t) + (size_t)c->n_heads * sizeof(float), 1, ok), /* slots, scores */
-        mul3(raw, sizeof(int64_t), 1, ok),                                            /* raw_pos */
+        mul3(raw, (size_t)n_maps, sizeof(int64_t), ok),                               /* raw_pos */
         mul3(raw + 2, half, 2 * sizeof(float), ok),                                   /* cos_r, sin_r */
+        mul3(raw > 0 ? (size_t)ring_rows(n_slots) : 0, half, 2 * sizeof(float), ok),  /* ring */
     };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) *ok = *ok && sb_add_size(total, parts[i], &total);
     return total;
 }
 
-size_t sb_slot_cache_bytes(const sb_model_config *c, int64_t n_slots, int64_t n_moving) {
-    if (n_slots < 1 || n_moving < 0 || n_slots > (INT64_MAX >> 8)) return 0;
+size_t sb_slot_cache_bytes(const sb_model_config *c, int64_t n_slots, int64_t n_moving, int n_maps) {
+    if (n_slots < 1 || n_moving < 0 || n_maps < 1 || n_slots > (INT64_MAX >> 8)) return 0;
     bool ok = true;
-    size_t total = slot_arrays_bytes(c, n_slots, n_moving, &ok);
+    size_t total = slot_arrays_bytes(c, n_slots, n_moving, n_maps, &ok);
     arena a = {NULL, 0, true};
     sb_block_ws ws;
     block_ws_layout(&a, &ws, c, 1);
@@ -399,12 +409,14 @@ size_t sb_slot_cache_bytes(const sb_model_config *c, int64_t n_slots, int64_t n_
     return ok ? total : 0;
 }
 
-int sb_slot_cache_init(sb_slot_cache *c, const sb_model *m, int64_t n_slots, int64_t n_moving) {
+int sb_slot_cache_init(sb_slot_cache *c, const sb_model *m, int64_t n_slots, int64_t n_moving, int n_maps) {
     memset(c, 0, sizeof *c);
     const sb_model_config *cfg = &m->cfg;
-    if (!sb_slot_cache_bytes(cfg, n_slots, n_moving))
+    if (!sb_slot_cache_bytes(cfg, n_slots, n_moving, n_maps))
         return sb_error("decode cache of %lld slots is too large", (long long)n_slots);
+    c->m = m;
     c->n_layers = cfg->n_layers;
+    c->n_maps = n_maps;
     c->kvd = (size_t)cfg->n_kv_heads * cfg->head_dim;
     c->n_moving = n_moving;
     c->k = calloc_check((size_t)cfg->n_layers, sizeof(float *));
@@ -420,7 +432,7 @@ int sb_slot_cache_init(sb_slot_cache *c, const sb_model *m, int64_t n_slots, int
     a = (arena){c->ws_block, 0, true};
     block_ws_layout(&a, &c->ws, cfg, 1);
     block_ws_setup(&c->ws, cfg);
-    int rc = sb_slot_cache_grow(c, m, n_slots);
+    int rc = sb_slot_cache_grow(c, n_slots);
     if (rc) sb_slot_cache_free(c);
     return rc;
 }
@@ -433,28 +445,39 @@ static bool grow_array(void **p, size_t bytes) {
     return true;
 }
 
-int sb_slot_cache_grow(sb_slot_cache *c, const sb_model *m, int64_t n_slots) {
+int sb_slot_cache_grow(sb_slot_cache *c, int64_t n_slots) {
     if (n_slots <= c->n_slots) return SB_OK;
-    const sb_model_config *cfg = &m->cfg;
+    const sb_model_config *cfg = &c->m->cfg;
     bool ok = true;
-    slot_arrays_bytes(cfg, n_slots, c->n_moving, &ok);
+    slot_arrays_bytes(cfg, n_slots, c->n_moving, c->n_maps, &ok);
     if (!ok || n_slots > (INT64_MAX >> 8))
         return sb_error("decode cache of %lld slots is too large", (long long)n_slots);
     const size_t rows = (size_t)n_slots, raw = (size_t)raw_rows(c->n_moving, n_slots), kv = c->kvd * sizeof(float);
-    const size_t half = (size_t)(rope_half(cfg) > 0 ? rope_half(cfg) : 1);
+    const size_t half = (size_t)(rope_half(cfg) > 0 ? rope_half(cfg) : 1), maps = (size_t)c->n_maps;
+    const size_t ring = raw > 0 ? (size_t)ring_rows(n_slots) : 0;
     bool got = true;
     for (int l = 0; l < c->n_layers && got; l++)
         got = grow_array((void **)&c->k[l], rows * kv) && grow_array((void **)&c->v[l], rows * kv) &&
               grow_array((void **)&c->k_raw[l], raw * kv);
     got = got && grow_array((void **)&c->slots, rows * sizeof(int64_t)) &&
           grow_array((void **)&c->scores, rows * (size_t)cfg->n_heads * sizeof(float)) &&
-          grow_array((void **)&c->raw_pos, raw * sizeof(int64_t)) &&
+          grow_array((void **)&c->raw_pos, raw * maps * sizeof(int64_t)) &&
           grow_array((void **)&c->cos_r, (raw + 2) * half * sizeof(float)) &&
-          grow_array((void **)&c->sin_r, (raw + 2) * half * sizeof(float));
+          grow_array((void **)&c->sin_r, (raw + 2) * half * sizeof(float)) &&
+          grow_array((void **)&c->ring_cos, ring * half * sizeof(float)) &&
+          grow_array((void **)&c->ring_sin, ring * half * sizeof(float));
     if (!got) return sb_error("out of memory growing the decode cache to %lld slots", (long long)n_slots);
-    for (size_t j = (size_t)c->n_raw; j < raw; j++) c->raw_pos[j] = INT64_MIN; /* no key yet */
+    /* raw_pos is [n_maps][n_raw]: spread the maps to the new row count, new rows hold no key */
+    const size_t old_raw = (size_t)c->n_raw;
+    for (size_t mp = maps; mp-- > 0;) {
+        int64_t *dst = c->raw_pos + mp * raw, *src = c->raw_pos + mp * old_raw;
+        if (mp > 0 && old_raw > 0) memmove(dst, src, old_raw * sizeof(int64_t));
+        for (size_t j = old_raw; j < raw; j++) dst[j] = INT64_MIN;
+    }
     c->n_raw = (int64_t)raw;
     c->n_slots = n_slots;
+    c->ring_n = (int64_t)ring;
+    c->ring_hi = INT64_MIN; /* the ring's rows moved: start it again */
     return SB_OK;
 }
 
@@ -472,6 +495,8 @@ void sb_slot_cache_free(sb_slot_cache *c) {
     free(c->scores);
     free(c->cos_r);
     free(c->sin_r);
+    free(c->ring_cos);
+    free(c->ring_sin);
     free(c->ws_block);
     memset(c, 0, sizeof *c);
 }
@@ -480,41 +505,97 @@ size_t sb_slot_cache_kv_bytes(const sb_slot_cache *c) {
     return (size_t)c->n_layers * (2 * (size_t)c->n_slots + (size_t)c->n_raw) * c->kvd * sizeof(float);
 }
 
-void sb_forward_token(float *logits, sb_slot_cache *c, const sb_model *m, const sb_kv_state *s, int64_t slot,
-                      int32_t token) {
+/* Bring the ring up to the query's position; a query before the ring's newest row (a
+ * rebuilt cache restarts at 0) starts it again. */
+static void ring_advance(sb_slot_cache *c, int64_t qpos) {
+    if (c->ring_n == 0) return;
+    const sb_model_config *cfg = &c->m->cfg;
+    const int half = rope_half(cfg);
+    if (c->ring_hi != INT64_MIN && qpos < c->ring_hi) c->ring_hi = INT64_MIN;
+    int64_t from = c->ring_hi == INT64_MIN ? qpos - c->ring_n + 1 : c->ring_hi + 1;
+    if (from < qpos - c->ring_n + 1) from = qpos - c->ring_n + 1;
+    if (from < 0) from = 0;
+    for (int64_t p = from; p <= qpos; p++) {
+        size_t row = (size_t)(p % c->ring_n) * half;
+        sb_rope_table_fill(c->ring_cos + row, c->ring_sin + row, p, 1, cfg);
+    }
+    c->ring_hi = qpos;
+}
+
+/* Table row for position pos: the ring's when it holds pos, else computed into row `spare`
+ * of cos_r/sin_r. */
+static void table_row(sb_slot_cache *c, int64_t pos, size_t spare, const float **cs, const float **sn) {
+    const int half = rope_half(&c->m->cfg);
+    if (c->ring_n > 0 && c->ring_hi != INT64_MIN && pos <= c->ring_hi && pos > c->ring_hi - c->ring_n && pos >= 0) {
+        size_t row = (size_t)(pos % c->ring_n) * half;
+        *cs = c->ring_cos + row;
+        *sn = c->ring_sin + row;
+        return;
+    }
+    float *a = c->cos_r + spare * half, *b = c->sin_r + spare * half;
+    sb_rope_table_fill(a, b, pos, 1, &c->m->cfg);
+    *cs = a;
+    *sn = b;
+}
+
+/* Rotate the moving keys of map mp at layer l whose position changed since they were last
+ * rotated (from their pre-RoPE copy, so no error builds up). When l < 0, only report whether
+ * any must move. */
+static bool move_keys(sb_slot_cache *c, const sb_kv_state *s, int mp, int l, int64_t new_slot) {
+    const sb_model_config *cfg = &c->m->cfg;
+    const int64_t *tok = sb_kv_tokens(s, mp), *pos = sb_kv_pos(s, mp);
+    const int64_t *raw_pos = c->raw_pos + (size_t)mp * c->n_raw;
+    const int64_t n_move = min64(c->n_raw, s->n_slots);
+    bool any = false;
+    for (int64_t j = 0; j < n_move; j++) {
+        if (j == new_slot || tok[j] < 0 || raw_pos[j] == pos[j]) continue;
+        any = true;
+        if (l < 0) break;
+        const float *cs, *sn;
+        table_row(c, pos[j], (size_t)(2 + j), &cs, &sn);
+        float *dst = c->k[l] + (size_t)j * c->kvd;
+        memcpy(dst, c->k_raw[l] + (size_t)j * c->kvd, c->kvd * sizeof(float));
+        rope_apply_table(dst, cs, sn, cfg->n_kv_heads, cfg->head_dim, cfg->rotary_dim, cfg->rope_style);
+    }
+    return any;
+}
+
+void sb_forward_token(float *logits, sb_slot_cache *c, const sb_kv_state *s, int32_t token, sb_attn_observer_fn obs,
+                      void *obs_user) {
+    const sb_model *m = c->m;
     const sb_model_config *cfg = &m->cfg;
     const int half = rope_half(cfg);
     const size_t kvd = c->kvd;
     sb_block_ws *ws = &c->ws;
     sb_model_embed_row(ws->x, m, token);
-
-    /* the keys this query sees: filled slots within the model's sliding window */
     const int64_t max_dist = cfg->sliding_window > 0 ? (int64_t)cfg->sliding_window - 1 : INT64_MAX;
-    int n = 0;
-    for (int64_t i = 0; i < s->n_slots; i++)
-        if (s->slot_token[i] >= 0 && s->query_pos - s->slot_pos[i] <= max_dist) c->slots[n++] = i;
-
-    /* tables: row 0 the query, row 1 the new key, row 2+j moving slot j */
-    float *cq = c->cos_r, *sq = c->sin_r, *ck = c->cos_r + half, *sk = c->sin_r + half;
-    int64_t n_move = min64(c->n_raw, s->n_slots);
-    bool any_move = false;
-    if (half > 0) {
-        sb_rope_table_fill(cq, sq, s->query_pos, 1, cfg);
-        sb_rope_table_fill(ck, sk, s->slot_pos[slot], 1, cfg);
-        for (int64_t j = 0; j < n_move; j++) {
-            if (j == slot || s->slot_token[j] < 0 || c->raw_pos[j] == s->slot_pos[j]) continue;
-            sb_rope_table_fill(c->cos_r + (size_t)(2 + j) * half, c->sin_r + (size_t)(2 + j) * half, s->slot_pos[j], 1,
-                               cfg);
-            any_move = true;
-        }
-    }
+    if (half > 0 && c->n_raw > 0) ring_advance(c, s->query_pos);
 
     /* compact weights run their matmuls on OpenMP threads: OpenBLAS's own pool (the small
      * attention sgemms) would spin against them on the same cores */
     const bool compact = m->w.layers[0].mat.q.dtype != SB_DTYPE_F32;
     const int blas_threads = compact ? openblas_get_num_threads() : 1;
     if (blas_threads != 1) openblas_set_num_threads(1);
+    int n = 0, listed_map = -1;
+    const float *cq = NULL, *sq = NULL, *ck = NULL, *sk = NULL;
+    bool any_move = false;
     for (int l = 0; l < cfg->n_layers; l++) {
+        const int mp = c->n_maps > 1 ? l : 0;
+        const int64_t slot = s->new_slot[mp];
+        const int64_t *pos = sb_kv_pos(s, mp);
+        if (mp != listed_map) {
+            /* the keys this query sees: filled slots within the model's sliding window */
+            const int64_t *tok = sb_kv_tokens(s, mp);
+            n = 0;
+            for (int64_t i = 0; i < s->n_slots; i++)
+                if (tok[i] >= 0 && s->query_pos - pos[i] <= max_dist) c->slots[n++] = i;
+            if (half > 0) {
+                table_row(c, s->query_pos, 0, &cq, &sq);
+                table_row(c, pos[slot], 1, &ck, &sk);
+                any_move = move_keys(c, s, mp, -1, slot);
+            }
+            listed_map = mp;
+        }
         block_pre(ws, m, l, 1);
         if (slot < c->n_raw) memcpy(c->k_raw[l] + (size_t)slot * kvd, ws->k, kvd * sizeof(float));
         if (half > 0) {
@@ -523,25 +604,20 @@ void sb_forward_token(float *logits, sb_slot_cache *c, const sb_model *m, const 
         }
         memcpy(c->k[l] + (size_t)slot * kvd, ws->k, kvd * sizeof(float));
         memcpy(c->v[l] + (size_t)slot * kvd, ws->v, kvd * sizeof(float));
-        if (any_move) {
-            /* sinks move with the frame: rotate from the pre-RoPE copy, so no error builds up */
-            for (int64_t j = 0; j < n_move; j++) {
-                if (j == slot || s->slot_token[j] < 0 || c->raw_pos[j] == s->slot_pos[j]) continue;
-                float *dst = c->k[l] + (size_t)j * kvd;
-                memcpy(dst, c->k_raw[l] + (size_t)j * kvd, kvd * sizeof(float));
-                rope_apply_table(dst, c->cos_r + (size_t)(2 + j) * half, c->sin_r + (size_t)(2 + j) * half,
-                                 cfg->n_kv_heads, cfg->head_dim, cfg->rotary_dim, cfg->rope_style);
-            }
-        }
+        if (any_move) move_keys(c, s, mp, l, slot);
         sb_attn_params ap;
         sb_attn_params_init(&ap, m, l, ws->alibi);
-        attention_token_forward(ws->att, c->scores, ws->q, c->k[l], c->v[l], c->slots, s->slot_pos, s->query_pos, n,
-                                &ap);
-        if (c->probe) c->probe(c->probe_user, l, c->scores, c->slots, n);
+        attention_token_forward(ws->att, c->scores, ws->q, c->k[l], c->v[l], c->slots, pos, s->query_pos, n, &ap);
+        if (obs) obs(obs_user, l, c->scores, c->slots, n);
         block_post(ws, m, l, 1);
     }
-    for (int64_t j = 0; j < n_move; j++)
-        if (s->slot_token[j] >= 0) c->raw_pos[j] = s->slot_pos[j];
+    /* every moving key is now rotated at this step's position */
+    for (int mp = 0; mp < c->n_maps; mp++) {
+        const int64_t *tok = sb_kv_tokens(s, mp), *pos = sb_kv_pos(s, mp);
+        int64_t *raw_pos = c->raw_pos + (size_t)mp * c->n_raw;
+        for (int64_t j = 0; j < min64(c->n_raw, s->n_slots); j++)
+            if (tok[j] >= 0) raw_pos[j] = pos[j];
+    }
     if (logits) {
         block_head(ws, m, 0, 1);
         memcpy(logits, ws->logits, (size_t)cfg->vocab_size * sizeof(float));
