@@ -177,6 +177,8 @@ int64_t sb_decoder_tokens(const sb_decoder *d) { return d->n_stream; }
 
 int64_t sb_decoder_cache_len(const sb_decoder *d) { return d->st.n_filled; }
 
+const sb_kv_state *sb_decoder_kv_state(const sb_decoder *d) { return &d->st; }
+
 uint64_t sb_decoder_cache_bytes(const sb_decoder *d) { return d->b->ops->slots_kv_bytes(d->cache); }
 
 void sb_decoder_free(sb_decoder *d) {

@@ -34,5 +34,7 @@ void sb_decoder_free(sb_decoder *d);
 uint64_t sb_decoder_memory_bytes(const sb_model_config *c, const sb_policy_spec *p, int64_t max_tokens);
 /* Filled cache slots (tokens the next query will see besides itself). */
 int64_t sb_decoder_cache_len(const sb_decoder *d);
+/* The policy's state (which token each slot of each map holds), for tests and tools. */
+const sb_kv_state *sb_decoder_kv_state(const sb_decoder *d);
 
 #endif

@@ -82,13 +82,16 @@ static int exact_band(eval_ctx *x, const sb_model *m, int64_t K, int64_t W, cons
             if (rc) break;
         }
         int T = (int)min64(T_max, N - 1 - pos0);
+        /* the head runs on the rows a whole-stream run gives it (past the prefix), so a row's
+         * logits never depend on where a shard or a resume begins; rows [from, to) are kept */
+        int head = (int)min64(max64(P - pos0, 0), T);
         int from = (int)min64(max64(first - pos0, 0), T);
         int to = (int)min64(max64(end - pos0, 0), T);
-        for (int r = from; r < to; r++) targets[r - from] = stream[pos0 + r + 1];
-        rc = ops->exact_forward(s, stream + pos0, T, pos0, from, from < to ? targets : NULL, from < to ? out : NULL);
+        if (from >= to) head = T;
+        for (int r = head; r < T; r++) targets[r - head] = stream[pos0 + r + 1];
+        rc = ops->exact_forward(s, stream + pos0, T, pos0, head, head < T ? targets : NULL, head < T ? out : NULL);
         if (rc || from >= to) continue;
-        float *dst = nll + (pos0 + from - P);
-        memcpy(dst, out, (size_t)(to - from) * sizeof(float));
+        memcpy(nll + (pos0 + from - P), out + (from - head), (size_t)(to - from) * sizeof(float));
         count_scored(x, nll, pos0 + from - P, pos0 + to - P);
         rc = report(x);
     }
@@ -115,10 +118,12 @@ static int exact_recompute(eval_ctx *x, int64_t W, const int32_t *tok, int64_t n
     for (int64_t pos0 = 0; pos0 < pe && x->a < pe && !rc; pos0 += T_max) {
         int T = (int)min64(T_max, win - pos0);
         int from = (int)min64(max64(x->a - pos0, 0), T), to = (int)min64(max64(pe - pos0, 0), T);
-        for (int r = from; r < to; r++) targets[r - from] = tok[pos0 + r + 1];
-        rc = ops->exact_forward(s, tok + pos0, T, pos0, from, from < to ? targets : NULL, from < to ? out : NULL);
+        /* the head runs on every row, as in a whole run (see exact_band) */
+        int head = from < to ? 0 : T;
+        for (int r = head; r < T; r++) targets[r] = tok[pos0 + r + 1];
+        rc = ops->exact_forward(s, tok + pos0, T, pos0, head, head < T ? targets : NULL, head < T ? out : NULL);
         if (rc || from >= to) continue;
-        memcpy(nll + pos0 + from, out, (size_t)(to - from) * sizeof(float));
+        memcpy(nll + pos0 + from, out + from, (size_t)(to - from) * sizeof(float));
         count_scored(x, nll, pos0 + from, pos0 + to);
         rc = report(x);
     }

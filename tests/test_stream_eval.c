@@ -455,6 +455,14 @@ static void compare_ff(const char *what, const float *a, const float *b, int64_t
     free(bd);
 }
 
+static double nll_of(const float *logits, int V, int target) {
+    float mx = logits[0];
+    for (int v = 1; v < V; v++) mx = logits[v] > mx ? logits[v] : mx;
+    double sum = 0.0;
+    for (int v = 0; v < V; v++) sum += exp((double)logits[v] - mx);
+    return log(sum) + mx - logits[target];
+}
+
 static double mean_abs_diff(const float *a, const float *b, int64_t n) {
     double s = 0.0;
     for (int64_t i = 0; i < n; i++) s += fabs(a[i] - b[i]);
@@ -846,6 +854,152 @@ static void test_memory_bytes(void **state) {
     assert_true(sb_eval_memory_bytes(&c, &d, INT64_MAX, NULL) == UINT64_MAX);
 }
 
+
+/* ------------------------------------------------------------ score-based policies */
+
+/* h2o and tova in decode mode: the kept set of every layer after every step and the NLL equal
+ * the brute-force reference of their rules. */
+static void test_score_policies_match_reference(void **state) {
+    (void)state;
+    const int64_t n = 90;
+    const char *specs[] = {"h2o:2:5:8", "h2o:0:3:6", "h2o:1:9:1", "tova:12", "tova:5"};
+    const size_t arch_ids[] = {0, 2, 3, 5};
+    for (size_t ai = 0; ai < sizeof arch_ids / sizeof arch_ids[0]; ai++) {
+        const arch_case *ac = &arches[arch_ids[ai]];
+        sb_model m;
+        make_model(&m, ac, 300 + ai, 12.0f);
+        const int L = m.cfg.n_layers, V = m.cfg.vocab_size;
+        int32_t *x = random_tokens(n, V, 40 + ai);
+        float *de = malloc(n * sizeof(float)), *logits = malloc(V * sizeof(float));
+        double *ref = malloc(n * sizeof(double));
+        for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+            sb_policy_spec p;
+            assert_int_equal(sb_policy_parse(specs[i], &p), SB_OK);
+            const int64_t cap = sb_policy_capacity(&p);
+            int64_t *log = malloc((size_t)n * L * (cap + 1) * sizeof(int64_t));
+            ref_scored(&m, &p, x, n, ref, log);
+            sb_decoder *d;
+            assert_int_equal(sb_decoder_new(&d, &m, &p, n), SB_OK);
+            for (int64_t t = 0; t < n - 1; t++) {
+                assert_int_equal(sb_decoder_step(d, x[t], logits), SB_OK);
+                de[t] = (float)nll_of(logits, V, x[t + 1]);
+                const sb_kv_state *st = sb_decoder_kv_state(d);
+                assert_int_equal(st->n_maps, L);
+                for (int l = 0; l < L; l++) {
+                    /* the engine's kept tokens, sorted, against the reference's */
+                    int64_t got[256], k = 0;
+                    for (int64_t sl = 0; sl < st->n_slots; sl++)
+                        if (sb_kv_tokens(st, l)[sl] >= 0) got[k++] = sb_kv_tokens(st, l)[sl];
+                    for (int64_t a = 1; a < k; a++)
+                        for (int64_t b = a; b > 0 && got[b - 1] > got[b]; b--) {
+                            int64_t tmp = got[b];
+                            got[b] = got[b - 1], got[b - 1] = tmp;
+                        }
+                    const int64_t *want = log + ((size_t)t * L + l) * (cap + 1);
+                    for (int64_t j = 0; j <= cap; j++)
+                        if ((j < k ? got[j] : -1) != want[j])
+                            fail_msg("%s %s t=%lld layer %d: kept[%lld] = %lld, reference %lld", ac->name, specs[i],
+                                     (long long)t, l, (long long)j, (long long)(j < k ? got[j] : -1),
+                                     (long long)want[j]);
+                }
+            }
+            sb_decoder_free(d);
+            char what[128];
+            snprintf(what, sizeof what, "%s %s decode vs reference", ac->name, specs[i]);
+            compare(what, de, ref, n - 1, 1e-5, 1e-3);
+            /* exact mode has no plan for them: the evaluator runs decode mode and says so */
+            assert_int_equal(sb_eval_mode_used(&p, &m.cfg, SB_MODE_EXACT), SB_MODE_DECODE);
+            eval_or_fail(&m, specs[i], SB_MODE_EXACT, 0, x, n, de);
+            compare(what, de, ref, n - 1, 1e-5, 1e-3);
+            free(log);
+        }
+        free(de), free(logits), free(ref), free(x);
+        sb_model_free(&m);
+    }
+}
+
+/* h2o:K:0:W keeps the set of sinks:K:W at the same distances: the same NLL. */
+static void test_h2o_without_heavy_is_sinks(void **state) {
+    (void)state;
+    const int64_t n = 120;
+    for (size_t a = 0; a < sizeof arches / sizeof arches[0]; a++) {
+        sb_model m;
+        make_model(&m, &arches[a], 400 + a, 12.0f);
+        int32_t *x = random_tokens(n, m.cfg.vocab_size, 50 + a);
+        float s[128], h[128];
+        const char *pairs[][2] = {{"sinks:4:16", "h2o:4:0:16"}, {"window:9", "h2o:0:0:9"}, {"sinks:1:3", "h2o:1:0:3"}};
+        for (size_t i = 0; i < 3; i++) {
+            eval_or_fail(&m, pairs[i][0], SB_MODE_EXACT, 0, x, n, s);
+            eval_or_fail(&m, pairs[i][1], SB_MODE_DECODE, 0, x, n, h);
+            char what[128];
+            snprintf(what, sizeof what, "%s %s vs %s", arches[a].name, pairs[i][1], pairs[i][0]);
+            compare_ff(what, h, s, n - 1, 1e-5, 1e-3);
+        }
+        free(x);
+        sb_model_free(&m);
+    }
+}
+
+/* ------------------------------------------------------------ sharded ranges */
+
+/* Scoring [a, b) alone (warm-up from a - L*W) gives bit-identical values to the whole run,
+ * for boundaries inside and past the first K+W tokens; dense and decode-only policies are
+ * refused. */
+static void test_range_equals_whole_run(void **state) {
+    (void)state;
+    const int64_t n = 700;
+    const size_t arch_ids[] = {0, 1, 3};
+    const char *specs[] = {"sinks:4:16", "window:12", "learned:10", "recompute:16", "sinks:2:9:newline",
+                           "sinks:40:8"};
+    const int64_t cuts[][2] = {{0, 5}, {3, 21}, {19, 64}, {64, 65}, {100, 300}, {333, 699}, {650, 699}};
+    for (size_t ai = 0; ai < sizeof arch_ids / sizeof arch_ids[0]; ai++) {
+        sb_model m;
+        make_model(&m, &arches[arch_ids[ai]], 500 + ai, 12.0f);
+        int32_t *x = random_tokens(n, m.cfg.vocab_size, 60 + ai);
+        float *whole = malloc(n * sizeof(float)), *part = malloc(n * sizeof(float));
+        for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+            sb_policy_spec p;
+            assert_int_equal(sb_policy_parse(specs[i], &p), SB_OK);
+            eval_or_fail(&m, specs[i], SB_MODE_EXACT, 32, x, n, whole);
+            for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
+                for (int64_t j = 0; j < n; j++) part[j] = NAN;
+                sb_eval_opts o = {.chunk = 32, .score_from = cuts[c][0], .score_to = cuts[c][1]};
+                if (sb_eval_stream_nll(&m, &p, x, n, &o, part)) fail_msg("%s: %s", specs[i], sb_last_error());
+                for (int64_t j = 0; j < n - 1; j++) {
+                    bool in = j >= cuts[c][0] && j < cuts[c][1];
+                    if (in && memcmp(&part[j], &whole[j], sizeof(float)))
+                        fail_msg("%s %s [%lld, %lld): token %lld %.9g vs whole run %.9g", arches[arch_ids[ai]].name,
+                                 specs[i], (long long)cuts[c][0], (long long)cuts[c][1], (long long)j, part[j],
+                                 whole[j]);
+                    if (!in && !isnan(part[j])) fail_msg("%s: token %lld outside the range written", specs[i], (long long)j);
+                }
+                /* the halo the evaluation computed is at most L*W (+ a chunk) before the range */
+                int64_t halo = sb_eval_halo(&m.cfg, &p, cuts[c][0], 32);
+                assert_true(halo >= 0 && halo <= cuts[c][0] + sb_policy_prefix_len(&p));
+            }
+        }
+        /* what cannot be split */
+        sb_policy_spec p;
+        sb_eval_opts o = {.score_from = 10, .score_to = 20};
+        assert_int_equal(sb_policy_parse("dense", &p), SB_OK);
+        assert_int_equal(sb_eval_stream_nll(&m, &p, x, n, &o, part), SB_ERR_USAGE);
+        assert_non_null(strstr(sb_last_error(), "shards"));
+        assert_int_equal(sb_eval_halo(&m.cfg, &p, 10, 32), -1);
+        assert_int_equal(sb_policy_parse("h2o:2:2:8", &p), SB_OK);
+        assert_int_equal(sb_eval_stream_nll(&m, &p, x, n, &o, part), SB_ERR_USAGE);
+        assert_non_null(strstr(sb_last_error(), "exact mode"));
+        assert_int_equal(sb_policy_parse("sinks:4:16", &p), SB_OK);
+        o.mode = SB_MODE_DECODE;
+        assert_int_equal(sb_eval_stream_nll(&m, &p, x, n, &o, part), SB_ERR_USAGE);
+        o = (sb_eval_opts){.score_from = 30, .score_to = 20};
+        assert_int_equal(sb_eval_stream_nll(&m, &p, x, n, &o, part), SB_ERR_USAGE);
+        o = (sb_eval_opts){.score_from = 0, .score_to = n};
+        assert_int_equal(sb_eval_stream_nll(&m, &p, x, n, &o, part), SB_ERR_USAGE);
+        free(whole), free(part), free(x);
+        sb_model_free(&m);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_modes_match_reference),
@@ -861,6 +1015,9 @@ int main(void) {
         cmocka_unit_test(test_long_stream_and_flat_cache),
         cmocka_unit_test(test_decoder_hint_does_not_matter),
         cmocka_unit_test(test_memory_bytes),
+        cmocka_unit_test(test_score_policies_match_reference),
+        cmocka_unit_test(test_h2o_without_heavy_is_sinks),
+        cmocka_unit_test(test_range_equals_whole_run),
     };
     return cmocka_run_group_tests_name("stream_eval", tests, NULL, NULL);
 }

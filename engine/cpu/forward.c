@@ -189,8 +189,17 @@ int sb_chunk_seek(sb_chunk_state *s, int64_t pos) {
     if (pos < max64(s->K, band_end) || s->n_sink != s->K)
         return sb_error("cannot seek the evaluation to position %lld (band ends at %lld, %lld of %lld sinks)",
                         (long long)pos, (long long)band_end, (long long)s->n_sink, (long long)s->K);
-    s->band_start = pos;
-    s->band_len = 0;
+    /* The band starts where a whole-stream run's would, W before pos, so every query block
+     * spans the same band columns and sums in the same order; the rows before pos hold
+     * zeros (only warm-up queries see them). */
+    const size_t kvd = (size_t)s->m->cfg.n_kv_heads * s->m->cfg.head_dim;
+    s->band_start = max64(s->K, pos - s->W);
+    s->band_len = pos - s->band_start;
+    if (s->band_len > s->band_cap) return sb_error("cannot seek: the key band holds %lld rows", (long long)s->band_cap);
+    for (int l = 0; l < s->m->cfg.n_layers; l++) {
+        memset(s->band_k + (size_t)l * s->band_cap * kvd, 0, (size_t)s->band_len * kvd * sizeof(float));
+        memset(s->band_v + (size_t)l * s->band_cap * kvd, 0, (size_t)s->band_len * kvd * sizeof(float));
+    }
     return SB_OK;
 }
 
@@ -327,8 +336,7 @@ int sb_chunk_forward(sb_chunk_state *s, const int32_t *tokens, int T, int64_t po
     if (band_end != max64(K, pos0) || s->n_sink != min64(K, pos0))
         return sb_error("chunk at position %lld does not continue the stream (band ends at %lld)", (long long)pos0,
                         (long long)band_end);
-    /* (after a seek the band starts at its first row: nothing older to drop) */
-    int64_t new_start = max64(s->band_start, min64(max64(K, pos0 - W), band_end));
+    int64_t new_start = min64(max64(K, pos0 - W), band_end);
     int64_t drop = new_start - s->band_start;
     int64_t keep = s->band_len - drop;
     int64_t new_rows = pos0 + T - max64(K, pos0);
