@@ -48,9 +48,12 @@ static void ppl_usage(FILE *f) {
     fprintf(f,
             "usage: sinkbench ppl --model DIR --data FILE [options]\n"
             "  --data FILE         token stream: .tok, .ids, or .txt (needs DIR/tokenizer.json)\n"
-            "  --policy SPEC       dense | window:W | sinks:K:W[:newline] | learned:W | recompute:W\n"
+            "  --policy SPEC       %s\n"
             "                      (default sinks:4:<max_ctx-4>)\n"
-            "  --mode exact|decode batched exact evaluation (default) or one token per forward\n"
+            "  --mode exact|decode batched exact evaluation (default) or one token per forward;\n"
+            "                      policies without an exact plan (h2o, tova) run in decode mode\n"
+            "  --device DEV        cpu (default), cuda or cuda:N\n"
+            "  --compute C         auto (default), f32, bf16 or f16 (GPU arithmetic)\n"
             "  --tokens N          use the first N tokens (N-1 predictions)\n"
             "  --chunk N           exact-mode queries per batched forward\n"
             "  --threads N         BLAS/OpenMP threads\n"
@@ -59,7 +62,8 @@ static void ppl_usage(FILE *f) {
             "  --out FILE.h5       per-token NLL with the run's configuration, written atomically;\n"
             "                      FILE.h5.lock keeps a second run off it; Ctrl-C / SIGTERM save\n"
             "                      the finished part to FILE.h5.resume and exit 130 / 143\n"
-            "  --resume            continue from FILE.h5.resume (bit-identical to an unbroken run)\n");
+            "  --resume            continue from FILE.h5.resume (bit-identical to an unbroken run)\n",
+            sb_policy_syntax_list());
 }
 
 static int ppl_option(const char *f, const char *v, void *user) {
@@ -101,6 +105,9 @@ static int ppl_progress(const sb_eval_progress *p, void *user) {
 /* Everything the run produced, for JSON, the summary and the h5 attributes. */
 typedef struct {
     sb_policy_spec policy;
+    sb_eval_mode mode_used;   /* decode for a policy without an exact plan */
+    char device[32];
+    sb_compute compute;
     int64_t n_tokens, scored;
     double mean_nll, ppl, bpb; /* bpb NAN unless text input */
     uint64_t bytes_scored;
@@ -111,8 +118,6 @@ typedef struct {
     sb_provenance prov;
 } ppl_result;
 
-static const char *mode_name(sb_eval_mode m) { return m == SB_MODE_DECODE ? "decode" : "exact"; }
-
 static void json_num_or_null(cJSON *o, const char *key, double v) {
     if (isfinite(v)) cJSON_AddNumberToObject(o, key, v);
     else cJSON_AddNullToObject(o, key);
@@ -121,7 +126,10 @@ static void json_num_or_null(cJSON *o, const char *key, double v) {
 static int ppl_print_json(const ppl_args *a, const ppl_result *r) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "policy", r->policy.spec);
-    cJSON_AddStringToObject(o, "mode", mode_name(a->mode));
+    cJSON_AddStringToObject(o, "mode", sb_eval_mode_name(a->mode));
+    cJSON_AddStringToObject(o, "mode_used", sb_eval_mode_name(r->mode_used));
+    cJSON_AddStringToObject(o, "device", r->device);
+    cJSON_AddStringToObject(o, "compute", sb_compute_name(r->compute));
     cJSON_AddNumberToObject(o, "tokens", (double)r->n_tokens);
     cJSON_AddNumberToObject(o, "tokens_scored", (double)r->scored);
     json_num_or_null(o, "mean_nll", r->mean_nll);
@@ -144,7 +152,8 @@ static int ppl_print_json(const ppl_args *a, const ppl_result *r) {
 }
 
 static void ppl_print_summary(const ppl_args *a, const ppl_result *r) {
-    printf("policy %s, mode %s: %" PRId64 " tokens scored\n", r->policy.spec, mode_name(a->mode), r->scored);
+    printf("policy %s, mode %s%s, %s: %" PRId64 " tokens scored\n", r->policy.spec, sb_eval_mode_name(r->mode_used),
+           r->mode_used != a->mode ? " (the policy has no exact plan)" : "", r->device, r->scored);
     printf("mean NLL %.4f nats, perplexity %.3f", r->mean_nll, r->ppl);
     if (isfinite(r->bpb)) printf(", %.4f bits/byte", r->bpb);
     printf("\n%.1f tokens/s, %.2f s, peak RSS %.1f MB, %d threads, git %s\n", r->tokens_per_s, r->wall_s,
@@ -157,7 +166,10 @@ static int ppl_write_h5(sb_h5 *f, const ppl_args *a, const ppl_result *r, const 
     rc = rc ? rc : sb_h5_attr_str(f, "nll", "meaning", "nll[i] = -ln p(x[i+1] | context of x[0..i] under the policy)");
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "command", "sinkbench ppl");
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "policy", r->policy.spec);
-    rc = rc ? rc : sb_h5_attr_str(f, NULL, "mode", mode_name(a->mode));
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "mode", sb_eval_mode_name(a->mode));
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "mode_used", sb_eval_mode_name(r->mode_used));
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "device", r->device);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "compute", sb_compute_name(r->compute));
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "model", a->c.model_dir);
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "model_sha256", r->model_hash);
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "data", a->c.data);
@@ -184,7 +196,12 @@ static void ppl_inputs_hash(const ppl_args *a, const ppl_result *r, uint8_t hash
     sb_resume_hash_str(&h, "model_sha256", r->model_hash);
     sb_resume_hash_str(&h, "data_sha256", r->data_hash);
     sb_resume_hash_str(&h, "policy", r->policy.spec);
-    sb_resume_hash_str(&h, "mode", mode_name(a->mode));
+    sb_resume_hash_str(&h, "mode", sb_eval_mode_name(a->mode));
+    /* another device or arithmetic gives other numbers; the cpu's hash stays as it was */
+    if (strcmp(r->device, "cpu")) {
+        sb_resume_hash_str(&h, "device", r->device);
+        sb_resume_hash_str(&h, "compute", sb_compute_name(r->compute));
+    }
     sb_resume_hash_i64(&h, "tokens", r->n_tokens);
     sb_resume_hash_i64(&h, "chunk", a->chunk ? a->chunk : SB_EVAL_DEFAULT_CHUNK);
     sb_resume_hash_i64(&h, "threads", r->threads);
@@ -255,6 +272,7 @@ int cmd_ppl(int argc, char **argv) {
         a.policy = default_policy;
     }
     if ((rc = cli_parse_policy(a.policy, &cfg, &r.policy))) return cli_fail(CMD, rc);
+    r.mode_used = sb_eval_mode_used(&r.policy, &cfg, a.mode);
 
     int32_t *ids = NULL;
     int64_t n = 0;
@@ -296,8 +314,13 @@ int cmd_ppl(int argc, char **argv) {
 
     sb_model model;
     memset(&model, 0, sizeof model);
+    sb_backend *backend = NULL;
     float *nll = NULL;
     if ((rc = sb_model_load(&model, a.c.model_dir))) goto fail;
+    if ((rc = cli_open_backend(&a.c, &model, &backend))) goto fail;
+    snprintf(r.device, sizeof r.device, "%s", backend->device);
+    r.compute = backend->compute;
+    opts.backend = backend;
     if ((rc = sb_provenance_hash_model(a.c.model_dir, r.model_hash))) goto fail;
     uint8_t dig[32], hash[32];
     if ((rc = sb_sha256_file(a.c.data, dig))) goto fail;
@@ -312,7 +335,7 @@ int cmd_ppl(int argc, char **argv) {
     }
     if (a.c.resume && (rc = ppl_load_state(state_path, hash, nll, r.scored, &opts.resume_from))) goto fail;
     ppl_progress_ctx pc = {.done = opts.resume_from};
-    sb_progress_begin(&pc.bar, mode_name(a.mode), r.scored);
+    sb_progress_begin(&pc.bar, sb_eval_mode_name(r.mode_used), r.scored);
     opts.progress = ppl_progress;
     opts.user = &pc;
     double t0 = sb_now();
@@ -334,6 +357,7 @@ int cmd_ppl(int argc, char **argv) {
         }
         sb_h5_abort(out);
         sb_lock_release(lock);
+        sb_backend_close(backend);
         sb_model_free(&model);
         free(nll);
         free(ids);
@@ -362,6 +386,8 @@ int cmd_ppl(int argc, char **argv) {
     nll = NULL;
     sb_lock_release(lock);
     lock = NULL;
+    sb_backend_close(backend);
+    backend = NULL;
     sb_model_free(&model);
     free(ids);
     if (a.c.json) {
@@ -376,6 +402,7 @@ int cmd_ppl(int argc, char **argv) {
 fail:
     sb_h5_abort(out);
     sb_lock_release(lock);
+    sb_backend_close(backend);
     sb_model_free(&model);
     free(nll);
     free(ids);
