@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The study: from a fresh Debian 12 machine to results/REPORT.md (and results/index.html).
 # Installs the dependencies, builds, prepares the held-out text (make datasets), runs the
-# experiments of configs/{ppl_stream,sink_ablation,cache_size,latency,attention,training}.ini
+# experiments of configs/{ppl_stream,sink_ablation,cache_size,score_policies,latency,attention,training}.ini
 # through `sinkbench study`, draws the figures (plots/*.gp) and writes the report. The path of
 # the report is the last line on stdout; progress goes to stderr.
 #
@@ -67,7 +67,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-experiments=(ppl_stream sink_ablation cache_size latency attention training)
+experiments=(ppl_stream sink_ablation cache_size score_policies latency attention training)
 if [ -n "$only" ]; then
     case " ${experiments[*]} " in
         *" $only "*) ;;

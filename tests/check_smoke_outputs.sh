@@ -12,7 +12,7 @@ R=${1:-results/smoke}
 bad=0
 err() { echo "check_smoke_outputs: $*" >&2; bad=$((bad + 1)); }
 
-for exp in ppl_stream sink_ablation cache_size latency attention training; do
+for exp in ppl_stream sink_ablation cache_size score_policies latency attention training; do
     h5=$R/$exp.h5
     if [ ! -f "$h5" ]; then err "$h5 missing"; continue; fi
     h5dump -a complete "$h5" 2>/dev/null | grep -q '(0): 1' || err "$h5 is not complete (no complete=1 attribute)"
@@ -34,7 +34,7 @@ for k in "$R"/cells/smoke/latency/*/*.key; do
 done
 
 # figures every smoke run must have (one per kind), plus everything the collectors listed
-expected=(ppl_stream_smoke-base sink_ablation cache_size latency_smoke-base latency_memory_smoke-base training)
+expected=(ppl_stream_smoke-base sink_ablation cache_size score_policies latency_smoke-base latency_memory_smoke-base training)
 listed=()
 for list in "$R"/data/*.figures; do
     [ -f "$list" ] || continue
