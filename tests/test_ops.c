@@ -63,6 +63,50 @@ static void test_matmul(void **state) {
     assert_close(out, ref, T * OC, 1e-5, 1e-5);
 }
 
+/* One-row matmuls of fp32 weights (the decode path, weights_matmul.c) against double, for
+ * sizes off the vector width, with and without bias and accumulation, and bit-identical
+ * whatever the thread count. */
+static void test_matmul_weight_f32_rows(void **state) {
+    (void)state;
+    const int Cs[] = {1, 7, 8, 16, 37, 512}, OCs[] = {1, 5, 300, 4096};
+    for (size_t ci = 0; ci < sizeof Cs / sizeof Cs[0]; ci++)
+        for (size_t oi = 0; oi < sizeof OCs / sizeof OCs[0]; oi++)
+            for (int T = 1; T < MATMUL_GEMV_MAX_T; T++) {
+                const int C = Cs[ci], OC = OCs[oi];
+                float *in = malloc(sizeof(float) * T * C), *w = malloc(sizeof(float) * OC * C);
+                float *b = malloc(sizeof(float) * OC), *out = malloc(sizeof(float) * T * OC);
+                float *out2 = malloc(sizeof(float) * T * OC);
+                double *ref = malloc(sizeof(double) * T * OC);
+                fill(in, (size_t)T * C, 11 + C, 1.0f);
+                fill(w, (size_t)OC * C, 12 + OC, 1.0f);
+                fill(b, OC, 13, 1.0f);
+                sb_weight sw = {.dtype = SB_DTYPE_F32, .data = w};
+                for (int withb = 0; withb < 2; withb++) {
+                    for (int t = 0; t < T; t++)
+                        for (int o = 0; o < OC; o++) {
+                            double s = withb ? b[o] : 0.0;
+                            for (int c = 0; c < C; c++) s += (double)in[t * C + c] * w[(size_t)o * C + c];
+                            ref[t * OC + o] = s;
+                        }
+                    for (int i = 0; i < T * OC; i++) out[i] = NAN;
+                    matmul_weight_forward(out, in, &sw, withb ? b : NULL, T, C, OC);
+                    assert_close(out, ref, (size_t)T * OC, 1e-5 * sqrt((double)C), 1e-5);
+                    for (int i = 0; i < T * OC; i++) ref[i] += out[i];
+                    memcpy(out2, out, sizeof(float) * T * OC);
+                    matmul_weight_forward_acc(out2, in, &sw, withb ? b : NULL, T, C, OC);
+                    assert_close(out2, ref, (size_t)T * OC, 2e-5 * sqrt((double)C), 1e-5);
+                }
+                int saved = omp_get_max_threads();
+                omp_set_num_threads(1);
+                matmul_weight_forward(out, in, &sw, b, T, C, OC);
+                omp_set_num_threads(3);
+                matmul_weight_forward(out2, in, &sw, b, T, C, OC);
+                omp_set_num_threads(saved);
+                assert_memory_equal(out, out2, sizeof(float) * T * OC);
+                free(in), free(w), free(b), free(out), free(out2), free(ref);
+            }
+}
+
 /* ---------------------------------------------------------------- norms */
 
 static void test_norms(void **state) {
@@ -526,6 +570,7 @@ static void test_half_edges(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_matmul_weight_f32_rows),
         cmocka_unit_test(test_norms),
         cmocka_unit_test(test_thread_count_invariance),
         cmocka_unit_test(test_rope_reference),

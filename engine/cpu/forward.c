@@ -579,10 +579,9 @@ void sb_forward_token(float *logits, sb_slot_cache *c, const sb_kv_state *s, int
     const int64_t max_dist = cfg->sliding_window > 0 ? (int64_t)cfg->sliding_window - 1 : INT64_MAX;
     if (half > 0 && c->n_raw > 0) ring_advance(c, s->query_pos);
 
-    /* compact weights run their matmuls on OpenMP threads: OpenBLAS's own pool (the small
-     * attention sgemms) would spin against them on the same cores */
-    const bool compact = m->w.layers[0].mat.q.dtype != SB_DTYPE_F32;
-    const int blas_threads = compact ? openblas_get_num_threads() : 1;
+    /* one-row matmuls run on OpenMP threads (weights_matmul.c): OpenBLAS's own pool (the
+     * small attention sgemms) would spin against them on the same cores */
+    const int blas_threads = openblas_get_num_threads();
     if (blas_threads != 1) openblas_set_num_threads(1);
     int n = 0, listed_map = -1;
     const float *cq = NULL, *sq = NULL, *ck = NULL, *sk = NULL;

@@ -80,6 +80,23 @@ __attribute__((target("avx2,fma,f16c"))) static void convert_avx2(float *out, co
     convert_scalar(out + i, w + 2 * i, n - i, dt);
 }
 
+/* fp32 rows: the same two 8-lane accumulators and lane reduction as dot_half_avx2. */
+__attribute__((target("avx2,fma"))) static float dot_f32_avx2(const float *x, const float *w, int C) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int c = 0;
+    for (; c + 16 <= C; c += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + c), _mm256_loadu_ps(w + c), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + c + 8), _mm256_loadu_ps(w + c + 8), a1);
+    }
+    for (; c + 8 <= C; c += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + c), _mm256_loadu_ps(w + c), a0);
+    __m256 a = _mm256_add_ps(a0, a1);
+    float l[8];
+    _mm256_storeu_ps(l, a);
+    float s = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
+    for (; c < C; c++) s += x[c] * w[c];
+    return s;
+}
+
 static bool cpu_has_avx2(void) {
     static int have = -1;
     if (have < 0) {
@@ -97,6 +114,23 @@ static float dot_half(const float *x, const unsigned char *w, int C, sb_dtype dt
     if (cpu_has_avx2()) return dot_half_avx2(x, w, C, dt);
 #endif
     return dot_half_scalar(x, w, C, dt);
+}
+
+static float dot_f32_scalar(const float *x, const float *w, int C) {
+    float acc[8] = {0};
+    int c = 0;
+    for (; c + 8 <= C; c += 8)
+        for (int k = 0; k < 8; k++) acc[k] += x[c + k] * w[c + k];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; c < C; c++) s += x[c] * w[c];
+    return s;
+}
+
+static float dot_f32_rows(const float *x, const float *w, int C) {
+#ifdef HAVE_X86
+    if (cpu_has_avx2()) return dot_f32_avx2(x, w, C);
+#endif
+    return dot_f32_scalar(x, w, C);
 }
 
 static void convert_half(float *out, const unsigned char *w, size_t n, sb_dtype dt) {
@@ -128,6 +162,24 @@ static void matmul_half_rows(float *out, const float *in, const sb_weight *w, co
         const unsigned char *row = base + 2 * (size_t)o * (size_t)C;
         for (int t = 0; t < T; t++) {
             float y = dot_half(in + (size_t)t * C, row, C, w->dtype) + (b ? b[o] : 0.0f);
+            float *dst = out + (size_t)t * OC + o;
+            *dst = acc ? *dst + y : y;
+        }
+    }
+}
+
+/* Few rows of fp32 weights (decode): one pass over each weight row per output on OpenMP
+ * threads. OpenBLAS's sgemv is as fast per byte, but hands every call to its own thread pool;
+ * at a few dozen matrix-vector products per token that hand-over costs more than the
+ * products themselves on a small model. */
+static void matmul_f32_rows(float *out, const float *in, const float *w, const float *b, int T, int C, int OC,
+                            bool acc) {
+    const bool par = (size_t)OC * (size_t)C * (size_t)T >= PAR_MIN_WEIGHTS && !omp_in_parallel();
+#pragma omp parallel for schedule(dynamic, 64) if (par)
+    for (int o = 0; o < OC; o++) {
+        const float *row = w + (size_t)o * (size_t)C;
+        for (int t = 0; t < T; t++) {
+            float y = dot_f32_rows(in + (size_t)t * C, row, C) + (b ? b[o] : 0.0f);
             float *dst = out + (size_t)t * OC + o;
             *dst = acc ? *dst + y : y;
         }
@@ -173,6 +225,10 @@ static void matmul_half_tiled(float *out, const float *in, const sb_weight *w, c
 
 static void matmul_weight(float *out, const float *in, const sb_weight *w, const float *b, int T, int C, int OC,
                           bool acc) {
+    if (w->dtype == SB_DTYPE_F32 && T < MATMUL_GEMV_MAX_T && T > 0 && OC > 0 && C > 0) {
+        matmul_f32_rows(out, in, (const float *)w->data, b, T, C, OC, acc);
+        return;
+    }
     if (w->dtype == SB_DTYPE_F32) {
         if (acc) matmul_forward_acc(out, in, (const float *)w->data, b, T, C, OC);
         else matmul_forward(out, in, (const float *)w->data, b, T, C, OC);
