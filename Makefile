@@ -59,6 +59,8 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/cli/cli.o $(BUILD)/libsinkbench.a
 bench: bin/sinkbench $(BENCH_BIN)
 	@bench/run_bench.sh
 	@bench/bench_weights.sh
+	@bench/decode_25m.sh > results/bench_decode_25m.json.tmp && mv results/bench_decode_25m.json.tmp results/bench_decode_25m.json \
+	  && echo "wrote results/bench_decode_25m.json"
 	@if [ -f data/text/train.txt ]; then \
 	  $(BUILD)/bench/bench_tokenizer --text data/text/train.txt --train-bytes 20M > results/bench_tokenizer.json.tmp \
 	  && mv results/bench_tokenizer.json.tmp results/bench_tokenizer.json && echo "wrote results/bench_tokenizer.json"; \

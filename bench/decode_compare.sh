@@ -9,7 +9,7 @@ cd "$root"
 rev=${1:-${SB_BEFORE_REV:?give the revision to compare against}}
 wt=$(mktemp -d "${TMPDIR:-/tmp}/sb_before.XXXXXX")
 trap 'git worktree remove --force "$wt" >/dev/null 2>&1 || rm -rf "$wt"' EXIT
-git worktree add --detach "$wt" "$rev" >/dev/null
+git worktree add -q --detach "$wt" "$rev" >/dev/null 2>&1
 make -s -C "$wt" -j"$(nproc)" bin/sinkbench >/dev/null
 mkdir -p docs/bench
 bench/decode_25m.sh "$wt/bin/sinkbench" bin/sinkbench >docs/bench/decode_25m_before_after.json.tmp
