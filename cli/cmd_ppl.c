@@ -106,6 +106,7 @@ static int ppl_progress(const sb_eval_progress *p, void *user) {
 typedef struct {
     sb_policy_spec policy;
     sb_eval_mode mode_used;   /* decode for a policy without an exact plan */
+    int64_t chunk;            /* exact-mode chunk in effect */
     char device[32];
     sb_compute compute;
     int64_t n_tokens, scored;
@@ -141,7 +142,7 @@ static int ppl_print_json(const ppl_args *a, const ppl_result *r) {
     cJSON_AddNumberToObject(o, "peak_rss_mb", r->peak_rss_mb);
     cJSON_AddNumberToObject(o, "memory_estimate_bytes", (double)r->mem_needed);
     cJSON_AddNumberToObject(o, "threads", r->threads);
-    cJSON_AddNumberToObject(o, "chunk", (double)(a->chunk ? a->chunk : SB_EVAL_DEFAULT_CHUNK));
+    cJSON_AddNumberToObject(o, "chunk", (double)(r->chunk));
     cJSON_AddStringToObject(o, "model", a->c.model_dir);
     cJSON_AddStringToObject(o, "model_sha256", r->model_hash);
     cJSON_AddStringToObject(o, "data", a->c.data);
@@ -177,7 +178,7 @@ static int ppl_write_h5(sb_h5 *f, const ppl_args *a, const ppl_result *r, const 
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "tokens", r->n_tokens);
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "tokens_scored", r->scored);
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "threads", r->threads);
-    rc = rc ? rc : sb_h5_attr_i64(f, NULL, "chunk", a->chunk ? a->chunk : SB_EVAL_DEFAULT_CHUNK);
+    rc = rc ? rc : sb_h5_attr_i64(f, NULL, "chunk", r->chunk);
     rc = rc ? rc : sb_h5_attr_f64(f, NULL, "mean_nll", r->mean_nll);
     rc = rc ? rc : sb_h5_attr_f64(f, NULL, "ppl", r->ppl);
     if (isfinite(r->bpb)) rc = rc ? rc : sb_h5_attr_f64(f, NULL, "bpb", r->bpb);
@@ -203,7 +204,7 @@ static void ppl_inputs_hash(const ppl_args *a, const ppl_result *r, uint8_t hash
         sb_resume_hash_str(&h, "compute", sb_compute_name(r->compute));
     }
     sb_resume_hash_i64(&h, "tokens", r->n_tokens);
-    sb_resume_hash_i64(&h, "chunk", a->chunk ? a->chunk : SB_EVAL_DEFAULT_CHUNK);
+    sb_resume_hash_i64(&h, "chunk", r->chunk);
     sb_resume_hash_i64(&h, "threads", r->threads);
     sb_resume_hash_final(&h, hash);
 }
@@ -321,6 +322,7 @@ int cmd_ppl(int argc, char **argv) {
     snprintf(r.device, sizeof r.device, "%s", backend->device);
     r.compute = backend->compute;
     opts.backend = backend;
+    r.chunk = sb_eval_chunk(&opts);
     if ((rc = sb_provenance_hash_model(a.c.model_dir, r.model_hash))) goto fail;
     uint8_t dig[32], hash[32];
     if ((rc = sb_sha256_file(a.c.data, dig))) goto fail;

@@ -42,6 +42,7 @@ typedef struct sb_slots sb_slots;
 
 typedef struct sb_backend_ops {
     const char *name;
+    int default_chunk;        /* exact-mode queries per forward when none is asked for */
     /* Make b->ctx for b->m (weights uploaded/converted as the backend needs). */
     int (*open)(sb_backend *b, const sb_backend_opts *o);
     void (*close)(sb_backend *b);

@@ -32,11 +32,19 @@ static int report(eval_ctx *x) {
 }
 
 static int chunk_of(const sb_eval_opts *o, int *out) {
-    int64_t c = o->chunk ? o->chunk : SB_EVAL_DEFAULT_CHUNK;
+    int64_t c = o->chunk ? o->chunk
+                : o->backend && o->backend->ops->default_chunk ? o->backend->ops->default_chunk
+                                                               : SB_EVAL_DEFAULT_CHUNK;
     if (c < 1 || c > SB_EVAL_MAX_CHUNK)
         return sb_usage_error("chunk %lld is outside [1, %d]", (long long)o->chunk, SB_EVAL_MAX_CHUNK);
     *out = (int)c;
     return SB_OK;
+}
+
+int64_t sb_eval_chunk(const sb_eval_opts *o) {
+    int c = SB_EVAL_DEFAULT_CHUNK;
+    if (chunk_of(o, &c)) sb_clear_error();
+    return c;
 }
 
 /* Account for scored values nll[i0, i1). */

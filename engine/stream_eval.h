@@ -39,7 +39,8 @@ typedef struct {
                                        * those of a whole-stream run */
 } sb_eval_opts;
 
-/* Default exact-mode chunk (queries per batched forward). */
+/* Default exact-mode chunk (queries per batched forward) of the cpu backend; a backend may
+ * have its own (backend.h default_chunk: 2048 on a GPU). */
 #define SB_EVAL_DEFAULT_CHUNK 256
 
 /* tokens x_0..x_{n-1}; writes nll[i] = -ln p(x_{i+1} | context under policy p), i in [0, n-1).
@@ -48,6 +49,8 @@ typedef struct {
  * SB_ERR with "evaluation aborted". */
 int sb_eval_stream_nll(const sb_model *m, const sb_policy_spec *p, const int32_t *tokens, int64_t n,
                        const sb_eval_opts *o, float *nll);
+/* The chunk an evaluation with these options uses (o->chunk, else the backend's default). */
+int64_t sb_eval_chunk(const sb_eval_opts *o);
 /* The mode a policy runs in when `requested` is asked for: exact needs the policy's plan. */
 sb_eval_mode sb_eval_mode_used(const sb_policy_spec *p, const sb_model_config *c, sb_eval_mode requested);
 const char *sb_eval_mode_name(sb_eval_mode m);

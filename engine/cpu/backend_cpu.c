@@ -135,6 +135,7 @@ static void cpu_slots_free(sb_slots *c) {
 
 const sb_backend_ops sb_backend_cpu_ops = {
     .name = "cpu",
+    .default_chunk = 256,
     .open = cpu_open,
     .close = cpu_close,
     .set_threads = cpu_set_threads,
