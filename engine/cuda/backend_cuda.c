@@ -265,6 +265,7 @@ static int cuda_open(sb_backend *b, const sb_backend_opts *o) {
                 cublasSetMathMode(x->blas, x->cd == SBK_F32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH) !=
                     CUBLAS_STATUS_SUCCESS))
         rc = sb_error("cublas: cannot configure the handle");
+    if (!rc && (e = sbk_init()) != cudaSuccess) rc = cuda_fail(e, "sbk_init", __FILE__, __LINE__);
     if (!rc) rc = upload_weights(x, m);
     if (rc) cuda_close(b);
     return rc;
@@ -523,7 +524,7 @@ static int cuda_exact_forward(sb_exact *s, const int32_t *tokens, int T, int64_t
         CK(cudaMemcpyAsync(a->tgt, a->tok + T, (size_t)n_out * sizeof(int32_t), cudaMemcpyDeviceToDevice, x->st));
     const float *dcb = a->tabs, *dsb = dcb + (size_t)T * hrow, *dcs = dsb + (size_t)T * hrow, *dss = dcs + (size_t)T * hrow;
 
-    sbk_embed(a->x, x->embed, x->embed_dt, a->tok, T, x->C, x->st);
+    sbk_embed(a->x, x->embed, x->embed_dt, a->tok, T, x->C, x->V, x->st);
     const int64_t ns_new = pos0 < K ? ((pos0 + T < K ? pos0 + T : K) - pos0) : 0; /* rows that are sinks */
     const int64_t n_sink_after = pos0 + T < K ? pos0 + T : K;
     const int64_t max_dist = c->sliding_window > 0 ? (int64_t)c->sliding_window - 1 : INT64_MAX;
@@ -588,7 +589,8 @@ static int cuda_exact_forward(sb_exact *s, const int32_t *tokens, int T, int64_t
 /* The per-step block the host uploads, in one copy:
  *   int32 token | per map: int32 n, int32 m, int64 new_slot, int64 query_pos |
  *   per map: int32 slots[n_slots], int64 pos[n_slots], int32 move[n_slots] |
- *   float tabs: row 0 query, row 1 new key, then per map n_slots moving rows (cos, sin) */
+ *   float tabs: row 0 query, row 1 new key (each cos then sin), then per map the moving
+ *   rows: n_slots cos rows, then n_slots sin rows */
 typedef struct {
     size_t off_hdr, off_slots, off_pos, off_move, off_tabs, bytes;
 } step_layout;
@@ -807,12 +809,13 @@ static void fill_step(sb_slots *c, const sb_kv_state *s, int32_t token, bool obs
             }
         const int64_t slot = s->new_slot[mp];
         int64_t *raw_pos = c->raw_pos + (size_t)mp * c->n_raw;
-        float *mrows = tabs + (size_t)(2 + (size_t)mp * c->n_slots) * 2 * hrow;
+        float *mcos = tabs + 4 * (size_t)hrow + (size_t)mp * c->n_slots * 2 * hrow, *msin = mcos + (size_t)c->n_slots * hrow;
         for (int64_t j = 0; half > 0 && j < c->n_raw && j < s->n_slots; j++) {
             if (j == slot || tok[j] < 0 || raw_pos[j] == pos[j]) continue;
-            float *r = mrows + (size_t)m * 2 * hrow;
-            const float *src = host_row(c, pos[j], r);
-            if (src != r) memcpy(r, src, 2 * (size_t)half * sizeof(float));
+            float spare[2 * 2048];
+            const float *src = host_row(c, pos[j], spare);
+            memcpy(mcos + (size_t)m * hrow, src, (size_t)half * sizeof(float));
+            memcpy(msin + (size_t)m * hrow, src + half, (size_t)half * sizeof(float));
             move[m++] = (int32_t)j;
         }
         for (int64_t j = 0; j < c->n_raw && j < s->n_slots; j++)
@@ -849,7 +852,7 @@ static int step_launch(sb_slots *c, const sb_kv_state *s, bool observe) {
     const int64_t max_dist = cfg->sliding_window > 0 ? (int64_t)cfg->sliding_window - 1 : INT64_MAX;
     const float *tq = (const float *)(d + c->lay.off_tabs), *tk = tq + 2 * hrow;
     CK(cudaMemcpyAsync(d, h, c->lay.bytes, cudaMemcpyHostToDevice, x->st));
-    sbk_embed(a->x, x->embed, x->embed_dt, (const int32_t *)d, 1, x->C, x->st);
+    sbk_embed(a->x, x->embed, x->embed_dt, (const int32_t *)d, 1, x->C, x->V, x->st);
     const int interleaved = cfg->rope_style == SB_ROPE_INTERLEAVED;
     for (int l = 0; l < x->nl; l++) {
         const int mp = c->n_maps > 1 ? l : 0;
@@ -862,7 +865,8 @@ static int step_launch(sb_slots *c, const sb_kv_state *s, bool observe) {
         const int32_t *slots = (const int32_t *)(d + c->lay.off_slots) + (size_t)mp * c->n_slots;
         const int64_t *spos = (const int64_t *)(d + c->lay.off_pos) + (size_t)mp * c->n_slots;
         const int32_t *move = (const int32_t *)(d + c->lay.off_move) + (size_t)mp * c->n_slots;
-        const float *mrows = (const float *)(d + c->lay.off_tabs) + (size_t)(2 + (size_t)mp * c->n_slots) * 2 * hrow;
+        const float *mcos = (const float *)(d + c->lay.off_tabs) + 4 * (size_t)hrow + (size_t)mp * c->n_slots * 2 * hrow;
+        const float *msin = mcos + (size_t)c->n_slots * hrow;
         int rc = block_pre(x, cfg, a, l, 1);
         if (rc) return rc;
         float *q = a->qkv, *k = a->qkv + x->qd, *v = a->qkv + x->qd + x->kvd;
@@ -875,8 +879,8 @@ static int step_launch(sb_slots *c, const sb_kv_state *s, bool observe) {
         sbk_store_rows(c->k[l], x->cd, (size_t)x->kvd, dst, k, (size_t)x->qkvd, 1, x->kvd, x->st);
         sbk_store_rows(c->v[l], x->cd, (size_t)x->kvd, dst, v, (size_t)x->qkvd, 1, x->kvd, x->st);
         if (m > 0)
-            sbk_rerotate_rows(c->k[l], x->cd, c->k_raw[l], move, m, mrows, 2 * hrow, x->KV, x->hd, cfg->rotary_dim,
-                              interleaved, x->st);
+            sbk_rerotate(c->k[l], x->cd, c->k_raw[l], move, m, mcos, msin, x->KV, x->hd, cfg->rotary_dim, interleaved,
+                         x->st);
         sbk_decode_attention(a->att32, observe ? c->probs + (size_t)l * x->H * c->n_slots : NULL, q, c->k[l], c->v[l],
                              slots, spos, (const int64_t *)(hdr_d + 16), (const int *)hdr_d, (int)c->n_slots, c->scratch,
                              x->H, x->KV, x->hd, max_dist, (int)cfg->softmax, x->L[l].sink_logit, x->alibi, x->cd,
