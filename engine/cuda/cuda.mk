@@ -20,6 +20,8 @@ LIB_OBJ   += $(CUDA_OBJ)
 CFLAGS    += -DSB_HAVE_CUDA=1 -I$(CUDA_HOME)/include
 LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lcublasLt -lstdc++
 
+# Object basenames must differ from every other library member's (ar keys members by
+# basename): hence band_attention.cu, not attention.cu.
 # the archive rule's prerequisites were fixed when the top-level Makefile read it: add ours
 $(BUILD)/libsinkbench.a: $(CUDA_OBJ)
 
