@@ -76,5 +76,6 @@ clean:
 	rm -rf $(BUILD) bin
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_HELPERS:.o=.d)
+-include engine/cuda/cuda.mk
 
 include tests/fuzz/fuzz.mk

@@ -1,0 +1,42 @@
+# The CUDA kernel library (engine/cuda/*.cu), built only with `make CUDA=1`: its objects join
+# libsinkbench.a, the link gains the CUDA runtime, and `make CUDA=1 gpu-tests` builds
+# $(BUILD)/gpu/test_kernels (run with tests/gpu/run.sh kernels). Plain `make` never reads
+# past the ifeq, so it needs no nvcc.
+ifeq ($(CUDA),1)
+
+CUDA_HOME ?= /usr/local/cuda
+NVCC      ?= $(if $(wildcard $(CUDA_HOME)/bin/nvcc),$(CUDA_HOME)/bin/nvcc,nvcc)
+CUDA_ARCH ?= -arch=sm_90
+NVFLAGS   ?= -O3 -lineinfo
+NVFLAGS   += $(CUDA_ARCH) -std=c++17 -I. -Xcompiler -Wall,-Wextra,-Werror -Werror all-warnings
+# `make CUDA=1 PTXAS_V=1` prints registers, shared memory and spills per kernel
+ifeq ($(PTXAS_V),1)
+NVFLAGS   += -Xptxas -v
+endif
+
+CUDA_SRC  := $(wildcard engine/cuda/*.cu)
+CUDA_OBJ  := $(CUDA_SRC:%.cu=$(BUILD)/%.o)
+LIB_OBJ   += $(CUDA_OBJ)
+CFLAGS    += -DSB_HAVE_CUDA=1 -I$(CUDA_HOME)/include
+LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lcublasLt -lstdc++
+
+# Object basenames must differ from every other library member's (ar keys members by
+# basename): hence band_attention.cu, not attention.cu.
+# the archive rule's prerequisites were fixed when the top-level Makefile read it: add ours
+$(BUILD)/libsinkbench.a: $(CUDA_OBJ)
+
+$(BUILD)/engine/cuda/%.o: engine/cuda/%.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -MMD -MP -c $< -o $@
+
+GPU_TEST_BIN := $(BUILD)/gpu/test_kernels
+.PHONY: gpu-tests
+gpu-tests: $(GPU_TEST_BIN)
+
+$(BUILD)/gpu/test_kernels: tests/gpu/test_kernels.cu $(CUDA_OBJ)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -MMD -MP -o $@ $< $(CUDA_OBJ) -L$(CUDA_HOME)/lib64 -Xlinker -rpath,$(CUDA_HOME)/lib64 -lcudart
+
+-include $(CUDA_OBJ:.o=.d) $(GPU_TEST_BIN:=.d)
+
+endif
