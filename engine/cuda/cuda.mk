@@ -15,7 +15,8 @@ NVFLAGS   += -Xptxas -v
 endif
 
 CUDA_SRC  := $(wildcard engine/cuda/*.cu)
-CUDA_OBJ  := $(CUDA_SRC:%.cu=$(BUILD)/%.o)
+# the host side of the backend (engine/cuda/*.c) is C, built by the usual rule
+CUDA_OBJ  := $(CUDA_SRC:%.cu=$(BUILD)/%.o) $(patsubst %.c,$(BUILD)/%.o,$(wildcard engine/cuda/*.c))
 LIB_OBJ   += $(CUDA_OBJ)
 CFLAGS    += -DSB_HAVE_CUDA=1 -I$(CUDA_HOME)/include
 LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lcublasLt -lstdc++
@@ -29,13 +30,28 @@ $(BUILD)/engine/cuda/%.o: engine/cuda/%.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -MMD -MP -c $< -o $@
 
-GPU_TEST_BIN := $(BUILD)/gpu/test_kernels
-.PHONY: gpu-tests
+GPU_TEST_BIN := $(BUILD)/gpu/test_kernels $(BUILD)/gpu/test_backend
+.PHONY: gpu-tests bench-gpu
 gpu-tests: $(GPU_TEST_BIN)
 
-$(BUILD)/gpu/test_kernels: tests/gpu/test_kernels.cu $(CUDA_OBJ)
+$(BUILD)/gpu/test_kernels: tests/gpu/test_kernels.cu $(filter %.o,$(CUDA_SRC:%.cu=$(BUILD)/%.o))
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVFLAGS) -MMD -MP -o $@ $< $(CUDA_OBJ) -L$(CUDA_HOME)/lib64 -Xlinker -rpath,$(CUDA_HOME)/lib64 -lcudart
+	$(NVCC) $(NVFLAGS) -MMD -MP -o $@ $< $(filter %.o,$(CUDA_SRC:%.cu=$(BUILD)/%.o)) -L$(CUDA_HOME)/lib64 \
+	    -Xlinker -rpath,$(CUDA_HOME)/lib64 -lcudart
+
+# the backend against the cpu engine and the goldens (tests/gpu/run.sh backend)
+$(BUILD)/gpu/test_backend: tests/gpu/test_backend.c $(BUILD)/libsinkbench.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -o $@ $< $(BUILD)/libsinkbench.a $(LDLIBS)
+
+# the GPU's ceilings (copy bandwidth, cuBLAS GEMM at a model's shapes)
+$(BUILD)/bench/gemm_bw: bench/gpu/gemm_bw.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+# on a GPU machine: the 7B-shape benchmarks with the transformers reference (bench/gpu/)
+bench-gpu: $(BUILD)/sinkbench $(BUILD)/bench/gemm_bw
+	SINKBENCH=$(BUILD)/sinkbench GEMM_BW=$(BUILD)/bench/gemm_bw bench/gpu/run_bench.sh
 
 -include $(CUDA_OBJ:.o=.d) $(GPU_TEST_BIN:=.d)
 
