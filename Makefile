@@ -9,7 +9,7 @@ CFLAGS  += -std=c11 -Wall -Wextra -Werror -pthread -fopenmp -D_GNU_SOURCE -I. \
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lm -fopenmp -pthread
 BUILD   ?= build
 
-MODULES := engine tokenizer datasets eval train
+MODULES := util engine tokenizer datasets eval train
 LIB_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/*.c))

@@ -14,16 +14,16 @@
 
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
-#include "datasets/sha256.h"
+#include "util/sha256.h"
 #include "engine/attention_probe.h"
 #include "engine/common.h"
 #include "engine/forward.h"
 #include "engine/model.h"
-#include "eval/h5.h"
-#include "eval/lock.h"
-#include "eval/memcheck.h"
-#include "eval/provenance.h"
-#include "eval/signals.h"
+#include "util/h5.h"
+#include "util/lock.h"
+#include "util/memcheck.h"
+#include "util/provenance.h"
+#include "util/signals.h"
 
 #define CMD "attention"
 #define ATT_DEFAULT_TOKENS 64

@@ -10,7 +10,7 @@
 #include "cli/cli.h"
 #include "engine/common.h"
 #include "engine/model.h"
-#include "eval/h5.h"
+#include "util/h5.h"
 #include "eval/study_table.h"
 #include "train/train.h"
 

@@ -29,7 +29,7 @@
 #include "engine/model.h"
 #include "engine/policy.h"
 #include "engine/sampler.h"
-#include "eval/provenance.h"
+#include "util/provenance.h"
 #include "tokenizer/llama2c_tok.h"
 #include "tokenizer/tokenizer.h"
 

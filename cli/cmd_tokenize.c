@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "datasets/sha256.h"
+#include "util/sha256.h"
 #include "datasets/tokens.h"
 #include "datasets/tokfile.h"
 #include "engine/common.h"

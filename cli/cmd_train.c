@@ -6,9 +6,9 @@
 
 #include "cli/cli.h"
 #include "engine/common.h"
-#include "eval/lock.h"
-#include "eval/memcheck.h"
-#include "eval/signals.h"
+#include "util/lock.h"
+#include "util/memcheck.h"
+#include "util/signals.h"
 #include "train/train.h"
 
 static const char train_usage[] =

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 
 #include "engine/common.h"
-#include "eval/h5.h"
+#include "util/h5.h"
 #include "eval/study.h"
 #include "eval/study_table.h"
 

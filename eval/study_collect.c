@@ -9,7 +9,7 @@
 #include "engine/common.h"
 #include "engine/hfconfig.h"
 #include "engine/policy.h"
-#include "eval/provenance.h"
+#include "util/provenance.h"
 #include "eval/study_collect.h"
 
 sb_study_table *sb_collect_table(sb_collect *k, const char *caption, int n_cols, const char *const *header) {

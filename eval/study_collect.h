@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "eval/h5.h"
+#include "util/h5.h"
 #include "eval/study.h"
 #include "eval/study_table.h"
 

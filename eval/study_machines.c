@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "engine/common.h"
-#include "eval/h5.h"
+#include "util/h5.h"
 #include "eval/study.h"
 #include "eval/study_collect.h"
 #include "eval/study_table.h"

@@ -7,10 +7,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "datasets/sha256.h"
+#include "util/sha256.h"
 #include "engine/common.h"
 #include "engine/policy.h"
-#include "eval/h5.h"
+#include "util/h5.h"
 #include "eval/study.h"
 
 void sb_study_note(sb_study_plan *plan, const char *fmt, ...) {

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "engine/common.h"
-#include "eval/h5.h"
+#include "util/h5.h"
 #include "eval/study.h"
 
 extern char **environ;

@@ -1,4 +1,4 @@
-/* Tests of eval/h5: roundtrips, attributes, appendable logs, atomic commit and the
+/* Tests of util/h5: roundtrips, attributes, appendable logs, atomic commit and the
  * completion marker, error paths (unwritable, not HDF5, silent HDF5 error stack). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "engine/common.h"
-#include "eval/h5.h"
+#include "util/h5.h"
 
 static char dir[64];
 

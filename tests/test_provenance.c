@@ -1,4 +1,4 @@
-/* Tests of eval/provenance and eval/sha256: hash vectors, file and model hashes, git
+/* Tests of util/provenance and util/sha256: hash vectors, file and model hashes, git
  * revision inside and outside a checkout, machine facts, attachment to HDF5 and JSON. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,9 +13,9 @@
 #include <unistd.h>
 
 #include "engine/common.h"
-#include "eval/h5.h"
-#include "eval/provenance.h"
-#include "datasets/sha256.h"
+#include "util/h5.h"
+#include "util/provenance.h"
+#include "util/sha256.h"
 
 static char dir[64];
 

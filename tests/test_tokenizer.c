@@ -15,7 +15,7 @@
 
 #include "engine/common.h"
 #include "tokenizer/tokenizer.h"
-#include "datasets/sha256.h"
+#include "util/sha256.h"
 #include "datasets/tokens.h"
 #include "tokenizer/tokenizer_internal.h"
 

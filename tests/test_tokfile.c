@@ -1,4 +1,4 @@
-/* Tests of datasets/tokfile (.tok format), datasets/sha256 and datasets/tokens (the loader). */
+/* Tests of datasets/tokfile (.tok format), util/sha256 and datasets/tokens (the loader). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "datasets/sha256.h"
+#include "util/sha256.h"
 #include "datasets/tokens.h"
 #include "datasets/tokfile.h"
 #include "engine/common.h"

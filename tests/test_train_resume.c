@@ -17,7 +17,7 @@
 #include "engine/common.h"
 #include "engine/model.h"
 #include "engine/rng.h"
-#include "eval/h5.h"
+#include "util/h5.h"
 #include "train/train.h"
 
 static char tmpdir[256];

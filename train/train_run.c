@@ -13,7 +13,7 @@
 
 #include "datasets/tokens.h"
 #include "engine/common.h"
-#include "eval/memcheck.h"
+#include "util/memcheck.h"
 #include "tokenizer/tokenizer.h"
 
 /* "queries beyond position 16" */

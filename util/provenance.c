@@ -1,4 +1,4 @@
-#include "eval/provenance.h"
+#include "util/provenance.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "engine/common.h"
-#include "datasets/sha256.h"
+#include "util/sha256.h"
 
 extern char **environ;
 
