@@ -14,7 +14,6 @@
 
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
-#include "util/sha256.h"
 #include "engine/attention_probe.h"
 #include "engine/common.h"
 #include "engine/forward.h"
@@ -23,6 +22,7 @@
 #include "util/lock.h"
 #include "util/memcheck.h"
 #include "util/provenance.h"
+#include "util/sha256.h"
 #include "util/signals.h"
 
 #define CMD "attention"

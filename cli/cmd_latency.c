@@ -27,7 +27,6 @@
 
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
-#include "util/sha256.h"
 #include "engine/common.h"
 #include "engine/decoder.h"
 #include "engine/forward.h"
@@ -35,13 +34,14 @@
 #include "engine/model.h"
 #include "engine/policy.h"
 #include "engine/rng.h"
+#include "eval/study_stats.h"
 #include "util/h5.h"
 #include "util/lock.h"
 #include "util/memcheck.h"
 #include "util/provenance.h"
 #include "util/resume_state.h"
+#include "util/sha256.h"
 #include "util/signals.h"
-#include "eval/study_stats.h"
 
 #define CMD "latency"
 /* queries per batched forward when recomputing a window */

@@ -19,7 +19,6 @@
 
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
-#include "util/sha256.h"
 #include "datasets/tokens.h"
 #include "engine/common.h"
 #include "engine/hfconfig.h"
@@ -32,6 +31,7 @@
 #include "util/progress.h"
 #include "util/provenance.h"
 #include "util/resume_state.h"
+#include "util/sha256.h"
 #include "util/signals.h"
 
 #define CMD "ppl"

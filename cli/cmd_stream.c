@@ -29,9 +29,9 @@
 #include "engine/model.h"
 #include "engine/policy.h"
 #include "engine/sampler.h"
-#include "util/provenance.h"
 #include "tokenizer/llama2c_tok.h"
 #include "tokenizer/tokenizer.h"
+#include "util/provenance.h"
 
 #define CMD "stream"
 /* tokens over which the start/end per-token latency of a soak run is averaged */

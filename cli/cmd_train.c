@@ -6,10 +6,10 @@
 
 #include "cli/cli.h"
 #include "engine/common.h"
+#include "train/train.h"
 #include "util/lock.h"
 #include "util/memcheck.h"
 #include "util/signals.h"
-#include "train/train.h"
 
 static const char train_usage[] =
     "usage: sinkbench train --config FILE.ini --out DIR [--resume] [--stop-at STEP] [--threads N]\n"

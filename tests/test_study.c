@@ -14,11 +14,11 @@
 #include <string.h>
 
 #include "engine/common.h"
-#include "util/h5.h"
 #include "eval/report.h"
 #include "eval/study.h"
 #include "eval/study_stats.h"
 #include "eval/study_table.h"
+#include "util/h5.h"
 
 /* ------------------------------------------------------------------ expressions */
 

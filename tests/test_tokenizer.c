@@ -13,11 +13,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "datasets/tokens.h"
 #include "engine/common.h"
 #include "tokenizer/tokenizer.h"
-#include "util/sha256.h"
-#include "datasets/tokens.h"
 #include "tokenizer/tokenizer_internal.h"
+#include "util/sha256.h"
 
 /* ---- helpers ---- */
 

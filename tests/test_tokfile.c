@@ -12,11 +12,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "util/sha256.h"
 #include "datasets/tokens.h"
 #include "datasets/tokfile.h"
 #include "engine/common.h"
 #include "tokenizer/tokenizer.h"
+#include "util/sha256.h"
 
 static char dir[64];
 

@@ -17,8 +17,8 @@
 #include "engine/common.h"
 #include "engine/model.h"
 #include "engine/rng.h"
-#include "util/h5.h"
 #include "train/train.h"
+#include "util/h5.h"
 
 static char tmpdir[256];
 
