@@ -13,6 +13,7 @@
 #include "engine/hfconfig.h"
 #include "engine/model.h"
 #include "tokenizer/llama2c_tok.h"
+#include "tokenizer/textfile.h"
 #include "tokenizer/tokenizer.h"
 
 int cli_opts_parse(int argc, char **argv, const char *cmd, void (*usage)(FILE *), cli_common_opts *c,

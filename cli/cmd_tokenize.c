@@ -9,9 +9,9 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "datasets/tokens.h"
 #include "datasets/tokfile.h"
 #include "engine/common.h"
+#include "tokenizer/textfile.h"
 #include "tokenizer/tokenizer.h"
 #include "util/sha256.h"
 

@@ -13,8 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "datasets/tokens.h"
 #include "engine/common.h"
+#include "tokenizer/textfile.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_internal.h"
 #include "util/sha256.h"
