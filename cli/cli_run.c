@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "engine/common.h"
 #include "util/lock.h"
+#include "util/sha256.h"
 #include "util/signals.h"
 
 static bool resumable(const cli_command *cmd) { return cmd->save != NULL; }
@@ -25,10 +26,29 @@ static int parse_options(const cli_command *cmd, void *self, cli_run *run, int a
     return rc;
 }
 
-static int inputs_hash(const cli_command *cmd, void *self, uint8_t hash[32]) {
+/* Once: the model's SHA-256 reads every weight. */
+static int hash_model(const cli_command *cmd, cli_run *run) {
+    if (!cmd->model || run->model_sha256[0]) return SB_OK;
+    return sb_provenance_hash_model(run->c.model_dir, run->model_sha256);
+}
+
+/* The SHA-256 of the inputs, which results and resume states name. */
+static int digest_inputs(const cli_command *cmd, cli_run *run) {
+    int rc = cmd->hash_model_late ? SB_OK : hash_model(cmd, run);
+    if (rc || !run->c.data) return rc;
+    uint8_t dig[32];
+    if ((rc = sb_sha256_file(run->c.data, dig))) return rc;
+    sb_sha256_hex(dig, run->data_sha256);
+    return SB_OK;
+}
+
+/* The resume state's key: everything the command's result depends on. */
+static int state_hash(const cli_command *cmd, void *self, cli_run *run, uint8_t hash[32]) {
+    int rc = hash_model(cmd, run);
+    if (rc) return rc;
     sb_resume_hash h;
     sb_resume_hash_init(&h, cmd->name);
-    int rc = cmd->inputs_hash(self, &h);
+    rc = cmd->inputs_hash(self, &h);
     sb_resume_hash_final(&h, hash);
     return rc;
 }
@@ -36,7 +56,7 @@ static int inputs_hash(const cli_command *cmd, void *self, uint8_t hash[32]) {
 /* --resume: the saved state, if there is one for these inputs. */
 static int restore_state(const cli_command *cmd, void *self, cli_run *run) {
     uint8_t hash[32];
-    int rc = inputs_hash(cmd, self, hash);
+    int rc = state_hash(cmd, self, run, hash);
     if (rc) return rc;
     void *buf;
     size_t n;
@@ -67,7 +87,7 @@ static int stop(const cli_command *cmd, void *self, cli_run *run, int argc, char
         uint8_t hash[32];
         char *buf = NULL;
         size_t n = 0;
-        if ((rc = inputs_hash(cmd, self, hash)) || (rc = cmd->save(self, &buf, &n)) ||
+        if ((rc = state_hash(cmd, self, run, hash)) || (rc = cmd->save(self, &buf, &n)) ||
             (rc = sb_resume_save(run->state_path, cmd->name, hash, buf, n))) {
             free(buf);
             return cli_fail(cmd->name, rc);
@@ -83,6 +103,7 @@ static int stop(const cli_command *cmd, void *self, cli_run *run, int argc, char
 /* A finished run: statistics, provenance, the committed result. */
 static int finish(const cli_command *cmd, void *self, cli_run *run, sb_h5 **out) {
     int rc = cmd->finish ? cmd->finish(self) : SB_OK;
+    if (!rc) rc = hash_model(cmd, run);
     if (rc) return rc;
     sb_provenance_collect(&run->prov); /* after the run: its load average covers the run */
     if (!*out) return SB_OK;
@@ -92,6 +113,16 @@ static int finish(const cli_command *cmd, void *self, cli_run *run, sb_h5 **out)
     if (rc) return rc;
     if (run->state_path[0]) unlink(run->state_path); /* the result is complete: the partial state is spent */
     return SB_OK;
+}
+
+void cli_run_json_inputs(const cli_run *run, cJSON *o, bool with_data) {
+    cJSON_AddStringToObject(o, "model", run->c.model_dir);
+    cJSON_AddStringToObject(o, "model_sha256", run->model_sha256);
+    if (with_data) {
+        cJSON_AddStringToObject(o, "data", run->c.data);
+        cJSON_AddStringToObject(o, "data_sha256", run->data_sha256);
+    }
+    if (run->c.out) cJSON_AddStringToObject(o, "out", run->c.out);
 }
 
 static int report(const cli_command *cmd, void *self, cli_run *run) {
@@ -112,17 +143,13 @@ int cli_run_main(const cli_command *cmd, void *self, cli_run *run, int argc, cha
     /* from the start: a signal during loading is answered at the first check, after the
      * output's temp file and lock exist, so both are cleaned up */
     sb_signals_install();
-    int rc = parse_options(cmd, self, run, argc, argv);
-    if (rc == CLI_RUN_DONE) return 0;
-    if (rc) {
-        if (rc == SB_ERR_USAGE && argc <= 1 && cmd->usage) cmd->usage(stderr);
-        return cli_fail(cmd->name, rc);
-    }
-    cli_set_threads(run->c.threads);
-
     sb_lock *lock = NULL;
     sb_h5 *out = NULL;
     bool interrupted = false;
+    int rc = parse_options(cmd, self, run, argc, argv);
+    if (rc == SB_ERR_USAGE && argc <= 1 && cmd->usage) cmd->usage(stderr);
+    if (rc) goto end;
+    cli_set_threads(run->c.threads);
     if (cmd->prepare && (rc = cmd->prepare(self))) goto end;
     if (run->n_mem && (rc = sb_mem_check(run->mem_what, run->mem, run->n_mem, run->c.max_memory))) goto end;
     if (cmd->open && (rc = cmd->open(self))) goto end;
@@ -132,6 +159,12 @@ int cli_run_main(const cli_command *cmd, void *self, cli_run *run, int argc, cha
         if ((rc = sb_lock_acquire(&lock, run->c.out))) goto end;
         if (cmd->out == CLI_OUT_H5 && (rc = sb_h5_create(&out, run->c.out))) goto end;
     }
+    if (cmd->model) {
+        double t0 = sb_now();
+        if ((rc = sb_model_load(&run->model, run->c.model_dir))) goto end;
+        run->model_load_s = sb_now() - t0;
+    }
+    if ((rc = digest_inputs(cmd, run))) goto end;
     if (cmd->load && (rc = cmd->load(self))) goto end;
     run->threads = cli_set_threads(run->c.threads);
     if (resumable(cmd) && run->c.resume && (rc = restore_state(cmd, self, run))) goto end;
@@ -152,6 +185,7 @@ end:
     sb_h5_abort(out);
     sb_lock_release(lock);
     if (cmd->cleanup) cmd->cleanup(self);
+    sb_model_free(&run->model);
     if (interrupted) return rc;
-    return rc ? cli_fail(cmd->name, rc) : 0;
+    return rc && rc != CLI_RUN_DONE ? cli_fail(cmd->name, rc) : 0;
 }

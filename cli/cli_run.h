@@ -4,7 +4,8 @@
  * status 1, not death by signal) and SIGINT/SIGTERM caught from the start; the options (the
  * common ones of cli_opts.h, or the command's own parser); threads; prepare, then the memory
  * estimate it made against --max-memory; open; the output locked and, for an HDF5 result,
- * created as a temp file (so a clash or an unwritable path fails before the work); load;
+ * created as a temp file (so a clash or an unwritable path fails before the work); the
+ * model and the SHA-256 of the inputs; load;
  * threads in effect; for --resume the saved state under the inputs hash; the run. A caught
  * signal then keeps what the command can keep (its state in <out>.resume), prints
  * "resume with: ..." and exits 130 / 143. A finished run gets its statistics, provenance,
@@ -25,6 +26,7 @@
 #include <stdio.h>
 
 #include "cli/cli_opts.h"
+#include "engine/model.h"
 #include "util/h5.h"
 #include "util/memcheck.h"
 #include "util/provenance.h"
@@ -41,6 +43,10 @@ typedef struct {
     sb_mem_part mem[CLI_RUN_MAX_MEM_PARTS];
     int n_mem;
     char mem_what[128];       /* "policy sinks:4:508 over 4096 tokens" */
+    sb_model model;           /* --model, for commands with .model: loaded once the output exists */
+    double model_load_s;      /* what loading it took */
+    char model_sha256[65];    /* sb_provenance_hash_model of --model ("" until computed) */
+    char data_sha256[65];     /* of --data, when given */
     int threads;              /* in effect for the run (set after load) */
     int64_t done, total;      /* how far the run got, for the interrupt line (resumable commands) */
     sb_provenance prov;       /* collected after a finished run, before write_h5/json/summary */
@@ -57,6 +63,9 @@ typedef struct {
     void (*usage)(FILE *f);                       /* for --help; on stderr after a usage error with
                                                    * no arguments at all */
     cli_out_kind out;
+    bool model;                                   /* load and hash --model (run.model, run.model_sha256) */
+    bool hash_model_late;                         /* the hash reads every weight: a timed run has it
+                                                   * after the timing (or for a resume state) */
 
     /* Options: either option (the command's own flags, for cli_opts_parse) and check (the
      * required ones, after parsing), or parse (a parser of its own that fills run.c). */
@@ -66,7 +75,7 @@ typedef struct {
 
     int (*prepare)(void *self);                   /* config, policy, the estimate (run.mem) */
     int (*open)(void *self);                      /* inputs, once the estimate fits */
-    int (*load)(void *self);                      /* model, hashes, buffers: the output exists */
+    int (*load)(void *self);                      /* hashes, buffers: the output and model exist */
 
     /* --resume: a command that can continue an interrupted run has all three; unit names
      * what run.done and run.total count ("predictions"). */
@@ -88,6 +97,10 @@ typedef struct {
     void (*summary)(void *self);                  /* the result for a reader, on stdout */
     void (*cleanup)(void *self);                  /* free what the hooks allocated; every path */
 } cli_command;
+
+/* The JSON keys naming what the run read and wrote: model, model_sha256, then data and
+ * data_sha256 (with_data: latency's JSON never had them), then out when given. */
+void cli_run_json_inputs(const cli_run *run, cJSON *o, bool with_data);
 
 /* Run cmd with self (the command's struct) and run (the cli_run inside it); returns the
  * process exit status. */

@@ -18,7 +18,6 @@
 #include "engine/common.h"
 #include "engine/forward.h"
 #include "engine/model.h"
-#include "util/sha256.h"
 #include "util/signals.h"
 
 #define CMD "attention"
@@ -45,14 +44,12 @@ static void att_usage(FILE *f) {
 typedef struct {
     int64_t n, L, H;
     double wall_s, mean_share, max_share;
-    char model_hash[65], data_hash[65];
 } att_result;
 
 typedef struct {
     cli_run run;             /* the common options and the run's bookkeeping (cli/cli_run.h) */
     int64_t tokens;
     sb_model_config cfg;
-    sb_model model;
     int32_t *ids;
     float *maps, *share;
     att_result r;
@@ -83,9 +80,9 @@ static int att_write_h5(void *self, sb_h5 *f) {
                                   "tokens <= 17) on position 0");
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "command", "sinkbench attention");
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "model", a->run.c.model_dir);
-    rc = rc ? rc : sb_h5_attr_str(f, NULL, "model_sha256", r->model_hash);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "model_sha256", a->run.model_sha256);
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "data", a->run.c.data);
-    rc = rc ? rc : sb_h5_attr_str(f, NULL, "data_sha256", r->data_hash);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "data_sha256", a->run.data_sha256);
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "tokens", r->n);
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "share_from", r->n > SB_PROBE_SHARE_FROM ? SB_PROBE_SHARE_FROM : 1);
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "threads", a->run.threads);
@@ -104,11 +101,7 @@ static cJSON *att_json(void *self) {
     cJSON_AddNumberToObject(o, "sink_share_max_layer", r->max_share);
     cJSON_AddNumberToObject(o, "wall_s", r->wall_s);
     cJSON_AddNumberToObject(o, "threads", a->run.threads);
-    cJSON_AddStringToObject(o, "model", a->run.c.model_dir);
-    cJSON_AddStringToObject(o, "model_sha256", r->model_hash);
-    cJSON_AddStringToObject(o, "data", a->run.c.data);
-    cJSON_AddStringToObject(o, "data_sha256", r->data_hash);
-    if (a->run.c.out) cJSON_AddStringToObject(o, "out", a->run.c.out);
+    cli_run_json_inputs(&a->run, o, true);
     return o;
 }
 
@@ -140,27 +133,19 @@ static int att_prepare(void *self) {
 static int att_open(void *self) {
     att_cmd *a = self;
     att_result *r = &a->r;
-    int rc;
-    if ((rc = sb_model_load(&a->model, a->run.c.model_dir))) return rc;
     int64_t n = 0;
-    if ((rc = cli_load_stream(a->run.c.model_dir, a->run.c.data, a->model.cfg.vocab_size, a->tokens, &a->ids, &n,
-                              NULL)))
-        return rc;
+    int rc = cli_load_stream(a->run.c.model_dir, a->run.c.data, a->cfg.vocab_size, a->tokens, &a->ids, &n, NULL);
+    if (rc) return rc;
     if (n < 2) return sb_error("%s: needs at least 2 tokens, has %" PRId64, a->run.c.data, n);
     r->n = n;
-    r->L = a->model.cfg.n_layers;
-    r->H = a->model.cfg.n_heads;
+    r->L = a->cfg.n_layers;
+    r->H = a->cfg.n_heads;
     return SB_OK;
 }
 
 static int att_load(void *self) {
     att_cmd *a = self;
     att_result *r = &a->r;
-    int rc;
-    if ((rc = sb_provenance_hash_model(a->run.c.model_dir, r->model_hash))) return rc;
-    uint8_t dig[32];
-    if ((rc = sb_sha256_file(a->run.c.data, dig))) return rc;
-    sb_sha256_hex(dig, r->data_hash);
     a->maps = malloc((size_t)r->L * (size_t)r->n * (size_t)r->n * sizeof *a->maps);
     a->share = malloc((size_t)r->L * (size_t)r->H * sizeof *a->share);
     if (!a->maps || !a->share)
@@ -172,7 +157,7 @@ static int att_load(void *self) {
 static int att_run(void *self) {
     att_cmd *a = self;
     double t0 = sb_now();
-    int rc = sb_attention_probe(&a->model, a->ids, a->r.n, a->maps, a->share);
+    int rc = sb_attention_probe(&a->run.model, a->ids, a->r.n, a->maps, a->share);
     a->r.wall_s = sb_now() - t0;
     if (!rc) sb_signal_poll(); /* the pass is the one chunk: also the SB_TEST_SIGNAL_AT hook of the tests */
     return rc;
@@ -198,28 +183,16 @@ static void att_cleanup(void *self) {
     free(a->maps);
     free(a->share);
     free(a->ids);
-    sb_model_free(&a->model);
 }
 
+/* not resumable: a stop abandons the probe ("interrupted; nothing written") */
 static const cli_command att_command = {
-    .name = CMD,
-    .usage = att_usage,
-    .option = att_option,
-    .check = att_check,
-    .prepare = att_prepare,
-    .open = att_open,
-    .load = att_load,
-    .run = att_run,
-    .finish = att_finish,
-    .write_h5 = att_write_h5,
-    .json = att_json,
-    .summary = att_summary,
-    .cleanup = att_cleanup,
+    .name = CMD, .model = true, .usage = att_usage, .option = att_option, .check = att_check,
+    .prepare = att_prepare, .open = att_open, .load = att_load, .run = att_run, .finish = att_finish,
+    .write_h5 = att_write_h5, .json = att_json, .summary = att_summary, .cleanup = att_cleanup,
 };
 
 int cmd_attention(int argc, char **argv) {
-    att_cmd a;
-    memset(&a, 0, sizeof a);
-    a.tokens = ATT_DEFAULT_TOKENS;
+    att_cmd a = {.tokens = ATT_DEFAULT_TOKENS};
     return cli_run_main(&att_command, &a, &a.run, argc, argv);
 }

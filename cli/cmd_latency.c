@@ -33,7 +33,6 @@
 #include "engine/policy.h"
 #include "engine/rng.h"
 #include "eval/study_stats.h"
-#include "util/sha256.h"
 #include "util/signals.h"
 
 #define CMD "latency"
@@ -170,7 +169,6 @@ typedef struct {
     double mean_ms, p50_ms, p90_ms, p99_ms, min_ms, max_ms;
     double peak_rss_mb, weights_mb;
     int64_t cache_bytes, cache_len, kv_bytes; /* allocated cache, tokens held, their keys + values */
-    char model_hash[65], data_hash[65];
 } lat_result;
 
 /* The command's state; a comes first because the option hooks, above, take it as lat_args. */
@@ -182,7 +180,6 @@ typedef struct {
     int32_t *ids;
     double *step_ms;
     mem_samples ms;
-    sb_model model;
 } lat_cmd;
 
 /* Timed loop through the decoder. step_ms[warmup + tokens] receives every step's time. */
@@ -285,7 +282,7 @@ static int lat_write_h5(void *self, sb_h5 *f) {
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "policy", r->policy.spec);
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "recompute", recompute_name(a, &r->policy));
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "model", a->run.c.model_dir);
-    rc = rc ? rc : sb_h5_attr_str(f, NULL, "model_sha256", r->model_hash);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "model_sha256", a->run.model_sha256);
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "data", a->run.c.data ? a->run.c.data : "pseudo-random ids");
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "seed", a->seed);
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "tokens", r->tokens);
@@ -330,9 +327,7 @@ static cJSON *lat_json(void *self) {
     cJSON_AddNumberToObject(o, "threads", a->run.threads);
     cJSON_AddNumberToObject(o, "load_s", r->load_s);
     cJSON_AddNumberToObject(o, "wall_s", r->wall_s);
-    cJSON_AddStringToObject(o, "model", a->run.c.model_dir);
-    cJSON_AddStringToObject(o, "model_sha256", r->model_hash);
-    if (a->run.c.out) cJSON_AddStringToObject(o, "out", a->run.c.out);
+    cli_run_json_inputs(&a->run, o, false);
     return o;
 }
 
@@ -354,12 +349,9 @@ static void lat_summary(void *self) {
 static int lat_inputs_hash(void *self, sb_resume_hash *h) {
     lat_cmd *l = self;
     const lat_args *a = &l->a;
-    lat_result *r = &l->r;
-    /* the model hash reads every weight: computed only when a resume state needs it, or after timing */
-    int rc = r->model_hash[0] ? SB_OK : sb_provenance_hash_model(a->run.c.model_dir, r->model_hash);
-    if (rc) return rc;
-    sb_resume_hash_str(h, "model_sha256", r->model_hash);
-    sb_resume_hash_str(h, "data_sha256", r->data_hash);
+    const lat_result *r = &l->r;
+    sb_resume_hash_str(h, "model_sha256", a->run.model_sha256);
+    sb_resume_hash_str(h, "data_sha256", a->run.c.data ? a->run.data_sha256 : "pseudo-random");
     sb_resume_hash_str(h, "policy", r->policy.spec);
     sb_resume_hash_str(h, "recompute", recompute_name(a, &r->policy));
     sb_resume_hash_i64(h, "seed", a->seed);
@@ -470,19 +462,10 @@ static int lat_load(void *self) {
     lat_cmd *l = self;
     lat_args *a = &l->a;
     lat_result *r = &l->r;
-    snprintf(r->data_hash, sizeof r->data_hash, "pseudo-random");
     if (!(l->step_ms = malloc((size_t)l->steps * sizeof *l->step_ms)))
         return sb_error("cannot allocate %" PRId64 " step times", l->steps);
-    double t_load = sb_now();
-    int rc;
-    if ((rc = sb_model_load(&l->model, a->run.c.model_dir))) return rc;
-    r->load_s = sb_now() - t_load;
-    r->weights_mb = (double)l->model.n_params * sizeof(float) / (1024.0 * 1024.0);
-    if (a->run.c.data) {
-        uint8_t dig[32];
-        if ((rc = sb_sha256_file(a->run.c.data, dig))) return rc;
-        sb_sha256_hex(dig, r->data_hash);
-    }
+    r->load_s = a->run.model_load_s;
+    r->weights_mb = (double)a->run.model.n_params * sizeof(float) / (1024.0 * 1024.0);
     return SB_OK;
 }
 
@@ -493,10 +476,10 @@ static int lat_run(void *self) {
     double t0 = sb_now();
     int rc;
     if (batched_recompute(a, &r->policy))
-        rc = run_recompute_batched(&l->model, r->policy.window, l->ids, l->steps, a->sample_every, l->step_ms, &l->ms,
+        rc = run_recompute_batched(&a->run.model, r->policy.window, l->ids, l->steps, a->sample_every, l->step_ms, &l->ms,
                                    r, &a->run.done);
     else
-        rc = run_decoder(&l->model, &r->policy, l->ids, l->steps, a->sample_every, l->step_ms, &l->ms, r,
+        rc = run_decoder(&a->run.model, &r->policy, l->ids, l->steps, a->sample_every, l->step_ms, &l->ms, r,
                          &a->run.done);
     r->wall_s = sb_now() - t0;
     return rc;
@@ -507,42 +490,27 @@ static int lat_finish(void *self) {
     lat_result *r = &l->r;
     r->peak_rss_mb = sb_peak_rss_mb();
     lat_stats(r, l->step_ms + r->warmup, r->tokens);
-    /* hashing reads every weight: done after timing so it cannot disturb it */
-    return r->model_hash[0] ? SB_OK : sb_provenance_hash_model(l->a.run.c.model_dir, r->model_hash);
+    return SB_OK;
 }
 
 static void lat_cleanup(void *self) {
     lat_cmd *l = self;
-    sb_model_free(&l->model);
     samples_free(&l->ms);
     free(l->step_ms);
     free(l->ids);
 }
 
 static const cli_command lat_command = {
-    .name = CMD,
-    .usage = lat_usage,
-    .option = lat_option,
-    .check = lat_check,
-    .prepare = lat_prepare,
-    .open = lat_open,
-    .load = lat_load,
-    .unit = "tokens",
-    .inputs_hash = lat_inputs_hash,
-    .save = lat_save,
-    .restore = lat_restore,
-    .run = lat_run,
-    .finish = lat_finish,
-    .write_h5 = lat_write_h5,
-    .json = lat_json,
-    .summary = lat_summary,
+    /* hashing the model reads every weight: after the timing, so it cannot disturb it */
+    .name = CMD, .model = true, .hash_model_late = true, .usage = lat_usage, .option = lat_option, .check = lat_check,
+    .prepare = lat_prepare, .open = lat_open, .load = lat_load, .run = lat_run, .finish = lat_finish,
     .cleanup = lat_cleanup,
+    /* --resume replays the timed steps untimed and keeps their times and samples */
+    .unit = "tokens", .inputs_hash = lat_inputs_hash, .save = lat_save, .restore = lat_restore,
+    .write_h5 = lat_write_h5, .json = lat_json, .summary = lat_summary,
 };
 
 int cmd_latency(int argc, char **argv) {
-    lat_cmd l;
-    memset(&l, 0, sizeof l);
-    l.a.sample_every = 64;
-    l.a.seed = 1;
+    lat_cmd l = {.a = {.sample_every = 64, .seed = 1}};
     return cli_run_main(&lat_command, &l, &l.a.run, argc, argv);
 }

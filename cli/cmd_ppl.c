@@ -23,7 +23,6 @@
 #include "engine/policy.h"
 #include "engine/stream_eval.h"
 #include "util/progress.h"
-#include "util/sha256.h"
 #include "util/signals.h"
 
 #define CMD "ppl"
@@ -54,7 +53,6 @@ typedef struct {
     uint64_t bytes_scored;
     double tokens_per_s, wall_s, load_s, peak_rss_mb;
     uint64_t mem_needed;
-    char model_hash[65], data_hash[65];
 } ppl_result;
 
 typedef struct {
@@ -72,7 +70,6 @@ typedef struct {
     double t_start;
     sb_model_config cfg;
     int32_t *ids;
-    sb_model model;
     float *nll;
     sb_eval_opts opts;
     ppl_result r;
@@ -130,11 +127,7 @@ static cJSON *ppl_json(void *self) {
     cJSON_AddNumberToObject(o, "memory_estimate_bytes", (double)r->mem_needed);
     cJSON_AddNumberToObject(o, "threads", a->run.threads);
     cJSON_AddNumberToObject(o, "chunk", (double)(a->chunk ? a->chunk : SB_EVAL_DEFAULT_CHUNK));
-    cJSON_AddStringToObject(o, "model", a->run.c.model_dir);
-    cJSON_AddStringToObject(o, "model_sha256", r->model_hash);
-    cJSON_AddStringToObject(o, "data", a->run.c.data);
-    cJSON_AddStringToObject(o, "data_sha256", r->data_hash);
-    if (a->run.c.out) cJSON_AddStringToObject(o, "out", a->run.c.out);
+    cli_run_json_inputs(&a->run, o, true);
     return o;
 }
 
@@ -158,9 +151,9 @@ static int ppl_write_h5(void *self, sb_h5 *f) {
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "policy", r->policy.spec);
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "mode", mode_name(a->mode));
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "model", a->run.c.model_dir);
-    rc = rc ? rc : sb_h5_attr_str(f, NULL, "model_sha256", r->model_hash);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "model_sha256", a->run.model_sha256);
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "data", a->run.c.data);
-    rc = rc ? rc : sb_h5_attr_str(f, NULL, "data_sha256", r->data_hash);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "data_sha256", a->run.data_sha256);
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "tokens", r->n_tokens);
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "tokens_scored", r->scored);
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "threads", a->run.threads);
@@ -180,8 +173,8 @@ static int ppl_write_h5(void *self, sb_h5 *f) {
 static int ppl_inputs_hash(void *self, sb_resume_hash *h) {
     const ppl_cmd *a = self;
     const ppl_result *r = &a->r;
-    sb_resume_hash_str(h, "model_sha256", r->model_hash);
-    sb_resume_hash_str(h, "data_sha256", r->data_hash);
+    sb_resume_hash_str(h, "model_sha256", a->run.model_sha256);
+    sb_resume_hash_str(h, "data_sha256", a->run.data_sha256);
     sb_resume_hash_str(h, "policy", r->policy.spec);
     sb_resume_hash_str(h, "mode", mode_name(a->mode));
     sb_resume_hash_i64(h, "tokens", r->n_tokens);
@@ -256,12 +249,6 @@ static int ppl_prepare(void *self) {
 static int ppl_load(void *self) {
     ppl_cmd *a = self;
     ppl_result *r = &a->r;
-    int rc;
-    if ((rc = sb_model_load(&a->model, a->run.c.model_dir))) return rc;
-    if ((rc = sb_provenance_hash_model(a->run.c.model_dir, r->model_hash))) return rc;
-    uint8_t dig[32];
-    if ((rc = sb_sha256_file(a->run.c.data, dig))) return rc;
-    sb_sha256_hex(dig, r->data_hash);
     if (!(a->nll = malloc((size_t)r->scored * sizeof *a->nll)))
         return sb_error("cannot allocate %" PRId64 " NLL values", r->scored);
     return SB_OK;
@@ -276,7 +263,7 @@ static int ppl_run(void *self) {
     a->opts.user = &pc;
     double t0 = sb_now();
     r->load_s = t0 - a->t_start;
-    int rc = sb_eval_stream_nll(&a->model, &r->policy, a->ids, r->n_tokens, &a->opts, a->nll);
+    int rc = sb_eval_stream_nll(&a->run.model, &r->policy, a->ids, r->n_tokens, &a->opts, a->nll);
     r->wall_s = sb_now() - t0;
     sb_progress_end(&pc.bar);
     return rc;
@@ -297,32 +284,19 @@ static int ppl_finish(void *self) {
 
 static void ppl_cleanup(void *self) {
     ppl_cmd *a = self;
-    sb_model_free(&a->model);
     free(a->nll);
     free(a->ids);
 }
 
 static const cli_command ppl_command = {
-    .name = CMD,
-    .usage = ppl_usage,
-    .option = ppl_option,
-    .check = ppl_check,
-    .prepare = ppl_prepare,
-    .load = ppl_load,
-    .unit = "predictions",
-    .inputs_hash = ppl_inputs_hash,
-    .save = ppl_save,
-    .restore = ppl_restore,
-    .run = ppl_run,
-    .finish = ppl_finish,
-    .write_h5 = ppl_write_h5,
-    .json = ppl_json,
-    .summary = ppl_summary,
-    .cleanup = ppl_cleanup,
+    .name = CMD, .model = true, .usage = ppl_usage, .option = ppl_option, .check = ppl_check,
+    .prepare = ppl_prepare, .load = ppl_load, .run = ppl_run, .finish = ppl_finish, .cleanup = ppl_cleanup,
+    /* --resume continues from the NLL finished so far */
+    .unit = "predictions", .inputs_hash = ppl_inputs_hash, .save = ppl_save, .restore = ppl_restore,
+    .write_h5 = ppl_write_h5, .json = ppl_json, .summary = ppl_summary,
 };
 
 int cmd_ppl(int argc, char **argv) {
-    ppl_cmd a;
-    memset(&a, 0, sizeof a);
+    ppl_cmd a = {.mode = SB_MODE_EXACT};
     return cli_run_main(&ppl_command, &a, &a.run, argc, argv);
 }

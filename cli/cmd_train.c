@@ -120,16 +120,11 @@ static void train_summary(void *self) {
             t->res.seconds, est, (unsigned long long)t->res.memory_estimate, sb_peak_rss_mb(), t->run.c.out);
 }
 
+/* One trainer per output directory (two would overwrite each other's checkpoints): --out is
+ * locked, not created. No .usage: a bare "sinkbench train" has always been one error line. */
 static const cli_command train_command = {
-    .name = "train",
-    /* no .usage: train has always answered a bare "sinkbench train" with the one error line */
-    /* one trainer per output directory: two would overwrite each other's checkpoints */
-    .out = CLI_OUT_LOCK,
-    .parse = train_parse,
-    .run = train_run,
-    .stopped = train_stopped,
-    .interrupted = train_interrupted,
-    .summary = train_summary,
+    .name = "train", .out = CLI_OUT_LOCK, .parse = train_parse,
+    .run = train_run, .stopped = train_stopped, .interrupted = train_interrupted, .summary = train_summary,
 };
 
 int cmd_train(int argc, char **argv) {
