@@ -2,12 +2,29 @@
 # Sources are picked up by wildcard per module directory, so a new file needs no edit here.
 CC      ?= cc
 PKGS    := openblas hdf5-serial zlib libcjson inih
+BUILD   ?= build
+
+# A fresh machine first gets its packages: when a library (or cmocka, or h5dump for the tests)
+# is missing, the include below makes $(BUILD)/.deps, whose recipe runs scripts/install_deps.sh
+# (as root it installs them; otherwise it prints the exact apt-get command and fails), and make
+# then reads this file again, so the pkg-config flags are those of the installed packages.
+DEPS_OK := $(shell pkg-config --exists $(PKGS) cmocka 2>/dev/null && command -v h5dump >/dev/null && echo yes)
+ifeq ($(DEPS_OK),yes)
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+else ifeq ($(filter-out clean fuzz-clean,$(or $(MAKECMDGOALS),all)),)
+# cleaning needs no packages
+else ifneq ($(MAKE_RESTARTS),)
+$(error sinkbench: packages still missing after scripts/install_deps.sh: \
+        $(shell pkg-config --print-errors --exists $(PKGS) cmocka 2>&1 | head -n 1))
+else
+include $(BUILD)/.deps
+endif
+
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -Wall -Wextra -Werror -pthread -fopenmp -D_GNU_SOURCE -I. \
-           $(shell pkg-config --cflags $(PKGS))
-LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lm -fopenmp -pthread
-BUILD   ?= build
+CFLAGS  += -std=c11 -Wall -Wextra -Werror -pthread -fopenmp -D_GNU_SOURCE -I. $(PKG_CFLAGS)
+LDLIBS  += $(PKG_LIBS) -lm -fopenmp -pthread
 
 MODULES := util engine tokenizer datasets eval train
 LIB_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
@@ -17,7 +34,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_HELPERS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/helpers/*.c))
 
-.PHONY: all test bench clean datasets models test-asan test-valgrind
+.PHONY: all test bench clean datasets models test-asan test-valgrind FORCE
 all: bin/sinkbench $(TEST_BIN)
 
 $(BUILD)/%.o: %.c
@@ -63,6 +80,12 @@ bench: bin/sinkbench $(BENCH_BIN)
 	  $(BUILD)/bench/bench_tokenizer --text data/text/train.txt --train-bytes 20M > results/bench_tokenizer.json.tmp \
 	  && mv results/bench_tokenizer.json.tmp results/bench_tokenizer.json && echo "wrote results/bench_tokenizer.json"; \
 	else echo "bench: skipping the tokenizer benchmark (run make datasets first)"; fi
+
+# FORCE: an old marker must not stand for packages that are missing now
+$(BUILD)/.deps: FORCE
+	@scripts/install_deps.sh
+	@mkdir -p $(@D) && touch $@
+FORCE:
 
 datasets:
 	@datasets/make_datasets.sh
