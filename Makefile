@@ -4,22 +4,21 @@ CC      ?= cc
 PKGS    := openblas hdf5-serial zlib libcjson inih
 BUILD   ?= build
 
-# A fresh machine first gets its packages: when a library (or cmocka, or h5dump for the tests)
-# is missing, the include below makes $(BUILD)/.deps, whose recipe runs scripts/install_deps.sh
-# (as root it installs them; otherwise it prints the exact apt-get command and fails), and make
-# then reads this file again, so the pkg-config flags are those of the installed packages.
-DEPS_OK := $(shell pkg-config --exists $(PKGS) cmocka 2>/dev/null && command -v h5dump >/dev/null && echo yes)
-ifeq ($(DEPS_OK),yes)
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
-else ifeq ($(filter-out clean fuzz-clean,$(or $(MAKECMDGOALS),all)),)
-# cleaning needs no packages
-else ifneq ($(MAKE_RESTARTS),)
-$(error sinkbench: packages still missing after scripts/install_deps.sh: \
-        $(shell pkg-config --print-errors --exists $(PKGS) cmocka 2>&1 | head -n 1))
-else
-include $(BUILD)/.deps
+# A fresh machine first gets its packages, before any flag is computed: when a library (or
+# cmocka, or h5dump for the tests) is missing, scripts/install_deps.sh runs here, while make reads
+# this file; as root it installs them, otherwise it prints the exact apt-get command and make
+# stops. Cleaning needs no packages.
+DEPS_CHECK = pkg-config --exists $(PKGS) cmocka 2>/dev/null && command -v h5dump >/dev/null && echo ok
+ifneq ($(shell $(DEPS_CHECK)),ok)
+ifneq ($(filter-out clean fuzz-clean,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(shell scripts/install_deps.sh >&2 && $(DEPS_CHECK)),ok)
+$(error sinkbench: cannot build without them ($(or $(shell pkg-config --print-errors --exists \
+        $(PKGS) cmocka 2>&1 | head -n 1),h5dump not found)))
 endif
+endif
+endif
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
@@ -34,7 +33,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_HELPERS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/helpers/*.c))
 
-.PHONY: all test bench clean datasets models test-asan test-valgrind FORCE
+.PHONY: all test bench clean datasets models test-asan test-valgrind
 all: bin/sinkbench $(TEST_BIN)
 
 $(BUILD)/%.o: %.c
@@ -80,12 +79,6 @@ bench: bin/sinkbench $(BENCH_BIN)
 	  $(BUILD)/bench/bench_tokenizer --text data/text/train.txt --train-bytes 20M > results/bench_tokenizer.json.tmp \
 	  && mv results/bench_tokenizer.json.tmp results/bench_tokenizer.json && echo "wrote results/bench_tokenizer.json"; \
 	else echo "bench: skipping the tokenizer benchmark (run make datasets first)"; fi
-
-# FORCE: an old marker must not stand for packages that are missing now
-$(BUILD)/.deps: FORCE
-	@scripts/install_deps.sh
-	@mkdir -p $(@D) && touch $@
-FORCE:
 
 datasets:
 	@datasets/make_datasets.sh
