@@ -32,6 +32,8 @@ CLI_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/*.c))
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_HELPERS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/helpers/*.c))
+# reached only through the test pattern rule, so make would delete them as intermediates
+.SECONDARY: $(TEST_HELPERS)
 
 .PHONY: all test bench clean datasets models test-asan test-valgrind
 all: bin/sinkbench $(TEST_BIN)
