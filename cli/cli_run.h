@@ -1,17 +1,16 @@
 /* The run sequence of the long commands (ppl, latency, attention, train), written once.
  *
- * cli_run() does, in this order: SIGPIPE ignored (a closed stdout is an error message and
+ * cli_run_main() does, in this order: SIGPIPE ignored (a closed stdout is an error message and
  * status 1, not death by signal) and SIGINT/SIGTERM caught from the start; the options (the
  * common ones of cli_opts.h, or the command's own parser); threads; prepare, then the memory
  * estimate it made against --max-memory; open; the output locked and, for an HDF5 result,
- * created as a temp file (so a clash or an unwritable path fails before the work); the
- * model and the SHA-256 of the inputs; load;
- * threads in effect; for --resume the saved state under the inputs hash; the run. A caught
- * signal then keeps what the command can keep (its state in <out>.resume), prints
- * "resume with: ..." and exits 130 / 143. A finished run gets its statistics, provenance,
- * the result written and committed atomically, the spent resume state removed, then the
- * JSON line or summary. Every path, failure included, releases the lock, removes the temp
- * file and calls cleanup.
+ * created as a temp file (so a clash or an unwritable path fails before the work); the model
+ * and the SHA-256 of the inputs; load; threads in effect; for --resume the saved state under
+ * the inputs hash; the run. A caught signal then keeps what the command can keep (its state
+ * in <out>.resume), prints "resume with: ..." and exits 130 / 143. A finished run gets its
+ * statistics, provenance, the result written and committed atomically, the spent resume
+ * state removed, then the JSON line or summary. Every path, failure included, releases the
+ * lock, removes the temp file, frees the model and calls cleanup.
  *
  * A command keeps its state in a struct of its own, which holds a cli_run; every hook gets
  * that struct (self). Hooks return SB_OK or an error status with sb_error() set; NULL hooks
@@ -32,7 +31,7 @@
 #include "util/provenance.h"
 #include "util/resume_state.h"
 
-/* A parse hook's "done already" (e.g. --print-config printed): exit 0, nothing else runs. */
+/* A parse hook's "done already" (--help, --print-config): exit 0 without a run. */
 #define CLI_RUN_DONE 1000
 #define CLI_RUN_MAX_MEM_PARTS 4
 
@@ -94,7 +93,7 @@ typedef struct {
     int (*finish)(void *self);                    /* a finished run's statistics */
     int (*write_h5)(void *self, sb_h5 *f);        /* datasets and attributes; provenance follows */
     cJSON *(*json)(void *self);                   /* --json: the object; provenance keys follow */
-    void (*summary)(void *self);                  /* the result for a reader, on stdout */
+    void (*summary)(void *self);                  /* the result for a reader (without --json) */
     void (*cleanup)(void *self);                  /* free what the hooks allocated; every path */
 } cli_command;
 
