@@ -73,6 +73,36 @@ void sb_test_write_file(const char *path, const void *data, size_t n) {
 
 void sb_test_write_text(const char *path, const char *text) { sb_test_write_file(path, text, strlen(text)); }
 
+static void put_token(FILE *f, const char *s, float score) {
+    int32_t len = (int32_t)strlen(s);
+    fwrite(&score, 4, 1, f);
+    fwrite(&len, 4, 1, f);
+    fwrite(s, 1, (size_t)len, f);
+}
+
+void sb_test_write_llama2c_tok(const char *path) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    int32_t mtl = 6;
+    fwrite(&mtl, 4, 1, f);
+    put_token(f, "<unk>", 0);
+    put_token(f, "\n<s>\n", 0);
+    put_token(f, "\n</s>\n", 0);
+    for (int b = 0; b < 256; b++) {
+        char s[8];
+        snprintf(s, sizeof s, "<0x%02X>", b);
+        put_token(f, s, 0);
+    }
+    put_token(f, " ", -10);
+    put_token(f, "a", -10);
+    put_token(f, "b", -10);
+    put_token(f, "ab", -1);
+    put_token(f, "ba", -2);
+    put_token(f, " a", -3);
+    put_token(f, "aba", -0.5f);
+    assert_int_equal(fclose(f), 0);
+}
+
 void sb_test_omp_passive(char **argv) {
     if (getenv("OMP_WAIT_POLICY")) return;
     setenv("OMP_WAIT_POLICY", "passive", 1);

@@ -28,6 +28,11 @@ void sb_test_rmtree(const char *dir);
 void sb_test_write_file(const char *path, const void *data, size_t n);
 void sb_test_write_text(const char *path, const char *text);
 
+/* A llama2.c tokenizer file with a vocabulary small enough to work its merges out by hand:
+ * ids 0 <unk>, 1 <s>, 2 </s>, 3..258 <0xNN>, 259 " ", 260 "a", 261 "b", 262 "ab" (score -1),
+ * 263 "ba" (-2), 264 " a" (-3), 265 "aba" (-0.5); the single characters score -10. */
+void sb_test_write_llama2c_tok(const char *path);
+
 /* OpenMP workers that spin between the many small parallel regions of a tiny model starve
  * the computing thread on a busy 2-core machine (10x slower), so the training tests run them
  * passive; libgomp reads the policy when it loads, hence the re-exec with it set. */
