@@ -2,20 +2,38 @@
 # Sources are picked up by wildcard per module directory, so a new file needs no edit here.
 CC      ?= cc
 PKGS    := openblas hdf5-serial zlib libcjson inih
-OPT     ?= -O2
-CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -Wall -Wextra -Werror -pthread -fopenmp -D_GNU_SOURCE -I. \
-           $(shell pkg-config --cflags $(PKGS))
-LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lm -fopenmp -pthread
 BUILD   ?= build
 
-MODULES := engine engine/cpu tokenizer datasets eval train
+# A fresh machine first gets its packages, before any flag is computed: when a library (or
+# cmocka, or h5dump for the tests) is missing, scripts/install_deps.sh runs here, while make reads
+# this file; as root it installs them, otherwise it prints the exact apt-get command and make
+# stops. Cleaning needs no packages.
+DEPS_CHECK = pkg-config --exists $(PKGS) cmocka 2>/dev/null && command -v h5dump >/dev/null && echo ok
+ifneq ($(shell $(DEPS_CHECK)),ok)
+ifneq ($(filter-out clean fuzz-clean,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(shell scripts/install_deps.sh >&2 && $(DEPS_CHECK)),ok)
+$(error sinkbench: cannot build without them ($(or $(shell pkg-config --print-errors --exists \
+        $(PKGS) cmocka 2>&1 | head -n 1),h5dump not found)))
+endif
+endif
+endif
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -Wall -Wextra -Werror -pthread -fopenmp -D_GNU_SOURCE -I. $(PKG_CFLAGS)
+LDLIBS  += $(PKG_LIBS) -lm -fopenmp -pthread
+
+MODULES := util engine engine/cpu tokenizer datasets eval train
 LIB_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/*.c))
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_HELPERS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/helpers/*.c))
+# reached only through the test pattern rule, so make would delete them as intermediates
+.SECONDARY: $(TEST_HELPERS)
 
 .PHONY: all test bench clean datasets models test-asan test-valgrind
 all: bin/sinkbench $(TEST_BIN)

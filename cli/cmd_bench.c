@@ -24,8 +24,8 @@
 #include "engine/model.h"
 #include "engine/policy.h"
 #include "engine/stream_eval.h"
-#include "eval/progress.h"
-#include "eval/provenance.h"
+#include "util/progress.h"
+#include "util/provenance.h"
 
 #define CMD "bench"
 

@@ -10,9 +10,9 @@
 #include "cli/cli.h"
 #include "engine/common.h"
 #include "engine/model.h"
-#include "eval/h5.h"
 #include "eval/study_table.h"
 #include "train/train.h"
+#include "util/h5.h"
 
 static const char card_usage[] =
     "usage: sinkbench card --model DIR [--eval FILE.json]... [--train-output FILE] [--out FILE]\n"

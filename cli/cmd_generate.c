@@ -16,8 +16,7 @@
 #include "engine/model.h"
 #include "engine/policy.h"
 #include "engine/sampler.h"
-#include "tokenizer/llama2c_tok.h"
-#include "tokenizer/tokenizer.h"
+#include "tokenizer/text_tok.h"
 
 static const char generate_usage[] =
     "usage: sinkbench generate --model PATH --prompt TEXT --max-tokens N [--tokenizer PATH]\n"
@@ -49,68 +48,35 @@ static void print_piece(const char *p, size_t len) {
     fflush(stdout);
 }
 
-static bool ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && !strcmp(s + a - b, suffix);
-}
-
 static int run_generate(const gen_args *a) {
     sb_model m;
     sb_policy_spec pol;
     int rc;
     if ((rc = sb_policy_parse(a->policy, &pol))) return rc;
     if (sb_model_load(&m, a->model)) return SB_ERR;
-    sb_l2c_tok *lt = NULL;
-    sb_tokenizer *ht = NULL;
+    sb_text_tok *tok = NULL;
     sb_decoder *d = NULL;
     int32_t *ids = NULL;
     float *logits = NULL;
     sb_sampler sampler;
     memset(&sampler, 0, sizeof sampler);
     size_t n_prompt = 0;
-    int32_t stop_id;
-    bool has_bos = true;
     char tokpath[4096];
     const char *tp = a->tokenizer;
     if (!tp) {
         snprintf(tokpath, sizeof tokpath, "%s/tokenizer.json", a->model);
         tp = tokpath;
     }
-    if (ends_with(tp, ".bin")) {
-        if ((rc = sb_l2c_tok_load(&lt, tp))) goto done;
-        if (sb_l2c_tok_vocab_size(lt) != m.cfg.vocab_size) {
-            rc = sb_error("%s: %d tokens, the model has vocab_size %d", tp, sb_l2c_tok_vocab_size(lt),
-                          m.cfg.vocab_size);
-            goto done;
-        }
-        if ((rc = sb_l2c_tok_encode(lt, a->prompt, true, false, &ids, &n_prompt))) goto done;
-        stop_id = SB_L2C_BOS;
-    } else {
-        if ((rc = sb_tokenizer_load(&ht, tp))) goto done;
-        if (sb_tokenizer_vocab_size(ht) > m.cfg.vocab_size) {
-            rc = sb_error("%s: %d tokens, more than the model's vocab_size %d", tp, sb_tokenizer_vocab_size(ht),
-                          m.cfg.vocab_size);
-            goto done;
-        }
-        int32_t *enc;
-        size_t n;
-        if ((rc = sb_tokenizer_encode(ht, a->prompt, strlen(a->prompt), &enc, &n))) goto done;
-        int32_t bos = sb_tokenizer_bos_id(ht);
-        if (bos < 0) bos = m.cfg.bos_id;
-        ids = malloc_check((n + 1) * sizeof *ids);
-        has_bos = bos >= 0;
-        if (has_bos) ids[n_prompt++] = bos;
-        memcpy(ids + n_prompt, enc, n * sizeof *ids);
-        n_prompt += n;
-        free(enc);
-        stop_id = m.cfg.eos_id;
-        /* config.json without eos_token_id: the tokenizer's end-of-text token still ends a text */
-        if (stop_id < 0) stop_id = sb_tokenizer_token_id(ht, SB_TOKEN_ENDOFTEXT);
-        if (stop_id < 0) stop_id = sb_tokenizer_token_id(ht, "</s>");
-        if (n_prompt == 0) {
-            rc = sb_usage_error("--prompt is empty and the tokenizer has no BOS token to start from");
-            goto done;
-        }
+    if ((rc = sb_text_tok_load(&tok, tp)) || (rc = sb_text_tok_check_vocab(tok, m.cfg.vocab_size))) goto done;
+    int32_t bos = sb_text_tok_bos(tok, m.cfg.bos_id), stop[2];
+    bool has_bos = bos >= 0;
+    if ((rc = sb_text_tok_encode(tok, a->prompt, bos, &ids, &n_prompt))) goto done;
+    /* only the first end token: llama2.c's run stops at BOS alone */
+    sb_text_tok_stops(tok, m.cfg.eos_id, stop);
+    int32_t stop_id = stop[0];
+    if (n_prompt == 0) {
+        rc = sb_usage_error("--prompt is empty and the tokenizer has no BOS token to start from");
+        goto done;
     }
     if ((rc = sb_policy_check_model(&pol, &m.cfg))) goto done;
     if ((rc = sb_decoder_new(&d, &m, &pol, a->max_tokens))) goto done;
@@ -118,9 +84,9 @@ static int run_generate(const gen_args *a) {
     logits = malloc_check((size_t)V * sizeof *logits);
     if ((rc = sb_sampler_init(&sampler, V, a->temperature, a->top_p, (uint64_t)a->seed))) goto done;
     int32_t token = ids[0];
-    if (ht && !has_bos) { /* the first prompt token is text too */
+    if (!has_bos) { /* the first prompt token is text too */
         size_t len = 0;
-        const char *piece = sb_tokenizer_token_bytes(ht, token, &len);
+        const char *piece = sb_text_tok_piece(tok, -1, token, &len);
         print_piece(piece, len);
     }
     for (int64_t pos = 0; pos < a->max_tokens; pos++) {
@@ -130,7 +96,7 @@ static int run_generate(const gen_args *a) {
         else next = sb_sampler_sample(&sampler, logits);
         if (next == stop_id && (size_t)pos + 1 >= n_prompt) break; /* a prompt may contain it */
         size_t len = 0;
-        const char *piece = lt ? sb_l2c_tok_decode(lt, token, next, &len) : sb_tokenizer_token_bytes(ht, next, &len);
+        const char *piece = sb_text_tok_piece(tok, token, next, &len);
         print_piece(piece, len);
         token = next;
     }
@@ -141,8 +107,7 @@ done:
     free(ids);
     free(logits);
     sb_sampler_free(&sampler);
-    sb_l2c_tok_free(lt);
-    if (ht) sb_tokenizer_free(ht);
+    sb_text_tok_free(tok);
     sb_model_free(&m);
     return rc;
 }

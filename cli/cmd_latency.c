@@ -19,29 +19,21 @@
  * then times the rest: counts, samples and configuration come out as in an unbroken run. */
 #include <cJSON.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
-#include "datasets/sha256.h"
+#include "cli/cli_run.h"
 #include "engine/common.h"
 #include "engine/decoder.h"
 #include "engine/stream_eval.h"
-#include "engine/hfconfig.h"
 #include "engine/model.h"
 #include "engine/policy.h"
 #include "engine/rng.h"
-#include "eval/h5.h"
-#include "eval/lock.h"
-#include "eval/memcheck.h"
-#include "eval/provenance.h"
-#include "eval/resume_state.h"
-#include "eval/signals.h"
 #include "eval/study_stats.h"
+#include "util/signals.h"
 
 #define CMD "latency"
 /* queries per batched forward when recomputing a window */
@@ -50,7 +42,7 @@
 typedef enum { RECOMPUTE_BATCHED, RECOMPUTE_DECODE } recompute_mode;
 
 typedef struct {
-    cli_common_opts c;       /* --model --data --out --threads --max-memory --json --resume */
+    cli_run run;             /* the common options and the run's bookkeeping (cli/cli_run.h) */
     const char *policy;
     int64_t tokens, warmup, sample_every, seed;
     bool warmup_set;
@@ -60,22 +52,25 @@ typedef struct {
 static void lat_usage(FILE *f) {
     fprintf(f,
             "usage: sinkbench latency --model DIR --policy SPEC --tokens N [options]\n"
-            "  --policy SPEC         dense | window:W | sinks:K:W[:newline] | learned:W | recompute:W\n"
+            "  --policy SPEC         %s\n"
             "  --tokens N            timed tokens (after the warmup)\n"
-            "  --warmup N            untimed tokens first (default: fill the cache, i.e. K+W for\n"
-            "                        sinks/window/learned, 0 for dense, 1 for recompute)\n"
+            "  --warmup N            untimed tokens first (default: fill the cache, i.e. the tokens the\n"
+            "                        policy keeps: K+W for sinks, 0 for dense, 1 for recompute)\n"
             "  --sample-every K      RSS / cache-size sample every K tokens (default 64)\n"
             "  --recompute batched|decode  how recompute:W rebuilds its window (default batched:\n"
             "                        one forward over the W tokens, like the paper's baseline)\n"
             "  --data FILE           token ids from .tok/.ids/.txt instead of pseudo-random ones\n"
             "  --seed S              seed of the pseudo-random ids (default 1)\n"
             "  --threads N           BLAS/OpenMP threads\n"
+            "  --device DEV          cpu (default), cuda or cuda:N\n"
+            "  --compute C           auto (default), f32, bf16 or f16 (GPU arithmetic)\n"
             "  --max-memory SIZE     refuse runs needing more (default: MemAvailable), e.g. 512M\n"
             "  --json                one JSON object on stdout\n"
             "  --out FILE.h5         per-token times and memory samples, written atomically;\n"
             "                        FILE.h5.lock keeps a second run off it; Ctrl-C / SIGTERM save\n"
             "                        the finished part to FILE.h5.resume and exit 130 / 143\n"
-            "  --resume              continue from FILE.h5.resume\n");
+            "  --resume              continue from FILE.h5.resume\n",
+            sb_policy_syntax_list());
 }
 
 static int lat_option(const char *f, const char *v, void *user) {
@@ -95,19 +90,14 @@ static int lat_option(const char *f, const char *v, void *user) {
     return SB_OK;
 }
 
-static int lat_parse_args(int argc, char **argv, lat_args *a) {
-    memset(a, 0, sizeof *a);
-    a->sample_every = 64;
-    a->seed = 1;
-    int rc = cli_opts_parse(argc, argv, CMD, lat_usage, &a->c, lat_option, a);
-    if (rc) return rc;
+static int lat_check(void *self) {
+    const lat_args *a = self;
     if (!a->policy) return sb_usage_error("--policy SPEC is required");
     if (!a->tokens) return sb_usage_error("--tokens N is required");
-    if (a->c.resume && !a->c.out) return sb_usage_error("--resume needs --out FILE.h5 (its state is FILE.h5.resume)");
     return SB_OK;
 }
 
-/* A policy whose exact plan is a fresh window per token (recompute:W); its W. */
+/* A policy whose exact plan is a fresh window per token (recompute:W); its W, else 0. */
 static int64_t fresh_window(const sb_policy_spec *p, const sb_model_config *c) {
     sb_exact_plan plan;
     return sb_policy_exact_plan(p, c, &plan) && plan.kind == SB_EXACT_FRESH_WINDOW ? plan.W : 0;
@@ -129,7 +119,7 @@ static int64_t default_warmup(const lat_args *a, const sb_policy_spec *p, const 
 /* The stream: ids from --data, else pseudo-random in [0, vocab). */
 static int lat_tokens(const lat_args *a, const sb_model_config *c, int64_t need, int32_t **ids) {
     *ids = NULL;
-    if (!a->c.data) {
+    if (!a->run.c.data) {
         size_t bytes;
         if (!sb_mul_size((size_t)need, sizeof(int32_t), &bytes) || !(*ids = malloc(bytes)))
             return sb_error("cannot allocate %" PRId64 " token ids", need);
@@ -139,12 +129,12 @@ static int lat_tokens(const lat_args *a, const sb_model_config *c, int64_t need,
         return SB_OK;
     }
     int64_t n = 0;
-    int rc = cli_load_stream(a->c.model_dir, a->c.data, c->vocab_size, need, ids, &n, NULL);
+    int rc = cli_load_stream(a->run.c.model_dir, a->run.c.data, c->vocab_size, need, ids, &n, NULL);
     if (rc) return rc;
     if (n < need) {
         free(*ids);
         *ids = NULL;
-        return sb_error("%s: the run needs %" PRId64 " tokens, the file has %" PRId64, a->c.data, need, n);
+        return sb_error("%s: the run needs %" PRId64 " tokens, the file has %" PRId64, a->run.c.data, need, n);
     }
     return SB_OK;
 }
@@ -186,12 +176,24 @@ typedef struct {
     double mean_ms, p50_ms, p90_ms, p99_ms, min_ms, max_ms;
     double peak_rss_mb, weights_mb;
     int64_t cache_bytes, cache_len, kv_bytes; /* allocated cache, tokens held, their keys + values */
-    int threads;
-    char model_hash[65];
-    sb_provenance prov;
     int64_t fresh_w;          /* W of a fresh-window policy (recompute:W), else 0 */
     const char *recompute;    /* how it rebuilds: batched, decode, or n/a */
+    bool batched;             /* recompute:W run as one forward over its window */
+    char device[32];
+    sb_compute compute;
 } lat_result;
+
+/* The command's state; a comes first because the option hooks, above, take it as lat_args. */
+typedef struct {
+    lat_args a;
+    lat_result r;
+    sb_model_config cfg;
+    int64_t steps, need;
+    int32_t *ids;
+    double *step_ms;
+    mem_samples ms;
+    sb_backend *backend;
+} lat_cmd;
 
 /* Timed loop through the decoder. step_ms[warmup + tokens] receives every step's time. */
 /* Keys and values of one cached token over all layers. */
@@ -280,8 +282,12 @@ static const char *recompute_name(const lat_args *a, const sb_policy_spec *p, co
     return a->recompute == RECOMPUTE_BATCHED ? "batched" : "decode";
 }
 
-static int lat_write_h5(sb_h5 *f, const lat_args *a, const lat_result *r, const double *step_ms,
-                        const mem_samples *ms) {
+static int lat_write_h5(void *self, sb_h5 *f) {
+    const lat_cmd *l = self;
+    const lat_args *a = &l->a;
+    const lat_result *r = &l->r;
+    const double *step_ms = l->step_ms;
+    const mem_samples *ms = &l->ms;
     int rc = sb_h5_write_f64(f, "step_ms", step_ms + r->warmup, r->tokens);
     rc = rc ? rc : sb_h5_attr_str(f, "step_ms", "unit", "milliseconds per token (wall clock)");
     rc = rc ? rc : sb_h5_write_f64(f, "warmup_ms", step_ms, r->warmup);
@@ -294,13 +300,15 @@ static int lat_write_h5(sb_h5 *f, const lat_args *a, const lat_result *r, const 
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "command", "sinkbench latency");
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "policy", r->policy.spec);
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "recompute", r->recompute);
-    rc = rc ? rc : sb_h5_attr_str(f, NULL, "model", a->c.model_dir);
-    rc = rc ? rc : sb_h5_attr_str(f, NULL, "model_sha256", r->model_hash);
-    rc = rc ? rc : sb_h5_attr_str(f, NULL, "data", a->c.data ? a->c.data : "pseudo-random ids");
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "device", r->device);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "compute", sb_compute_name(r->compute));
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "model", a->run.c.model_dir);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "model_sha256", a->run.model_sha256);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "data", a->run.c.data ? a->run.c.data : "pseudo-random ids");
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "seed", a->seed);
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "tokens", r->tokens);
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "warmup", r->warmup);
-    rc = rc ? rc : sb_h5_attr_i64(f, NULL, "threads", r->threads);
+    rc = rc ? rc : sb_h5_attr_i64(f, NULL, "threads", a->run.threads);
     rc = rc ? rc : sb_h5_attr_f64(f, NULL, "mean_ms", r->mean_ms);
     rc = rc ? rc : sb_h5_attr_f64(f, NULL, "p50_ms", r->p50_ms);
     rc = rc ? rc : sb_h5_attr_f64(f, NULL, "p90_ms", r->p90_ms);
@@ -314,14 +322,18 @@ static int lat_write_h5(sb_h5 *f, const lat_args *a, const lat_result *r, const 
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "cache_len", r->cache_len);
     rc = rc ? rc : sb_h5_attr_f64(f, NULL, "load_s", r->load_s);
     rc = rc ? rc : sb_h5_attr_f64(f, NULL, "wall_s", r->wall_s);
-    rc = rc ? rc : sb_provenance_to_h5(&r->prov, f);
     return rc;
 }
 
-static int lat_print_json(const lat_args *a, const lat_result *r) {
+static cJSON *lat_json(void *self) {
+    const lat_cmd *l = self;
+    const lat_args *a = &l->a;
+    const lat_result *r = &l->r;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "policy", r->policy.spec);
     cJSON_AddStringToObject(o, "recompute", r->recompute);
+    cJSON_AddStringToObject(o, "device", r->device);
+    cJSON_AddStringToObject(o, "compute", sb_compute_name(r->compute));
     cJSON_AddNumberToObject(o, "tokens", (double)r->tokens);
     cJSON_AddNumberToObject(o, "warmup", (double)r->warmup);
     cJSON_AddNumberToObject(o, "mean_ms", r->mean_ms);
@@ -335,30 +347,42 @@ static int lat_print_json(const lat_args *a, const lat_result *r) {
     cJSON_AddNumberToObject(o, "cache_bytes", (double)r->cache_bytes);
     cJSON_AddNumberToObject(o, "kv_bytes", (double)r->kv_bytes);
     cJSON_AddNumberToObject(o, "cache_len", (double)r->cache_len);
-    cJSON_AddNumberToObject(o, "threads", r->threads);
+    cJSON_AddNumberToObject(o, "threads", a->run.threads);
     cJSON_AddNumberToObject(o, "load_s", r->load_s);
     cJSON_AddNumberToObject(o, "wall_s", r->wall_s);
-    cJSON_AddStringToObject(o, "model", a->c.model_dir);
-    cJSON_AddStringToObject(o, "model_sha256", r->model_hash);
-    if (a->c.out) cJSON_AddStringToObject(o, "out", a->c.out);
-    sb_provenance_to_json(&r->prov, o);
-    return cli_print_json(o);
+    cli_run_json_inputs(&a->run, o, false);
+    return o;
+}
+
+static void lat_summary(void *self) {
+    const lat_cmd *l = self;
+    const lat_args *a = &l->a;
+    const lat_result *r = &l->r;
+    printf("policy %s%s%s: %" PRId64 " timed tokens after %" PRId64 " warmup, cache %" PRId64 " tokens (keys+values %.2f MiB)\n",
+           r->policy.spec, r->fresh_w ? ", recompute " : "", r->fresh_w ? r->recompute : "", r->tokens, r->warmup,
+           r->cache_len, (double)r->kv_bytes / (1024.0 * 1024.0));
+    printf("per token: mean %.3f ms, p50 %.3f ms, p99 %.3f ms (min %.3f, max %.3f)\n", r->mean_ms, r->p50_ms,
+           r->p99_ms, r->min_ms, r->max_ms);
+    printf("peak RSS %.1f MiB (weights %.1f MiB), %d threads, git %s\n", r->peak_rss_mb, r->weights_mb, a->run.threads,
+           a->run.prov.git_rev);
 }
 
 /* Everything the counts and samples depend on; a resume under another hash is refused. */
-static void lat_inputs_hash(const lat_args *a, const lat_result *r, const char *data_hash, uint8_t hash[32]) {
-    sb_resume_hash h;
-    sb_resume_hash_init(&h, CMD);
-    sb_resume_hash_str(&h, "model_sha256", r->model_hash);
-    sb_resume_hash_str(&h, "data_sha256", data_hash);
-    sb_resume_hash_str(&h, "policy", r->policy.spec);
-    sb_resume_hash_str(&h, "recompute", r->recompute);
-    sb_resume_hash_i64(&h, "seed", a->seed);
-    sb_resume_hash_i64(&h, "warmup", r->warmup);
-    sb_resume_hash_i64(&h, "tokens", r->tokens);
-    sb_resume_hash_i64(&h, "sample_every", a->sample_every);
-    sb_resume_hash_i64(&h, "threads", r->threads);
-    sb_resume_hash_final(&h, hash);
+static int lat_inputs_hash(void *self, sb_resume_hash *h) {
+    lat_cmd *l = self;
+    const lat_args *a = &l->a;
+    const lat_result *r = &l->r;
+    sb_resume_hash_str(h, "model_sha256", a->run.model_sha256);
+    sb_resume_hash_str(h, "data_sha256", a->run.c.data ? a->run.data_sha256 : "pseudo-random");
+    sb_resume_hash_str(h, "policy", r->policy.spec);
+    sb_resume_hash_str(h, "recompute", r->recompute);
+    if (strcmp(r->device, "cpu")) sb_resume_hash_str(h, "device", r->device);
+    sb_resume_hash_i64(h, "seed", a->seed);
+    sb_resume_hash_i64(h, "warmup", r->warmup);
+    sb_resume_hash_i64(h, "tokens", r->tokens);
+    sb_resume_hash_i64(h, "sample_every", a->sample_every);
+    sb_resume_hash_i64(h, "threads", a->run.threads);
+    return SB_OK;
 }
 
 /* Append bytes at *p; memcpy from a NULL source is undefined even for 0 bytes (no samples). */
@@ -370,206 +394,152 @@ static void put_bytes(char **p, const void *src, size_t bytes) {
 
 /* Payload: int64 done, double step_ms[done], int64 n_samples, then the samples' tokens,
  * cache bytes and RSS, n_samples each. */
-static int lat_save_state(const char *path, const uint8_t hash[32], const double *step_ms, int64_t done,
-                          const mem_samples *ms) {
-    size_t n = 2 * sizeof(int64_t) + (size_t)done * sizeof(double) + (size_t)ms->n * 3 * sizeof(int64_t);
-    char *buf = malloc(n), *p = buf;
-    if (!buf) return sb_error("%s: out of memory for the resume state", path);
+static int lat_save(void *self, char **payload, size_t *n) {
+    const lat_cmd *l = self;
+    const mem_samples *ms = &l->ms;
+    int64_t done = l->a.run.done;
+    *n = 2 * sizeof(int64_t) + (size_t)done * sizeof(double) + (size_t)ms->n * 3 * sizeof(int64_t);
+    char *buf = *payload = malloc(*n), *p = buf;
+    if (!buf) return sb_error("%s: out of memory for the resume state", l->a.run.state_path);
     put_bytes(&p, &done, sizeof done);
-    put_bytes(&p, step_ms, (size_t)done * sizeof(double));
+    put_bytes(&p, l->step_ms, (size_t)done * sizeof(double));
     put_bytes(&p, &ms->n, sizeof ms->n);
     put_bytes(&p, ms->tokens, (size_t)ms->n * sizeof(int64_t));
     put_bytes(&p, ms->cache_bytes, (size_t)ms->n * sizeof(int64_t));
     put_bytes(&p, ms->rss_mb, (size_t)ms->n * sizeof(double));
-    int rc = sb_resume_save(path, CMD, hash, buf, n);
-    free(buf);
-    return rc;
+    return SB_OK;
 }
 
-static int lat_load_state(const char *path, const uint8_t hash[32], double *step_ms, int64_t steps, int64_t *done,
-                          mem_samples *ms) {
-    *done = 0;
-    void *buf;
-    size_t n;
-    int missing;
-    int rc = sb_resume_load(path, CMD, hash, &buf, &n, &missing);
-    if (rc) {
-        if (!missing) return rc;
-        sb_clear_error();
-        fprintf(stderr, "sinkbench latency: no saved state in %s, starting from the beginning\n", path);
-        return SB_OK;
-    }
+static int lat_restore(void *self, const char *buf, size_t n) {
+    lat_cmd *l = self;
+    int64_t steps = l->steps;
     const char *p = buf, *end = p + n;
     int64_t d = -1, k = -1;
     if (n >= sizeof d) memcpy(&d, p, sizeof d);
     p += sizeof d;
     bool ok = d >= 0 && d <= steps && (size_t)(end - p) >= (size_t)d * sizeof(double) + sizeof k;
     if (ok) {
-        memcpy(step_ms, p, (size_t)d * sizeof(double));
+        memcpy(l->step_ms, p, (size_t)d * sizeof(double));
         p += (size_t)d * sizeof(double);
         memcpy(&k, p, sizeof k);
         p += sizeof k;
         /* samples: one at 0, one per sample_every and the last: never more than steps + 1 */
         ok = k >= 0 && k <= steps + 1 && (size_t)(end - p) == (size_t)k * 3 * sizeof(int64_t);
     }
-    if (!ok) {
-        free(buf);
-        return sb_error("%s: resume state does not match this run (%" PRId64 " steps)", path, steps);
-    }
+    if (!ok)
+        return sb_error("%s: resume state does not match this run (%" PRId64 " steps)", l->a.run.state_path, steps);
     for (int64_t i = 0; i < k; i++) {
         int64_t t, c;
         double rss;
         memcpy(&t, p + i * sizeof t, sizeof t);
         memcpy(&c, p + (k + i) * sizeof c, sizeof c);
         memcpy(&rss, p + (2 * k + i) * sizeof rss, sizeof rss);
-        samples_push(ms, t, c);
-        ms->rss_mb[ms->n - 1] = rss;
+        samples_push(&l->ms, t, c);
+        l->ms.rss_mb[l->ms.n - 1] = rss;
     }
-    free(buf);
-    *done = d;
+    l->a.run.done = d;
     return SB_OK;
 }
 
-int cmd_latency(int argc, char **argv) {
-    sb_signals_install();
-    lat_args a;
-    int rc = lat_parse_args(argc, argv, &a);
-    if (rc) {
-        if (rc == SB_ERR_USAGE && argc <= 1) lat_usage(stderr);
-        return cli_fail(CMD, rc);
-    }
-    cli_set_threads(a.c.threads);
-    lat_result r;
-    memset(&r, 0, sizeof r);
-
-    sb_model_config cfg;
-    if ((rc = cli_load_model_config(a.c.model_dir, &cfg))) return cli_fail(CMD, rc);
-    if ((rc = cli_parse_policy(a.policy, &cfg, &r.policy))) return cli_fail(CMD, rc);
-    r.warmup = a.warmup_set ? a.warmup : default_warmup(&a, &r.policy, &cfg);
-    r.fresh_w = fresh_window(&r.policy, &cfg);
-    r.recompute = recompute_name(&a, &r.policy, &cfg);
-    const bool batched = batched_recompute(&a, &r.policy, &cfg);
-    r.tokens = a.tokens;
-    int64_t steps = r.warmup + r.tokens;
+static int lat_prepare(void *self) {
+    lat_cmd *l = self;
+    lat_args *a = &l->a;
+    lat_result *r = &l->r;
+    int rc;
+    if ((rc = cli_load_model_config(a->run.c.model_dir, &l->cfg))) return rc;
+    if ((rc = cli_parse_policy(a->policy, &l->cfg, &r->policy))) return rc;
+    r->warmup = a->warmup_set ? a->warmup : default_warmup(a, &r->policy, &l->cfg);
+    r->fresh_w = fresh_window(&r->policy, &l->cfg);
+    r->recompute = recompute_name(a, &r->policy, &l->cfg);
+    r->batched = batched_recompute(a, &r->policy, &l->cfg);
+    r->tokens = a->tokens;
+    int64_t steps = l->steps = a->run.total = r->warmup + r->tokens;
     /* a batched recompute step reads its whole window from the stream */
-    int64_t need = steps + (batched ? r.fresh_w - 1 : 0);
+    l->need = steps + (r->batched ? r->fresh_w - 1 : 0);
 
-    size_t n_params = sb_model_param_count(&cfg);
+    size_t n_params = sb_model_param_count(&l->cfg);
     uint64_t run_bytes;
-    if (batched) {
+    if (r->batched) {
         const sb_eval_opts eo = {.chunk = RECOMPUTE_CHUNK};
-        run_bytes = sb_eval_memory_bytes(&cfg, &r.policy, r.fresh_w + 1, &eo);
+        run_bytes = sb_eval_memory_bytes(&l->cfg, &r->policy, r->fresh_w + 1, &eo);
     } else {
-        run_bytes = sb_decoder_memory_bytes(&cfg, &r.policy, steps);
+        run_bytes = sb_decoder_memory_bytes(&l->cfg, &r->policy, steps);
     }
-    sb_mem_part parts[3] = {
+    const sb_mem_part parts[3] = {
         {"weights", n_params > UINT64_MAX / sizeof(float) ? UINT64_MAX : (uint64_t)n_params * sizeof(float)},
-        {batched ? "recompute pass (KV, activations, logits)" : "decoder (KV cache, logits)",
+        {r->batched ? "recompute pass (KV, activations, logits)" : "decoder (KV cache, logits)",
          run_bytes},
-        {"token ids and step times", (uint64_t)need * sizeof(int32_t) + (uint64_t)steps * sizeof(double)},
+        {"token ids and step times", (uint64_t)l->need * sizeof(int32_t) + (uint64_t)steps * sizeof(double)},
     };
-    char what[128];
-    snprintf(what, sizeof what, "policy %s over %" PRId64 " tokens", r.policy.spec, steps);
-    if ((rc = sb_mem_check(what, parts, 3, a.c.max_memory))) return cli_fail(CMD, rc);
+    memcpy(a->run.mem, parts, sizeof parts);
+    a->run.n_mem = 3;
+    snprintf(a->run.mem_what, sizeof a->run.mem_what, "policy %s over %" PRId64 " tokens", r->policy.spec, steps);
+    return SB_OK;
+}
 
-    int32_t *ids = NULL;
-    if ((rc = lat_tokens(&a, &cfg, need, &ids))) return cli_fail(CMD, rc);
+static int lat_open(void *self) {
+    lat_cmd *l = self;
+    return lat_tokens(&l->a, &l->cfg, l->need, &l->ids);
+}
 
-    sb_lock *lock = NULL;
-    sb_h5 *out = NULL;
-    char state_path[4096] = "";
-    if (a.c.out && ((rc = sb_resume_path(state_path, sizeof state_path, a.c.out)) ||
-                    (rc = sb_lock_acquire(&lock, a.c.out)) || (rc = sb_h5_create(&out, a.c.out)))) {
-        sb_lock_release(lock);
-        free(ids);
-        return cli_fail(CMD, rc);
-    }
-    double *step_ms = malloc((size_t)steps * sizeof *step_ms);
-    mem_samples ms = {0};
-    sb_model model;
-    memset(&model, 0, sizeof model);
-    sb_backend *backend = NULL;
-    char data_hash[65] = "pseudo-random";
-    uint8_t hash[32];
-    int64_t done = 0;
-    if (!step_ms) {
-        rc = sb_error("cannot allocate %" PRId64 " step times", steps);
-        goto done;
-    }
-    double t_load = sb_now();
-    if ((rc = sb_model_load(&model, a.c.model_dir))) goto done;
-    r.load_s = sb_now() - t_load;
-    r.weights_mb = (double)model.n_params * sizeof(float) / (1024.0 * 1024.0);
-    r.threads = cli_set_threads(a.c.threads);
-    if (a.c.data) {
-        uint8_t dig[32];
-        if ((rc = sb_sha256_file(a.c.data, dig))) goto done;
-        sb_sha256_hex(dig, data_hash);
-    }
-    if (a.c.resume) {
-        /* the model hash reads every weight: only a resume needs it before timing */
-        if ((rc = sb_provenance_hash_model(a.c.model_dir, r.model_hash))) goto done;
-        lat_inputs_hash(&a, &r, data_hash, hash);
-        if ((rc = lat_load_state(state_path, hash, step_ms, steps, &done, &ms))) goto done;
-    }
+static int lat_load(void *self) {
+    lat_cmd *l = self;
+    lat_args *a = &l->a;
+    lat_result *r = &l->r;
+    if (!(l->step_ms = malloc((size_t)l->steps * sizeof *l->step_ms)))
+        return sb_error("cannot allocate %" PRId64 " step times", l->steps);
+    r->load_s = a->run.model_load_s;
+    r->weights_mb = (double)a->run.model.n_params * sizeof(float) / (1024.0 * 1024.0);
+    int rc = cli_open_backend(&a->run.c, &a->run.model, &l->backend);
+    if (rc) return rc;
+    snprintf(r->device, sizeof r->device, "%s", l->backend->device);
+    r->compute = l->backend->compute;
+    return SB_OK;
+}
 
+static int lat_run(void *self) {
+    lat_cmd *l = self;
+    lat_args *a = &l->a;
+    lat_result *r = &l->r;
     double t0 = sb_now();
-    if (!sb_signal_caught()) {
-        if ((rc = cli_open_backend(&a.c, &model, &backend))) goto done;
-        if (batched)
-            rc = run_recompute_batched(backend, r.fresh_w, ids, steps, a.sample_every, step_ms, &ms, &r, &done);
-        else
-            rc = run_decoder(backend, &r.policy, ids, steps, a.sample_every, step_ms, &ms, &r, &done);
-    }
-    r.wall_s = sb_now() - t0;
-    if (rc) goto done;
-    if (sb_signal_caught()) {
-        if (!a.c.out) {
-            fprintf(stderr, "sinkbench latency: interrupted after %" PRId64 " of %" PRId64
-                            " tokens; nothing saved (only runs with --out can resume)\n", done, steps);
-        } else {
-            if (!r.model_hash[0] && (rc = sb_provenance_hash_model(a.c.model_dir, r.model_hash))) goto done;
-            lat_inputs_hash(&a, &r, data_hash, hash);
-            if ((rc = lat_save_state(state_path, hash, step_ms, done, &ms))) goto done;
-            fprintf(stderr, "sinkbench latency: interrupted after %" PRId64 " of %" PRId64 " tokens, saved to %s\n",
-                    done, steps, state_path);
-            sb_signal_print_resume(stderr, argc, argv);
-        }
-        rc = -1; /* exit with the signal's status below */
-        goto done;
-    }
-    r.peak_rss_mb = sb_peak_rss_mb();
-    lat_stats(&r, step_ms + r.warmup, r.tokens);
-    /* hashing reads every weight: done after timing so it cannot disturb it */
-    if (!r.model_hash[0] && (rc = sb_provenance_hash_model(a.c.model_dir, r.model_hash))) goto done;
-    sb_provenance_collect(&r.prov);
+    int rc;
+    if (r->batched)
+        rc = run_recompute_batched(l->backend, r->fresh_w, l->ids, l->steps, a->sample_every, l->step_ms, &l->ms, r,
+                                   &a->run.done);
+    else
+        rc = run_decoder(l->backend, &r->policy, l->ids, l->steps, a->sample_every, l->step_ms, &l->ms, r,
+                         &a->run.done);
+    r->wall_s = sb_now() - t0;
+    return rc;
+}
 
-    if (out) {
-        if ((rc = lat_write_h5(out, &a, &r, step_ms, &ms))) goto done;
-        rc = sb_h5_commit(out);
-        out = NULL;
-        if (rc) goto done;
-        unlink(state_path);
-    }
-    if (a.c.json) rc = lat_print_json(&a, &r);
-    else {
-        printf("policy %s%s%s: %" PRId64 " timed tokens after %" PRId64 " warmup, cache %" PRId64 " tokens (keys+values %.2f MiB)\n",
-               r.policy.spec, r.fresh_w ? ", recompute " : "", r.fresh_w ? r.recompute : "", r.tokens, r.warmup,
-               r.cache_len, (double)r.kv_bytes / (1024.0 * 1024.0));
-        printf("per token: mean %.3f ms, p50 %.3f ms, p99 %.3f ms (min %.3f, max %.3f)\n", r.mean_ms, r.p50_ms,
-               r.p99_ms, r.min_ms, r.max_ms);
-        printf("peak RSS %.1f MiB (weights %.1f MiB), %d threads, git %s\n", r.peak_rss_mb, r.weights_mb, r.threads,
-               r.prov.git_rev);
-    }
+static int lat_finish(void *self) {
+    lat_cmd *l = self;
+    lat_result *r = &l->r;
+    r->peak_rss_mb = sb_peak_rss_mb();
+    lat_stats(r, l->step_ms + r->warmup, r->tokens);
+    return SB_OK;
+}
 
-done:
-    sb_h5_abort(out);
-    sb_lock_release(lock);
-    sb_backend_close(backend);
-    sb_model_free(&model);
-    samples_free(&ms);
-    free(step_ms);
-    free(ids);
-    if (rc == -1) return sb_signal_exit_status();
-    return rc ? cli_fail(CMD, rc) : 0;
+static void lat_cleanup(void *self) {
+    lat_cmd *l = self;
+    samples_free(&l->ms);
+    free(l->step_ms);
+    free(l->ids);
+    sb_backend_close(l->backend);
+}
+
+static const cli_command lat_command = {
+    /* hashing the model reads every weight: after the timing, so it cannot disturb it */
+    .name = CMD, .model = true, .hash_model_late = true, .usage = lat_usage, .option = lat_option, .check = lat_check,
+    .prepare = lat_prepare, .open = lat_open, .load = lat_load, .run = lat_run, .finish = lat_finish,
+    .cleanup = lat_cleanup,
+    /* --resume replays the timed steps untimed and keeps their times and samples */
+    .unit = "tokens", .inputs_hash = lat_inputs_hash, .save = lat_save, .restore = lat_restore,
+    .write_h5 = lat_write_h5, .json = lat_json, .summary = lat_summary,
+};
+
+int cmd_latency(int argc, char **argv) {
+    lat_cmd l = {.a = {.sample_every = 64, .seed = 1}};
+    return cli_run_main(&lat_command, &l, &l.a.run, argc, argv);
 }

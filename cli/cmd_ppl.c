@@ -11,38 +11,21 @@
 #include <cJSON.h>
 #include <inttypes.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
-#include "datasets/sha256.h"
-#include "datasets/tokens.h"
+#include "cli/cli_run.h"
 #include "engine/common.h"
-#include "engine/hfconfig.h"
 #include "engine/model.h"
 #include "engine/policy.h"
 #include "engine/stream_eval.h"
-#include "eval/h5.h"
-#include "eval/lock.h"
-#include "eval/memcheck.h"
-#include "eval/progress.h"
-#include "eval/provenance.h"
-#include "eval/resume_state.h"
-#include "eval/signals.h"
+#include "util/progress.h"
+#include "util/signals.h"
 
 #define CMD "ppl"
-
-typedef struct {
-    cli_common_opts c;       /* --model --data --out --threads --max-memory --json --resume */
-    const char *policy;
-    sb_eval_mode mode;
-    int64_t tokens;          /* 0 = all */
-    int64_t chunk;           /* 0 = engine default */
-} ppl_args;
 
 static void ppl_usage(FILE *f) {
     fprintf(f,
@@ -66,42 +49,6 @@ static void ppl_usage(FILE *f) {
             sb_policy_syntax_list());
 }
 
-static int ppl_option(const char *f, const char *v, void *user) {
-    ppl_args *a = user;
-    if (!strcmp(f, "--policy")) a->policy = v;
-    else if (!strcmp(f, "--mode")) {
-        if (!strcmp(v, "exact")) a->mode = SB_MODE_EXACT;
-        else if (!strcmp(v, "decode")) a->mode = SB_MODE_DECODE;
-        else return sb_usage_error("--mode: '%s' is not exact or decode", v);
-    } else if (!strcmp(f, "--tokens")) return cli_parse_int(f, v, 2, INT64_MAX, &a->tokens);
-    else if (!strcmp(f, "--chunk")) return cli_parse_int(f, v, 1, SB_POLICY_MAX_LEN, &a->chunk);
-    else return CLI_OPT_UNKNOWN;
-    return SB_OK;
-}
-
-static int ppl_parse_args(int argc, char **argv, ppl_args *a) {
-    memset(a, 0, sizeof *a);
-    int rc = cli_opts_parse(argc, argv, CMD, ppl_usage, &a->c, ppl_option, a);
-    if (rc) return rc;
-    if (!a->c.data) return sb_usage_error("--data FILE is required");
-    if (a->c.resume && !a->c.out) return sb_usage_error("--resume needs --out FILE.h5 (its state is FILE.h5.resume)");
-    return SB_OK;
-}
-
-typedef struct {
-    sb_progress bar;
-    int64_t done;            /* predictions finished at the last report */
-} ppl_progress_ctx;
-
-/* Called after every chunk: a caught SIGINT/SIGTERM stops the evaluation here, with
- * nll[0, done) complete, so that part can be saved for --resume. */
-static int ppl_progress(const sb_eval_progress *p, void *user) {
-    ppl_progress_ctx *c = user;
-    c->done = p->done;
-    sb_progress_update(&c->bar, p->done, p->sum_nll);
-    return sb_signal_poll() != 0;
-}
-
 /* Everything the run produced, for JSON, the summary and the h5 attributes. */
 typedef struct {
     sb_policy_spec policy;
@@ -113,23 +60,72 @@ typedef struct {
     double mean_nll, ppl, bpb; /* bpb NAN unless text input */
     uint64_t bytes_scored;
     double tokens_per_s, wall_s, load_s, peak_rss_mb;
-    int threads;
     uint64_t mem_needed;
-    char model_hash[65], data_hash[65];
-    sb_provenance prov;
 } ppl_result;
+
+typedef struct {
+    sb_progress bar;
+    int64_t *done;           /* predictions finished at the last report (cli_run's) */
+} ppl_progress_ctx;
+
+typedef struct {
+    cli_run run;             /* the common options and the run's bookkeeping (cli/cli_run.h) */
+    const char *policy;
+    sb_eval_mode mode;
+    int64_t tokens;          /* 0 = all */
+    int64_t chunk;           /* 0 = engine default */
+    char default_policy[64];
+    double t_start;
+    sb_model_config cfg;
+    int32_t *ids;
+    float *nll;
+    sb_eval_opts opts;
+    sb_backend *backend;
+    ppl_result r;
+} ppl_cmd;
+
+static int ppl_option(const char *f, const char *v, void *user) {
+    ppl_cmd *a = user;
+    if (!strcmp(f, "--policy")) a->policy = v;
+    else if (!strcmp(f, "--mode")) {
+        if (!strcmp(v, "exact")) a->mode = SB_MODE_EXACT;
+        else if (!strcmp(v, "decode")) a->mode = SB_MODE_DECODE;
+        else return sb_usage_error("--mode: '%s' is not exact or decode", v);
+    } else if (!strcmp(f, "--tokens")) return cli_parse_int(f, v, 2, INT64_MAX, &a->tokens);
+    else if (!strcmp(f, "--chunk")) return cli_parse_int(f, v, 1, SB_POLICY_MAX_LEN, &a->chunk);
+    else return CLI_OPT_UNKNOWN;
+    return SB_OK;
+}
+
+static int ppl_check(void *self) {
+    ppl_cmd *a = self;
+    return a->run.c.data ? SB_OK : sb_usage_error("--data FILE is required");
+}
+
+/* Called after every chunk: a caught SIGINT/SIGTERM stops the evaluation here, with
+ * nll[0, done) complete, so that part can be saved for --resume. */
+static int ppl_progress(const sb_eval_progress *p, void *user) {
+    ppl_progress_ctx *c = user;
+    *c->done = p->done;
+    sb_progress_update(&c->bar, p->done, p->sum_nll);
+    return sb_signal_poll() != 0;
+}
+
 
 static void json_num_or_null(cJSON *o, const char *key, double v) {
     if (isfinite(v)) cJSON_AddNumberToObject(o, key, v);
     else cJSON_AddNullToObject(o, key);
 }
 
-static int ppl_print_json(const ppl_args *a, const ppl_result *r) {
+static cJSON *ppl_json(void *self) {
+    const ppl_cmd *a = self;
+    const ppl_result *r = &a->r;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "policy", r->policy.spec);
     cJSON_AddStringToObject(o, "mode", sb_eval_mode_name(a->mode));
     cJSON_AddStringToObject(o, "mode_used", sb_eval_mode_name(r->mode_used));
     cJSON_AddStringToObject(o, "device", r->device);
+    if (a->backend && a->backend->device_name[0]) cJSON_AddStringToObject(o, "device_name", a->backend->device_name);
     cJSON_AddStringToObject(o, "compute", sb_compute_name(r->compute));
     cJSON_AddNumberToObject(o, "tokens", (double)r->n_tokens);
     cJSON_AddNumberToObject(o, "tokens_scored", (double)r->scored);
@@ -141,28 +137,27 @@ static int ppl_print_json(const ppl_args *a, const ppl_result *r) {
     cJSON_AddNumberToObject(o, "load_s", r->load_s);
     cJSON_AddNumberToObject(o, "peak_rss_mb", r->peak_rss_mb);
     cJSON_AddNumberToObject(o, "memory_estimate_bytes", (double)r->mem_needed);
-    cJSON_AddNumberToObject(o, "threads", r->threads);
+    cJSON_AddNumberToObject(o, "threads", a->run.threads);
     cJSON_AddNumberToObject(o, "chunk", (double)(r->chunk));
-    cJSON_AddStringToObject(o, "model", a->c.model_dir);
-    cJSON_AddStringToObject(o, "model_sha256", r->model_hash);
-    cJSON_AddStringToObject(o, "data", a->c.data);
-    cJSON_AddStringToObject(o, "data_sha256", r->data_hash);
-    if (a->c.out) cJSON_AddStringToObject(o, "out", a->c.out);
-    sb_provenance_to_json(&r->prov, o);
-    return cli_print_json(o);
+    cli_run_json_inputs(&a->run, o, true);
+    return o;
 }
 
-static void ppl_print_summary(const ppl_args *a, const ppl_result *r) {
+static void ppl_summary(void *self) {
+    const ppl_cmd *a = self;
+    const ppl_result *r = &a->r;
     printf("policy %s, mode %s%s, %s: %" PRId64 " tokens scored\n", r->policy.spec, sb_eval_mode_name(r->mode_used),
            r->mode_used != a->mode ? " (the policy has no exact plan)" : "", r->device, r->scored);
     printf("mean NLL %.4f nats, perplexity %.3f", r->mean_nll, r->ppl);
     if (isfinite(r->bpb)) printf(", %.4f bits/byte", r->bpb);
     printf("\n%.1f tokens/s, %.2f s, peak RSS %.1f MB, %d threads, git %s\n", r->tokens_per_s, r->wall_s,
-           r->peak_rss_mb, r->threads, r->prov.git_rev);
+           r->peak_rss_mb, a->run.threads, a->run.prov.git_rev);
 }
 
-static int ppl_write_h5(sb_h5 *f, const ppl_args *a, const ppl_result *r, const float *nll) {
-    int rc = sb_h5_write_f32(f, "nll", nll, r->scored);
+static int ppl_write_h5(void *self, sb_h5 *f) {
+    const ppl_cmd *a = self;
+    const ppl_result *r = &a->r;
+    int rc = sb_h5_write_f32(f, "nll", a->nll, r->scored);
     rc = rc ? rc : sb_h5_attr_str(f, "nll", "unit", "nats");
     rc = rc ? rc : sb_h5_attr_str(f, "nll", "meaning", "nll[i] = -ln p(x[i+1] | context of x[0..i] under the policy)");
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "command", "sinkbench ppl");
@@ -171,13 +166,13 @@ static int ppl_write_h5(sb_h5 *f, const ppl_args *a, const ppl_result *r, const 
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "mode_used", sb_eval_mode_name(r->mode_used));
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "device", r->device);
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "compute", sb_compute_name(r->compute));
-    rc = rc ? rc : sb_h5_attr_str(f, NULL, "model", a->c.model_dir);
-    rc = rc ? rc : sb_h5_attr_str(f, NULL, "model_sha256", r->model_hash);
-    rc = rc ? rc : sb_h5_attr_str(f, NULL, "data", a->c.data);
-    rc = rc ? rc : sb_h5_attr_str(f, NULL, "data_sha256", r->data_hash);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "model", a->run.c.model_dir);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "model_sha256", a->run.model_sha256);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "data", a->run.c.data);
+    rc = rc ? rc : sb_h5_attr_str(f, NULL, "data_sha256", a->run.data_sha256);
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "tokens", r->n_tokens);
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "tokens_scored", r->scored);
-    rc = rc ? rc : sb_h5_attr_i64(f, NULL, "threads", r->threads);
+    rc = rc ? rc : sb_h5_attr_i64(f, NULL, "threads", a->run.threads);
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "chunk", r->chunk);
     rc = rc ? rc : sb_h5_attr_f64(f, NULL, "mean_nll", r->mean_nll);
     rc = rc ? rc : sb_h5_attr_f64(f, NULL, "ppl", r->ppl);
@@ -185,228 +180,152 @@ static int ppl_write_h5(sb_h5 *f, const ppl_args *a, const ppl_result *r, const 
     rc = rc ? rc : sb_h5_attr_f64(f, NULL, "tokens_per_s", r->tokens_per_s);
     rc = rc ? rc : sb_h5_attr_f64(f, NULL, "wall_s", r->wall_s);
     rc = rc ? rc : sb_h5_attr_f64(f, NULL, "peak_rss_mb", r->peak_rss_mb);
-    rc = rc ? rc : sb_provenance_to_h5(&r->prov, f);
+    if (a->opts.resume_from) rc = rc ? rc : sb_h5_attr_i64(f, NULL, "resumed_at", a->opts.resume_from);
     return rc;
 }
 
 /* Everything the result depends on: a resume under another hash would not continue the
  * interrupted run. Threads are in because BLAS reductions may split differently. */
-static void ppl_inputs_hash(const ppl_args *a, const ppl_result *r, uint8_t hash[32]) {
-    sb_resume_hash h;
-    sb_resume_hash_init(&h, CMD);
-    sb_resume_hash_str(&h, "model_sha256", r->model_hash);
-    sb_resume_hash_str(&h, "data_sha256", r->data_hash);
-    sb_resume_hash_str(&h, "policy", r->policy.spec);
-    sb_resume_hash_str(&h, "mode", sb_eval_mode_name(a->mode));
+static int ppl_inputs_hash(void *self, sb_resume_hash *h) {
+    const ppl_cmd *a = self;
+    const ppl_result *r = &a->r;
+    sb_resume_hash_str(h, "model_sha256", a->run.model_sha256);
+    sb_resume_hash_str(h, "data_sha256", a->run.data_sha256);
+    sb_resume_hash_str(h, "policy", r->policy.spec);
+    sb_resume_hash_str(h, "mode", sb_eval_mode_name(a->mode));
     /* another device or arithmetic gives other numbers; the cpu's hash stays as it was */
     if (strcmp(r->device, "cpu")) {
-        sb_resume_hash_str(&h, "device", r->device);
-        sb_resume_hash_str(&h, "compute", sb_compute_name(r->compute));
+        sb_resume_hash_str(h, "device", r->device);
+        sb_resume_hash_str(h, "compute", sb_compute_name(r->compute));
     }
-    sb_resume_hash_i64(&h, "tokens", r->n_tokens);
-    sb_resume_hash_i64(&h, "chunk", r->chunk);
-    sb_resume_hash_i64(&h, "threads", r->threads);
-    sb_resume_hash_final(&h, hash);
-}
-
-/* Resume payload: int64 done, then float nll[done]. */
-static int ppl_save_state(const char *path, const uint8_t hash[32], const float *nll, int64_t done) {
-    size_t n = sizeof(int64_t) + (size_t)done * sizeof(float);
-    char *buf = malloc(n);
-    if (!buf) return sb_error("%s: out of memory for the resume state", path);
-    memcpy(buf, &done, sizeof done);
-    if (done) memcpy(buf + sizeof done, nll, (size_t)done * sizeof(float));
-    int rc = sb_resume_save(path, CMD, hash, buf, n);
-    free(buf);
-    return rc;
-}
-
-/* Fill nll[0, *done) from a saved state; *done = 0 when there is none. */
-static int ppl_load_state(const char *path, const uint8_t hash[32], float *nll, int64_t scored, int64_t *done) {
-    *done = 0;
-    void *buf;
-    size_t n;
-    int missing;
-    int rc = sb_resume_load(path, CMD, hash, &buf, &n, &missing);
-    if (rc) {
-        if (!missing) return rc;
-        sb_clear_error();
-        fprintf(stderr, "sinkbench ppl: no saved state in %s, starting from the beginning\n", path);
-        return SB_OK;
-    }
-    int64_t d = -1;
-    if (n >= sizeof d) memcpy(&d, buf, sizeof d);
-    if (d < 0 || d > scored || n != sizeof d + (size_t)d * sizeof(float)) {
-        free(buf);
-        return sb_error("%s: resume state does not match this stream (%" PRId64 " predictions)", path, scored);
-    }
-    if (d) memcpy(nll, (char *)buf + sizeof d, (size_t)d * sizeof(float));
-    free(buf);
-    *done = d;
+    sb_resume_hash_i64(h, "tokens", r->n_tokens);
+    sb_resume_hash_i64(h, "chunk", r->chunk);
+    sb_resume_hash_i64(h, "threads", a->run.threads);
     return SB_OK;
 }
 
-int cmd_ppl(int argc, char **argv) {
-    /* a closed stdout must be an error message and status 1, not death by SIGPIPE */
-    signal(SIGPIPE, SIG_IGN);
-    /* from the start: a signal during loading is answered at the first check, after the
-     * output's temp file and lock exist, so both are cleaned up */
-    sb_signals_install();
-    ppl_args a;
-    int rc = ppl_parse_args(argc, argv, &a);
-    if (rc) {
-        if (rc == SB_ERR_USAGE && argc <= 1) ppl_usage(stderr);
-        return cli_fail(CMD, rc);
-    }
-    cli_set_threads(a.c.threads);
-    double t_start = sb_now();
-    ppl_result r;
-    memset(&r, 0, sizeof r);
-    r.bpb = NAN;
+/* Resume payload: int64 done, then float nll[done]. */
+static int ppl_save(void *self, char **payload, size_t *n) {
+    const ppl_cmd *a = self;
+    int64_t done = a->run.done;
+    *n = sizeof(int64_t) + (size_t)done * sizeof(float);
+    char *buf = *payload = malloc(*n);
+    if (!buf) return sb_error("%s: out of memory for the resume state", a->run.state_path);
+    memcpy(buf, &done, sizeof done);
+    if (done) memcpy(buf + sizeof done, a->nll, (size_t)done * sizeof(float));
+    return SB_OK;
+}
 
-    sb_model_config cfg;
-    if ((rc = cli_load_model_config(a.c.model_dir, &cfg))) return cli_fail(CMD, rc);
-    char default_policy[64];
-    if (!a.policy) {
-        if (cfg.max_ctx > 4) snprintf(default_policy, sizeof default_policy, "sinks:4:%d", cfg.max_ctx - 4);
-        else snprintf(default_policy, sizeof default_policy, "dense");
-        a.policy = default_policy;
-    }
-    if ((rc = cli_parse_policy(a.policy, &cfg, &r.policy))) return cli_fail(CMD, rc);
-    r.mode_used = sb_eval_mode_used(&r.policy, &cfg, a.mode);
+/* Fill nll[0, done) from a saved state. */
+static int ppl_restore(void *self, const char *buf, size_t n) {
+    ppl_cmd *a = self;
+    int64_t d = -1, scored = a->r.scored;
+    if (n >= sizeof d) memcpy(&d, buf, sizeof d);
+    if (d < 0 || d > scored || n != sizeof d + (size_t)d * sizeof(float))
+        return sb_error("%s: resume state does not match this stream (%" PRId64 " predictions)", a->run.state_path,
+                        scored);
+    if (d) memcpy(a->nll, buf + sizeof d, (size_t)d * sizeof(float));
+    a->opts.resume_from = a->run.done = d;
+    return SB_OK;
+}
 
-    int32_t *ids = NULL;
+/* Config, policy and the stream: everything that can be wrong with the input is known
+ * before the evaluation starts. */
+static int ppl_prepare(void *self) {
+    ppl_cmd *a = self;
+    ppl_result *r = &a->r;
+    a->t_start = sb_now();
+    r->bpb = NAN;
+    int rc;
+    if ((rc = cli_load_model_config(a->run.c.model_dir, &a->cfg))) return rc;
+    if (!a->policy) {
+        if (a->cfg.max_ctx > 4) snprintf(a->default_policy, sizeof a->default_policy, "sinks:4:%d", a->cfg.max_ctx - 4);
+        else snprintf(a->default_policy, sizeof a->default_policy, "dense");
+        a->policy = a->default_policy;
+    }
+    if ((rc = cli_parse_policy(a->policy, &a->cfg, &r->policy))) return rc;
+    r->mode_used = sb_eval_mode_used(&r->policy, &a->cfg, a->mode);
+
     int64_t n = 0;
-    if ((rc = cli_load_stream(a.c.model_dir, a.c.data, cfg.vocab_size, a.tokens, &ids, &n, &r.bytes_scored)))
-        return cli_fail(CMD, rc);
-    if (n < 2) {
-        free(ids);
-        return sb_error("%s: needs at least 2 tokens, has %" PRId64, a.c.data, n), cli_fail(CMD, SB_ERR);
-    }
-    r.n_tokens = n;
-    r.scored = n - 1;
+    if ((rc = cli_load_stream(a->run.c.model_dir, a->run.c.data, a->cfg.vocab_size, a->tokens, &a->ids, &n,
+                              &r->bytes_scored)))
+        return rc;
+    if (n < 2) return sb_error("%s: needs at least 2 tokens, has %" PRId64, a->run.c.data, n);
+    r->n_tokens = n;
+    r->scored = a->run.total = n - 1;
 
-    sb_eval_opts opts = {.mode = a.mode, .chunk = a.chunk};
-    size_t n_params = sb_model_param_count(&cfg);
-    sb_mem_part parts[3] = {
+    a->opts = (sb_eval_opts){.mode = a->mode, .chunk = a->chunk};
+    size_t n_params = sb_model_param_count(&a->cfg);
+    const sb_mem_part parts[3] = {
         {"weights", n_params > UINT64_MAX / sizeof(float) ? UINT64_MAX : (uint64_t)n_params * sizeof(float)},
-        {"evaluation (KV cache, activations, logits)", sb_eval_memory_bytes(&cfg, &r.policy, n, &opts)},
+        {"evaluation (KV cache, activations, logits)", sb_eval_memory_bytes(&a->cfg, &r->policy, n, &a->opts)},
         {"tokens and NLL", (uint64_t)n * (sizeof(int32_t) + sizeof(float))},
     };
-    r.mem_needed = sb_mem_total(parts, 3);
-    char what[128];
-    snprintf(what, sizeof what, "policy %s over %" PRId64 " tokens", r.policy.spec, n);
-    if ((rc = sb_mem_check(what, parts, 3, a.c.max_memory))) {
-        free(ids);
-        return cli_fail(CMD, rc);
-    }
+    memcpy(a->run.mem, parts, sizeof parts);
+    a->run.n_mem = 3;
+    r->mem_needed = sb_mem_total(parts, 3);
+    snprintf(a->run.mem_what, sizeof a->run.mem_what, "policy %s over %" PRId64 " tokens", r->policy.spec, n);
+    return SB_OK;
+}
 
-    /* Lock and create the output first: a clash or an unwritable path fails now, not after
-     * the evaluation. */
-    sb_lock *lock = NULL;
-    sb_h5 *out = NULL;
-    char state_path[4096] = "";
-    if (a.c.out && ((rc = sb_resume_path(state_path, sizeof state_path, a.c.out)) ||
-                    (rc = sb_lock_acquire(&lock, a.c.out)) || (rc = sb_h5_create(&out, a.c.out)))) {
-        sb_lock_release(lock);
-        free(ids);
-        return cli_fail(CMD, rc);
-    }
+static int ppl_load(void *self) {
+    ppl_cmd *a = self;
+    ppl_result *r = &a->r;
+    if (!(a->nll = malloc((size_t)r->scored * sizeof *a->nll)))
+        return sb_error("cannot allocate %" PRId64 " NLL values", r->scored);
+    int rc = cli_open_backend(&a->run.c, &a->run.model, &a->backend);
+    if (rc) return rc;
+    snprintf(r->device, sizeof r->device, "%s", a->backend->device);
+    r->compute = a->backend->compute;
+    a->opts.backend = a->backend;
+    r->chunk = sb_eval_chunk(&a->opts);
+    return SB_OK;
+}
 
-    sb_model model;
-    memset(&model, 0, sizeof model);
-    sb_backend *backend = NULL;
-    float *nll = NULL;
-    if ((rc = sb_model_load(&model, a.c.model_dir))) goto fail;
-    if ((rc = cli_open_backend(&a.c, &model, &backend))) goto fail;
-    snprintf(r.device, sizeof r.device, "%s", backend->device);
-    r.compute = backend->compute;
-    opts.backend = backend;
-    r.chunk = sb_eval_chunk(&opts);
-    if ((rc = sb_provenance_hash_model(a.c.model_dir, r.model_hash))) goto fail;
-    uint8_t dig[32], hash[32];
-    if ((rc = sb_sha256_file(a.c.data, dig))) goto fail;
-    sb_sha256_hex(dig, r.data_hash);
-    r.threads = cli_set_threads(a.c.threads);
-    ppl_inputs_hash(&a, &r, hash);
-
-    nll = malloc((size_t)r.scored * sizeof *nll);
-    if (!nll) {
-        rc = sb_error("cannot allocate %" PRId64 " NLL values", r.scored);
-        goto fail;
-    }
-    if (a.c.resume && (rc = ppl_load_state(state_path, hash, nll, r.scored, &opts.resume_from))) goto fail;
-    ppl_progress_ctx pc = {.done = opts.resume_from};
-    sb_progress_begin(&pc.bar, sb_eval_mode_name(r.mode_used), r.scored);
-    opts.progress = ppl_progress;
-    opts.user = &pc;
+static int ppl_run(void *self) {
+    ppl_cmd *a = self;
+    ppl_result *r = &a->r;
+    ppl_progress_ctx pc = {.done = &a->run.done};
+    sb_progress_begin(&pc.bar, sb_eval_mode_name(r->mode_used), r->scored);
+    a->opts.progress = ppl_progress;
+    a->opts.user = &pc;
     double t0 = sb_now();
-    r.load_s = t0 - t_start;
-    rc = sb_signal_caught() ? SB_ERR : sb_eval_stream_nll(&model, &r.policy, ids, n, &opts, nll);
-    r.wall_s = sb_now() - t0;
+    r->load_s = t0 - a->t_start;
+    int rc = sb_eval_stream_nll(&a->run.model, &r->policy, a->ids, r->n_tokens, &a->opts, a->nll);
+    r->wall_s = sb_now() - t0;
     sb_progress_end(&pc.bar);
-    if (sb_signal_caught()) {
-        /* finished or not, a stop that was asked for exits as interrupted */
-        if (!a.c.out) {
-            fprintf(stderr, "sinkbench ppl: interrupted after %" PRId64 " of %" PRId64
-                            " predictions; nothing saved (only runs with --out can resume)\n", pc.done, r.scored);
-        } else if ((rc = ppl_save_state(state_path, hash, nll, pc.done))) {
-            goto fail;
-        } else {
-            fprintf(stderr, "sinkbench ppl: interrupted after %" PRId64 " of %" PRId64 " predictions, saved to %s\n",
-                    pc.done, r.scored, state_path);
-            sb_signal_print_resume(stderr, argc, argv);
-        }
-        sb_h5_abort(out);
-        sb_lock_release(lock);
-        sb_backend_close(backend);
-        sb_model_free(&model);
-        free(nll);
-        free(ids);
-        return sb_signal_exit_status();
-    }
-    if (rc) goto fail;
+    return rc;
+}
+
+static int ppl_finish(void *self) {
+    ppl_cmd *a = self;
+    ppl_result *r = &a->r;
     double sum = 0;
-    for (int64_t i = 0; i < r.scored; i++) sum += nll[i];
-    r.mean_nll = sum / (double)r.scored;
-    r.ppl = exp(r.mean_nll);
-    if (r.bytes_scored > 0) r.bpb = sum / log(2.0) / (double)r.bytes_scored;
-    r.tokens_per_s = r.wall_s > 0 ? (double)(r.scored - opts.resume_from) / r.wall_s : 0;
-    r.peak_rss_mb = sb_peak_rss_mb();
-    sb_provenance_collect(&r.prov); /* after the run: its load average covers the run */
+    for (int64_t i = 0; i < r->scored; i++) sum += a->nll[i];
+    r->mean_nll = sum / (double)r->scored;
+    r->ppl = exp(r->mean_nll);
+    if (r->bytes_scored > 0) r->bpb = sum / log(2.0) / (double)r->bytes_scored;
+    r->tokens_per_s = r->wall_s > 0 ? (double)(r->scored - a->opts.resume_from) / r->wall_s : 0;
+    r->peak_rss_mb = sb_peak_rss_mb();
+    return SB_OK;
+}
 
-    if (out) {
-        rc = ppl_write_h5(out, &a, &r, nll);
-        if (!rc && opts.resume_from) rc = sb_h5_attr_i64(out, NULL, "resumed_at", opts.resume_from);
-        if (rc) goto fail;
-        rc = sb_h5_commit(out);
-        out = NULL;
-        if (rc) goto fail;
-        unlink(state_path); /* the result is complete: the partial state is spent */
-    }
-    free(nll);
-    nll = NULL;
-    sb_lock_release(lock);
-    lock = NULL;
-    sb_backend_close(backend);
-    backend = NULL;
-    sb_model_free(&model);
-    free(ids);
-    if (a.c.json) {
-        if ((rc = ppl_print_json(&a, &r))) return cli_fail(CMD, rc);
-    } else {
-        ppl_print_summary(&a, &r);
-        if (fflush(stdout) != 0 || ferror(stdout))
-            return sb_error("cannot write to stdout"), cli_fail(CMD, SB_ERR);
-    }
-    return 0;
+static void ppl_cleanup(void *self) {
+    ppl_cmd *a = self;
+    free(a->nll);
+    free(a->ids);
+    sb_backend_close(a->backend);
+}
 
-fail:
-    sb_h5_abort(out);
-    sb_lock_release(lock);
-    sb_backend_close(backend);
-    sb_model_free(&model);
-    free(nll);
-    free(ids);
-    return cli_fail(CMD, rc);
+static const cli_command ppl_command = {
+    .name = CMD, .model = true, .usage = ppl_usage, .option = ppl_option, .check = ppl_check,
+    .prepare = ppl_prepare, .load = ppl_load, .run = ppl_run, .finish = ppl_finish, .cleanup = ppl_cleanup,
+    /* --resume continues from the NLL finished so far */
+    .unit = "predictions", .inputs_hash = ppl_inputs_hash, .save = ppl_save, .restore = ppl_restore,
+    .write_h5 = ppl_write_h5, .json = ppl_json, .summary = ppl_summary,
+};
+
+int cmd_ppl(int argc, char **argv) {
+    ppl_cmd a = {.mode = SB_MODE_EXACT};
+    return cli_run_main(&ppl_command, &a, &a.run, argc, argv);
 }

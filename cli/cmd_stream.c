@@ -16,7 +16,6 @@
  * clear error when the context is full; bounded policies must fit in the context too. */
 #include <cJSON.h>
 #include <inttypes.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +27,8 @@
 #include "engine/model.h"
 #include "engine/policy.h"
 #include "engine/sampler.h"
-#include "eval/provenance.h"
-#include "tokenizer/llama2c_tok.h"
-#include "tokenizer/tokenizer.h"
+#include "tokenizer/text_tok.h"
+#include "util/provenance.h"
 
 #define CMD "stream"
 /* tokens over which the start/end per-token latency of a soak run is averaged */
@@ -67,22 +65,16 @@ typedef struct {
     double temperature, top_p;
 } stream_args;
 
-/* The two tokenizer kinds behind one small interface. */
-typedef struct {
-    sb_l2c_tok *lt;
-    sb_tokenizer *ht;
-} stream_tok;
-
 /* Everything a run accumulates. */
 typedef struct {
     const stream_args *a;
     sb_policy_spec pol;
     sb_decoder *d;
     sb_sampler sampler;
-    stream_tok tok;
+    sb_text_tok *tok;              /* NULL: none (free-running soak) */
     float *logits;
     int64_t max_ctx, capacity;     /* capacity: cache slots the policy keeps at most */
-    int32_t bos, eos, eos2;        /* -1 when absent; eos2: llama2.c also stops at BOS */
+    int32_t bos, eos, eos2;        /* -1 when absent; eos2: a second end token (llama2.c: EOS besides BOS) */
     int32_t prev;                  /* last token fed (llama2.c decoding depends on it) */
     int64_t n_fed, n_generated, n_turns;
     double t_start, t_status;
@@ -93,11 +85,6 @@ typedef struct {
     int64_t lat_start_n, lat_end_n;
     double max_step_ms;
 } stream_run;
-
-static bool ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && !strcmp(s + a - b, suffix);
-}
 
 static int parse_args(int argc, char **argv, stream_args *a) {
     *a = (stream_args){.max_answer = 128, .status_every = 1000, .tokens = -1, .seed = 42,
@@ -129,7 +116,7 @@ static int parse_args(int argc, char **argv, stream_args *a) {
 
 /* ------------------------------------------------------------------ tokenizer */
 
-static int tok_load(stream_tok *t, const stream_args *a, const sb_model_config *cfg, bool needed) {
+static int tok_load(sb_text_tok **t, const stream_args *a, const sb_model_config *cfg, bool needed) {
     char path[4096];
     const char *tp = a->tokenizer;
     if (!tp) {
@@ -142,38 +129,8 @@ static int tok_load(stream_tok *t, const stream_args *a, const sb_model_config *
             return sb_usage_error("%s: no tokenizer beside the model; pass --tokenizer PATH", tp);
         }
     }
-    if (ends_with(tp, ".bin")) {
-        int rc = sb_l2c_tok_load(&t->lt, tp);
-        if (rc) return rc;
-        if (sb_l2c_tok_vocab_size(t->lt) != cfg->vocab_size)
-            return sb_error("%s: %d tokens, the model has vocab_size %d", tp, sb_l2c_tok_vocab_size(t->lt),
-                            cfg->vocab_size);
-        return SB_OK;
-    }
-    int rc = sb_tokenizer_load(&t->ht, tp);
-    if (rc) return rc;
-    if (sb_tokenizer_vocab_size(t->ht) > cfg->vocab_size)
-        return sb_error("%s: %d tokens, more than the model's vocab_size %d", tp, sb_tokenizer_vocab_size(t->ht),
-                        cfg->vocab_size);
-    return SB_OK;
-}
-
-static void tok_free(stream_tok *t) {
-    sb_l2c_tok_free(t->lt);
-    if (t->ht) sb_tokenizer_free(t->ht);
-}
-
-static int tok_encode(const stream_tok *t, const char *text, int32_t **ids, size_t *n) {
-    if (t->lt) return sb_l2c_tok_encode(t->lt, text, false, false, ids, n);
-    return sb_tokenizer_encode(t->ht, text, strlen(text), ids, n);
-}
-
-/* Bytes token prints after prev; NULL/0 when there is no tokenizer. */
-static const char *tok_piece(const stream_tok *t, int32_t prev, int32_t token, size_t *len) {
-    *len = 0;
-    if (t->lt) return sb_l2c_tok_decode(t->lt, prev, token, len);
-    if (t->ht) return sb_tokenizer_token_bytes(t->ht, token, len);
-    return NULL;
+    int rc = sb_text_tok_load(t, tp);
+    return rc ? rc : sb_text_tok_check_vocab(*t, cfg->vocab_size);
 }
 
 /* ------------------------------------------------------------------ the run */
@@ -245,7 +202,7 @@ static int turn(stream_run *r, const char *prompt, int32_t *pending) {
     snprintf(text, plen + 32, "%sUSER: %s\nASSISTANT: ", need_sep ? "\n" : "", prompt);
     int32_t *ids = NULL;
     size_t n = 0;
-    int rc = tok_encode(&r->tok, text, &ids, &n);
+    int rc = sb_text_tok_encode(r->tok, text, -1, &ids, &n);
     free(text);
     if (rc) return rc;
     r->n_turns++;
@@ -262,7 +219,7 @@ static int turn(stream_run *r, const char *prompt, int32_t *pending) {
             break;
         }
         size_t len;
-        const char *p = tok_piece(&r->tok, r->prev, next, &len);
+        const char *p = sb_text_tok_piece(r->tok, r->prev, next, &len);
         const char *nl = p ? memchr(p, '\n', len) : NULL;
         if (nl) {
             emit(p, (size_t)(nl - p));
@@ -285,7 +242,7 @@ static int free_run(stream_run *r) {
         int32_t next = sb_sampler_sample(&r->sampler, r->logits);
         r->n_generated++;
         size_t len;
-        const char *p = tok_piece(&r->tok, r->prev, next, &len);
+        const char *p = sb_text_tok_piece(r->tok, r->prev, next, &len);
         emit(p, len);
         rc = feed(r, next, true);
     }
@@ -416,18 +373,11 @@ static int run_stream(const stream_args *a) {
     }
     bool free_running = a->tokens > 0 && !a->prompts;
     if ((rc = tok_load(&r.tok, a, &m.cfg, !free_running))) goto done;
-    if (r.tok.lt) {
-        r.bos = SB_L2C_BOS;
-        r.eos = SB_L2C_EOS;
-        r.eos2 = SB_L2C_BOS; /* llama2.c models end a story with BOS */
-    } else {
-        r.bos = r.tok.ht ? sb_tokenizer_bos_id(r.tok.ht) : -1;
-        if (r.bos < 0) r.bos = m.cfg.bos_id;
-        r.eos = m.cfg.eos_id;
-        if (r.eos < 0 && r.tok.ht) r.eos = sb_tokenizer_token_id(r.tok.ht, SB_TOKEN_ENDOFTEXT);
-        if (r.eos < 0 && r.tok.ht) r.eos = sb_tokenizer_token_id(r.tok.ht, "</s>");
-        r.eos2 = -1;
-    }
+    r.bos = sb_text_tok_bos(r.tok, m.cfg.bos_id);
+    int32_t stop[2];
+    sb_text_tok_stops(r.tok, m.cfg.eos_id, stop);
+    r.eos = stop[0];
+    r.eos2 = stop[1];
     if (a->prompts && a->tokens > 0) {
         pf = strcmp(a->prompts, "-") ? fopen(a->prompts, "r") : stdin;
         if (!pf) {
@@ -486,7 +436,7 @@ done:
     sb_sampler_free(&r.sampler);
     sb_decoder_free(r.d);
     sb_backend_close(backend);
-    tok_free(&r.tok);
+    sb_text_tok_free(r.tok);
     sb_model_free(&m);
     return rc;
 }

@@ -9,11 +9,11 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "datasets/sha256.h"
-#include "datasets/tokens.h"
 #include "datasets/tokfile.h"
 #include "engine/common.h"
+#include "tokenizer/textfile.h"
 #include "tokenizer/tokenizer.h"
+#include "util/sha256.h"
 
 static const char *USAGE =
     "usage: sinkbench tokenize --model DIR --in TEXT --out FILE.tok [--chunk SIZE] [--bos MODE] [--eos MODE]\n"

@@ -1,15 +1,14 @@
 /* sinkbench train: train a Llama-family model from an INI config (train/train.h). */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_run.h"
 #include "engine/common.h"
-#include "eval/lock.h"
-#include "eval/memcheck.h"
-#include "eval/signals.h"
 #include "train/train.h"
+#include "util/memcheck.h"
+#include "util/signals.h"
 
 static const char train_usage[] =
     "usage: sinkbench train --config FILE.ini --out DIR [--resume] [--stop-at STEP] [--threads N]\n"
@@ -26,82 +25,110 @@ static const char train_usage[] =
     "  --quiet         no progress output\n"
     "  --print-config  print the resolved config (defaults filled in) and exit\n";
 
-int cmd_train(int argc, char **argv) {
-    const char *config = NULL, *out = NULL;
-    sb_train_options opt = {0};
+typedef struct {
+    cli_run run;              /* --out DIR is locked by the runner (cli/cli_run.h) */
+    sb_train_config cfg;
+    sb_train_options opt;
+    sb_train_result res;
+} train_cmd;
+
+/* train's own options: the trainer's threads and memory limit live in its config and options,
+ * so the common ones of cli_opts.h do not apply. */
+static int train_parse(void *self, int argc, char **argv) {
+    train_cmd *t = self;
+    const char *config = NULL;
     bool print_config = false;
     int64_t threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(train_usage, stdout);
-            return 0;
+            return CLI_RUN_DONE;
         } else if (!strcmp(a, "--config")) {
-            if (!val || !val[0]) return cli_fail("train", sb_usage_error("--config needs a file"));
+            if (!val || !val[0]) return sb_usage_error("--config needs a file");
             config = val;
             i++;
         } else if (!strcmp(a, "--out")) {
-            if (!val || !val[0]) return cli_fail("train", sb_usage_error("--out needs a directory"));
-            out = val;
+            if (!val || !val[0]) return sb_usage_error("--out needs a directory");
+            t->run.c.out = val;
             i++;
         } else if (!strcmp(a, "--stop-at")) {
-            if (cli_parse_int("--stop-at", val, 1, INT32_MAX, &opt.stop_at_step)) return cli_fail("train", SB_ERR_USAGE);
+            if (cli_parse_int("--stop-at", val, 1, INT32_MAX, &t->opt.stop_at_step)) return SB_ERR_USAGE;
             i++;
         } else if (!strcmp(a, "--threads")) {
-            if (cli_parse_int("--threads", val, 1, 1024, &threads)) return cli_fail("train", SB_ERR_USAGE);
+            if (cli_parse_int("--threads", val, 1, 1024, &threads)) return SB_ERR_USAGE;
             i++;
         } else if (!strcmp(a, "--max-memory")) {
-            if (cli_parse_bytes(a, val, &opt.max_memory)) return cli_fail("train", SB_ERR_USAGE);
-            if (opt.max_memory == 0) return cli_fail("train", sb_usage_error("--max-memory must be positive"));
+            if (cli_parse_bytes(a, val, &t->opt.max_memory)) return SB_ERR_USAGE;
+            if (t->opt.max_memory == 0) return sb_usage_error("--max-memory must be positive");
             i++;
         } else if (!strcmp(a, "--resume")) {
-            opt.resume = true;
+            t->opt.resume = true;
         } else if (!strcmp(a, "--quiet")) {
-            opt.quiet = true;
+            t->opt.quiet = true;
         } else if (!strcmp(a, "--print-config")) {
             print_config = true;
         } else {
-            return cli_fail("train", sb_usage_error("unknown option '%s' (see sinkbench train --help)", a));
+            return sb_usage_error("unknown option '%s' (see sinkbench train --help)", a);
         }
     }
-    if (!config) return cli_fail("train", sb_usage_error("--config is required"));
-    sb_train_config cfg;
-    sb_train_config_default(&cfg);
-    if (sb_train_config_load(&cfg, config)) return cli_fail("train", SB_ERR);
-    if (threads > 0) cfg.threads = (int)threads;
+    if (!config) return sb_usage_error("--config is required");
+    sb_train_config_default(&t->cfg);
+    if (sb_train_config_load(&t->cfg, config)) return SB_ERR;
+    if (threads > 0) t->cfg.threads = (int)threads;
     if (print_config) {
-        char *ini = sb_train_config_to_ini(&cfg);
-        if (!ini) return cli_fail("train", SB_ERR);
+        char *ini = sb_train_config_to_ini(&t->cfg);
+        if (!ini) return SB_ERR;
         fputs(ini, stdout);
         free(ini);
-        return 0;
+        return CLI_RUN_DONE;
     }
-    if (!out) return cli_fail("train", sb_usage_error("--out is required"));
-    /* Ctrl-C / SIGTERM: finish the step, checkpoint (train_state.bin, atomically), print how
-     * to resume and exit 130 / 143; a second signal kills */
-    sb_signals_install();
-    opt.interrupt = sb_signal_flag();
-    /* one trainer per output directory: two would overwrite each other's checkpoints */
-    sb_lock *lock;
-    if (sb_lock_acquire(&lock, out)) return cli_fail("train", SB_ERR);
-    sb_train_result res;
-    int rc = sb_train_run(&cfg, out, &opt, &res);
-    sb_lock_release(lock);
-    if (rc && sb_signal_caught()) {
-        /* the trainer's own line says where it stopped (or why saving failed) */
-        cli_fail("train", SB_ERR);
-        if (strstr(sb_last_error(), "checkpoint saved")) sb_signal_print_resume(stderr, argc, argv);
-        return sb_signal_exit_status();
-    }
-    if (rc) return cli_fail("train", SB_ERR);
-    if (!opt.quiet) {
-        char est[32];
-        sb_mem_format(est, sizeof est, res.memory_estimate);
-        fprintf(stderr,
-                "sinkbench train: %lld steps, train loss %.4f, held-out loss %.4f, %.0f tok/s, %.1f s, "
-                "memory estimate %s (%llu bytes), peak RSS %.1f MiB -> %s\n",
-                (long long)res.steps_done, res.last_train_loss, res.last_heldout_loss, res.tokens_per_s, res.seconds,
-                est, (unsigned long long)res.memory_estimate, sb_peak_rss_mb(), out);
-    }
-    return 0;
+    if (!t->run.c.out) return sb_usage_error("--out is required");
+    return SB_OK;
+}
+
+/* Ctrl-C / SIGTERM: the trainer finishes the step, checkpoints (train_state.bin,
+ * atomically) and returns an error saying so; a second signal kills. */
+static int train_run(void *self) {
+    train_cmd *t = self;
+    t->opt.interrupt = sb_signal_flag();
+    return sb_train_run(&t->cfg, t->run.c.out, &t->opt, &t->res) ? SB_ERR : SB_OK;
+}
+
+/* A run the trainer completed stands, even with a signal caught after its last step. */
+static bool train_stopped(void *self, int rc) {
+    (void)self;
+    return rc && sb_signal_caught();
+}
+
+static bool train_interrupted(void *self, int rc) {
+    (void)self;
+    /* the trainer's own line says where it stopped (or why saving failed) */
+    cli_fail("train", rc);
+    return strstr(sb_last_error(), "checkpoint saved") != NULL;
+}
+
+static void train_summary(void *self) {
+    const train_cmd *t = self;
+    if (t->opt.quiet) return;
+    char est[32];
+    sb_mem_format(est, sizeof est, t->res.memory_estimate);
+    fprintf(stderr,
+            "sinkbench train: %lld steps, train loss %.4f, held-out loss %.4f, %.0f tok/s, %.1f s, "
+            "memory estimate %s (%llu bytes), peak RSS %.1f MiB -> %s\n",
+            (long long)t->res.steps_done, t->res.last_train_loss, t->res.last_heldout_loss, t->res.tokens_per_s,
+            t->res.seconds, est, (unsigned long long)t->res.memory_estimate, sb_peak_rss_mb(), t->run.c.out);
+}
+
+/* One trainer per output directory (two would overwrite each other's checkpoints): --out is
+ * locked, not created. No .usage: a bare "sinkbench train" has always been one error line. */
+static const cli_command train_command = {
+    .name = "train", .out = CLI_OUT_LOCK, .parse = train_parse,
+    .run = train_run, .stopped = train_stopped, .interrupted = train_interrupted, .summary = train_summary,
+};
+
+int cmd_train(int argc, char **argv) {
+    train_cmd t;
+    memset(&t, 0, sizeof t);
+    return cli_run_main(&train_command, &t, &t.run, argc, argv);
 }

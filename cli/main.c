@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "eval/provenance.h"
+#include "util/provenance.h"
 
 #define SB_WEAK __attribute__((weak))
 SB_WEAK int cmd_init(int argc, char **argv);

@@ -83,6 +83,7 @@ struct sb_backend {
     const sb_model *m;
     void *ctx;                /* the backend's own state */
     char device[32];          /* "cpu", "cuda:0" */
+    char device_name[96];     /* the GPU's name ("NVIDIA H200"); "" for the cpu */
     sb_compute compute;       /* resolved (never AUTO after open) */
     int device_index;
 };

@@ -8,9 +8,9 @@
 #include <sys/stat.h>
 
 #include "engine/common.h"
-#include "eval/h5.h"
 #include "eval/study.h"
 #include "eval/study_table.h"
+#include "util/h5.h"
 
 #define ATTR_CAP ((size_t)1 << 20)
 

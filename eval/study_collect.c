@@ -9,8 +9,8 @@
 #include "engine/common.h"
 #include "engine/hfconfig.h"
 #include "engine/policy.h"
-#include "eval/provenance.h"
 #include "eval/study_collect.h"
+#include "util/provenance.h"
 
 sb_study_table *sb_collect_table(sb_collect *k, const char *caption, int n_cols, const char *const *header) {
     if (k->n_tables == SB_COLLECT_MAX_TABLES) return NULL;

@@ -6,9 +6,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "eval/h5.h"
 #include "eval/study.h"
 #include "eval/study_table.h"
+#include "util/h5.h"
 
 #define SB_COLLECT_MAX_TABLES 12
 

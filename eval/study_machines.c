@@ -7,10 +7,10 @@
 #include <string.h>
 
 #include "engine/common.h"
-#include "eval/h5.h"
 #include "eval/study.h"
 #include "eval/study_collect.h"
 #include "eval/study_table.h"
+#include "util/h5.h"
 
 /* Days since 1970-01-01 of a proleptic Gregorian date: counting in 400-year eras starting on
  * 1 March keeps the leap day at the end of the year, so no month table is needed. */

@@ -7,11 +7,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "datasets/sha256.h"
 #include "engine/common.h"
 #include "engine/policy.h"
-#include "eval/h5.h"
 #include "eval/study.h"
+#include "util/h5.h"
+#include "util/sha256.h"
 
 void sb_study_note(sb_study_plan *plan, const char *fmt, ...) {
     size_t used = strlen(plan->notes);

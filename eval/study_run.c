@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include "engine/common.h"
-#include "eval/h5.h"
 #include "eval/study.h"
+#include "util/h5.h"
 
 extern char **environ;
 

@@ -16,19 +16,9 @@
 #include "engine/cpu/ops.h"
 #include "engine/policy.h"
 #include "engine/stream_eval.h"
+#include "tests/helpers/sb_test.h"
 
-static void tiny_config(sb_model_config *c) {
-    sb_model_config_default(c);
-    c->vocab_size = 40;
-    c->dim = 32;
-    c->n_layers = 3;
-    c->n_heads = 4;
-    c->n_kv_heads = 2;
-    c->head_dim = 8;
-    c->rotary_dim = 8;
-    c->ffn_dim = 48;
-    c->max_ctx = 64;
-}
+static void tiny_config(sb_model_config *c) { sb_test_small_config(c, 40, 3, 2); }
 
 static sb_model *tiny_model(const sb_model_config *c, uint64_t seed) {
     sb_model *m = calloc(1, sizeof *m);

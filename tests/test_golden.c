@@ -14,13 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "engine/common.h"
 #include "engine/decoder.h"
 #include "engine/model.h"
 #include "engine/policy.h"
 #include "engine/stream_eval.h"
+#include "tests/helpers/sb_test.h"
 
 #define FIXTURES "tests/fixtures"
 #define TOL 1e-4
@@ -110,8 +110,8 @@ static void check_model(const char *name) {
     sb_decoder_free(d);
 
     /* saved in the native (Llama-named) format and loaded back: the same numbers */
-    char tmp[] = "/tmp/sb_golden_XXXXXX";
-    assert_non_null(mkdtemp(tmp));
+    char tmp[64];
+    assert_int_equal(sb_test_mkdtemp(tmp, sizeof tmp), 0);
     assert_int_equal(sb_model_save(&m, tmp), SB_OK);
     sb_model b;
     if (sb_model_load(&b, tmp)) fail_msg("%s", sb_last_error());
@@ -123,12 +123,7 @@ static void check_model(const char *name) {
     assert_memory_equal(nll, nll2, (size_t)(n - 1) * sizeof(float));
     sb_model_free(&b);
     free(nll2);
-    char rm[128];
-    snprintf(rm, sizeof rm, "%s/model.safetensors", tmp);
-    unlink(rm);
-    snprintf(rm, sizeof rm, "%s/config.json", tmp);
-    unlink(rm);
-    rmdir(tmp);
+    sb_test_rmtree(tmp);
     free(logits), free(nll), free(x);
     cJSON_Delete(g);
     sb_model_free(&m);

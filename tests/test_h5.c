@@ -1,4 +1,4 @@
-/* Tests of eval/h5: roundtrips, attributes, appendable logs, atomic commit and the
+/* Tests of util/h5: roundtrips, attributes, appendable logs, atomic commit and the
  * completion marker, error paths (unwritable, not HDF5, silent HDF5 error stack). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,30 +14,8 @@
 #include <unistd.h>
 
 #include "engine/common.h"
-#include "eval/h5.h"
-
-static char dir[64];
-
-static int setup(void **state) {
-    (void)state;
-    snprintf(dir, sizeof dir, "/tmp/sb_test_h5_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static const char *tmp_path(const char *name) {
-    static char buf[4][256];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "%s/%s", dir, name);
-    return buf[i];
-}
+#include "util/h5.h"
+#include "tests/helpers/sb_test.h"
 
 static bool exists(const char *p) {
     struct stat st;
@@ -46,7 +24,7 @@ static bool exists(const char *p) {
 
 static void test_roundtrip_datasets(void **state) {
     (void)state;
-    const char *path = tmp_path("rt.h5");
+    const char *path = sb_test_path("rt.h5");
     sb_h5 *f;
     assert_int_equal(sb_h5_create(&f, path), SB_OK);
     float a[1000];
@@ -104,7 +82,7 @@ static void test_roundtrip_datasets(void **state) {
 
 static void test_compressed(void **state) {
     (void)state;
-    const char *path = tmp_path("zeros.h5");
+    const char *path = sb_test_path("zeros.h5");
     size_t n = 1 << 20;
     float *z = calloc(n, sizeof *z);
     sb_h5 *f;
@@ -119,7 +97,7 @@ static void test_compressed(void **state) {
 
 static void test_attributes(void **state) {
     (void)state;
-    const char *path = tmp_path("attr.h5");
+    const char *path = sb_test_path("attr.h5");
     sb_h5 *f;
     float x[3] = {1, 2, 3};
     assert_int_equal(sb_h5_create(&f, path), SB_OK);
@@ -171,7 +149,7 @@ static void test_attributes(void **state) {
 
 static void test_append_and_resume(void **state) {
     (void)state;
-    const char *path = tmp_path("log.h5");
+    const char *path = sb_test_path("log.h5");
     sb_h5 *f;
     assert_int_equal(sb_h5_create(&f, path), SB_OK);
     assert_int_equal(sb_h5_append_create(f, "loss", SB_H5_F32, 0), SB_OK);
@@ -235,8 +213,8 @@ static void copy_file(const char *src, const char *dst) {
 
 static void test_incomplete_detected(void **state) {
     (void)state;
-    const char *path = tmp_path("inc.h5");
-    const char *crashed = tmp_path("crashed.h5");
+    const char *path = sb_test_path("inc.h5");
+    const char *crashed = sb_test_path("crashed.h5");
     sb_h5 *f;
     float x[4] = {1, 2, 3, 4};
     assert_int_equal(sb_h5_create(&f, path), SB_OK);
@@ -257,7 +235,7 @@ static void test_incomplete_detected(void **state) {
     assert_non_null(strstr(sb_last_error(), crashed));
     assert_non_null(strstr(sb_last_error(), "incomplete"));
     assert_int_equal(sb_h5_reopen(&f, crashed), SB_ERR);
-    assert_int_equal(sb_h5_is_complete(tmp_path("absent.h5")), -1);
+    assert_int_equal(sb_h5_is_complete(sb_test_path("absent.h5")), -1);
 
     /* a complete=0 marker is not complete either */
     assert_int_equal(sb_h5_create(&f, path), SB_OK);
@@ -283,23 +261,23 @@ static void test_unwritable_and_bad_files(void **state) {
     snprintf(devtmp, sizeof devtmp, "/dev/full.tmp.%ld", (long)getpid());
     assert_false(exists(devtmp));
     /* a directory target */
-    rc = sb_h5_create(&f, dir);
+    rc = sb_h5_create(&f, sb_test_dir);
     if (rc == SB_OK) sb_h5_abort(f);
     assert_int_equal(rc, SB_ERR);
 
     /* not HDF5: an error naming the file, and HDF5 itself prints nothing */
-    const char *junk = tmp_path("junk.h5");
+    const char *junk = sb_test_path("junk.h5");
     FILE *o = fopen(junk, "wb");
     fputs("this is not hdf5\n", o);
     fclose(o);
     fflush(stderr);
     int saved = dup(2);
-    const char *errlog = tmp_path("stderr.txt");
+    const char *errlog = sb_test_path("stderr.txt");
     int fd = open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(fd, 2);
     close(fd);
     int rc1 = sb_h5_open(&f, junk);
-    int rc2 = sb_h5_open(&f, tmp_path("missing.h5"));
+    int rc2 = sb_h5_open(&f, sb_test_path("missing.h5"));
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
@@ -314,7 +292,7 @@ static void test_unwritable_and_bad_files(void **state) {
 
     /* commit failing (final path's directory vanished) removes the temp file */
     char sub[256];
-    snprintf(sub, sizeof sub, "%s/sub", dir);
+    snprintf(sub, sizeof sub, "%s/sub", sb_test_dir);
     assert_int_equal(mkdir(sub, 0755), 0);
     char target[300];
     snprintf(target, sizeof target, "%s/out.h5", sub);
@@ -341,5 +319,5 @@ int main(void) {
         cmocka_unit_test(test_incomplete_detected),
         cmocka_unit_test(test_unwritable_and_bad_files),
     };
-    return cmocka_run_group_tests_name("h5", tests, setup, teardown);
+    return cmocka_run_group_tests_name("h5", tests, sb_test_dir_setup, sb_test_dir_teardown);
 }

@@ -19,6 +19,7 @@
 #include "engine/hf_tensors.h"
 #include "engine/hfconfig.h"
 #include "engine/model.h"
+#include "tests/helpers/sb_test.h"
 
 static int parse(sb_model_config *c, const char *js) { return sb_hfconfig_parse(c, js, strlen(js), "m/config.json"); }
 
@@ -322,8 +323,8 @@ static void test_fused_shape_errors(void **state) {
     (void)state;
     struct stat st;
     if (stat("tests/fixtures/falcon7b/model.safetensors", &st) != 0) skip();
-    char dir[] = "/tmp/sb_test_hfconfig_XXXXXX", p[128];
-    assert_non_null(mkdtemp(dir));
+    char dir[64], p[128];
+    assert_int_equal(sb_test_mkdtemp(dir, sizeof dir), 0);
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     copy_file("tests/fixtures/falcon7b/model.safetensors", p);
     /* multi_query false: per-head [q k v] needs 192 rows, the file has 96 */
@@ -343,10 +344,7 @@ static void test_fused_shape_errors(void **state) {
     if (!strstr(sb_last_error(), "'transformer.h.0.self_attention.query_key_value.weight' has shape [96, 64], "
                                  "config.json expects [192, 64]"))
         fail_msg("%s", sb_last_error());
-    unlink(p);
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    unlink(p);
-    rmdir(dir);
+    sb_test_rmtree(dir);
 }
 
 int main(void) {

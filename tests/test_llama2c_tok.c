@@ -1,6 +1,7 @@
 /* Tests of tokenizer/llama2c_tok: llama2.c's encode (BOS, dummy " " prefix, codepoint
- * lookup, byte fallback +3, best-score merges) and decode, on a hand-made vocabulary whose
- * merges are worked out by hand, plus a roundtrip on the stories260K tokenizer if present. */
+ * lookup, byte fallback +3, best-score merges) and decode, on the hand-made vocabulary of
+ * sb_test_write_llama2c_tok whose merges are worked out by hand, plus a roundtrip on the
+ * stories260K tokenizer if present. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,41 +15,16 @@
 
 #include "engine/common.h"
 #include "tokenizer/llama2c_tok.h"
+#include "tests/helpers/sb_test.h"
 
 static char tok_path[] = "/tmp/sb_test_l2c_tok_XXXXXX";
 
-static void put_token(FILE *f, const char *s, float score) {
-    int32_t len = (int32_t)strlen(s);
-    fwrite(&score, 4, 1, f);
-    fwrite(&len, 4, 1, f);
-    fwrite(s, 1, (size_t)len, f);
-}
-
-/* ids: 0 <unk>, 1 <s>, 2 </s>, 3..258 <0xNN>, 259 " ", 260 "a", 261 "b", 262 "ab" (-1),
- * 263 "ba" (-2), 264 " a" (-3), 265 "aba" (-0.5) */
 static int setup(void **state) {
     (void)state;
     int fd = mkstemp(tok_path);
     assert_true(fd >= 0);
-    FILE *f = fdopen(fd, "wb");
-    int32_t mtl = 6;
-    fwrite(&mtl, 4, 1, f);
-    put_token(f, "<unk>", 0);
-    put_token(f, "\n<s>\n", 0);
-    put_token(f, "\n</s>\n", 0);
-    for (int b = 0; b < 256; b++) {
-        char s[8];
-        snprintf(s, sizeof s, "<0x%02X>", b);
-        put_token(f, s, 0);
-    }
-    put_token(f, " ", -10);
-    put_token(f, "a", -10);
-    put_token(f, "b", -10);
-    put_token(f, "ab", -1);
-    put_token(f, "ba", -2);
-    put_token(f, " a", -3);
-    put_token(f, "aba", -0.5f);
-    fclose(f);
+    close(fd);
+    sb_test_write_llama2c_tok(tok_path);
     return 0;
 }
 

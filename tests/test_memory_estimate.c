@@ -1,4 +1,4 @@
-/* Unit tests of eval/memcheck: sums saturate instead of wrapping, the refusal names the
+/* Unit tests of util/memcheck: sums saturate instead of wrapping, the refusal names the
  * estimate, its parts and the limit, and the available-memory probe honours ulimit -v. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "engine/common.h"
-#include "eval/memcheck.h"
+#include "util/memcheck.h"
 
 static void test_total_saturates(void **state) {
     (void)state;

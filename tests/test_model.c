@@ -5,7 +5,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,56 +23,9 @@
 #include "engine/policy.h"
 #include "engine/safetensors.h"
 #include "engine/stream_eval.h"
+#include "tests/helpers/sb_test.h"
 
-static char tmpdir[256];
-
-static void rm_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[1024];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) rm_tree(p);
-        else unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
-static int setup(void **state) {
-    (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/sb_test_model_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-static int teardown(void **state) {
-    (void)state;
-    rm_tree(tmpdir);
-    return 0;
-}
-
-static const char *sub(const char *name) {
-    static char p[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", tmpdir, name);
-    return p[k];
-}
-
-static void small_config(sb_model_config *c) {
-    sb_model_config_default(c);
-    c->vocab_size = 50;
-    c->dim = 32;
-    c->n_layers = 2;
-    c->n_heads = 4;
-    c->n_kv_heads = 2;
-    c->head_dim = 8;
-    c->rotary_dim = 8;
-    c->ffn_dim = 48;
-    c->max_ctx = 64;
-}
+static void small_config(sb_model_config *c) { sb_test_small_config(c, 50, 2, 2); }
 
 /* Configs that together switch on every feature. */
 static int feature_configs(sb_model_config *out) {
@@ -322,7 +274,7 @@ static void test_save_load_roundtrip(void **state) {
             sb_model a, b;
             assert_int_equal(sb_model_alloc(&a, &c), SB_OK);
             sb_model_init_random(&a, 11 + (uint64_t)k, 2.0f);
-            const char *dir = sub("rt");
+            const char *dir = sb_test_path("rt");
             assert_int_equal(sb_model_save(&a, dir), SB_OK);
             /* fp32 files map as the fp32 block; bf16/fp16 ones convert into one with F32 */
             sb_weights_mode mode = dt == SB_DTYPE_F32 ? SB_WEIGHTS_NATIVE : SB_WEIGHTS_F32;
@@ -374,7 +326,7 @@ static void test_save_load_roundtrip(void **state) {
                 sb_model_weight_bytes(&n, &compact, &f32);
                 assert_true(compact > 0 && f32 > 0 && compact / 2 + f32 / 4 == n.n_params);
                 /* a compact model saves back bit for bit */
-                const char *dir2 = sub("rt2");
+                const char *dir2 = sb_test_path("rt2");
                 assert_int_equal(sb_model_save(&n, dir2), SB_OK);
                 char p1[600], p2[600];
                 snprintf(p1, sizeof p1, "%s/model.safetensors", dir);
@@ -505,13 +457,6 @@ static void test_config_parse(void **state) {
 
 /* ---------------------------------------------------------------- loader errors */
 
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static void copy_file(const char *from, const char *to, long truncate_to) {
     char *data;
     size_t n;
@@ -539,16 +484,16 @@ static void test_load_errors(void **state) {
     sb_model m;
     assert_int_equal(sb_model_alloc(&m, &c), SB_OK);
     sb_model_init_random(&m, 1, 1.0f);
-    const char *good = sub("good");
+    const char *good = sb_test_path("good");
     assert_int_equal(sb_model_save(&m, good), SB_OK);
     char gcfg[512], gst[512];
     snprintf(gcfg, sizeof gcfg, "%s/config.json", good);
     snprintf(gst, sizeof gst, "%s/model.safetensors", good);
 
-    expect_load_error(sub("nope"), sub("nope"), "cannot open");
+    expect_load_error(sb_test_path("nope"), sb_test_path("nope"), "cannot open");
     expect_load_error(gst, gst, "not a directory");
 
-    const char *d = sub("bad");
+    const char *d = sb_test_path("bad");
     mkdir(d, 0755);
     char cfg[512], st[512];
     snprintf(cfg, sizeof cfg, "%s/config.json", d);
@@ -638,8 +583,8 @@ static void test_load_errors(void **state) {
         sb_model_free(&mh);
     }
     /* a bad config.json value */
-    write_text(cfg, "{\"model_type\":\"llama\",\"vocab_size\":50,\"hidden_size\":32,\"num_hidden_layers\":2,"
-                    "\"num_attention_heads\":4,\"intermediate_size\":48,\"hidden_act\":\"relu\"}");
+    sb_test_write_text(cfg, "{\"model_type\":\"llama\",\"vocab_size\":50,\"hidden_size\":32,\"num_hidden_layers\":2,"
+                            "\"num_attention_heads\":4,\"intermediate_size\":48,\"hidden_act\":\"relu\"}");
     expect_load_error(d, cfg, "hidden_act 'relu'");
     sb_model_free(&m);
 }
@@ -652,7 +597,7 @@ static void test_load_sharded(void **state) {
     sb_model m, b;
     assert_int_equal(sb_model_alloc(&m, &c), SB_OK);
     sb_model_init_random(&m, 5, 1.0f);
-    const char *d = sub("sharded");
+    const char *d = sb_test_path("sharded");
     mkdir(d, 0755);
     char p[512];
     snprintf(p, sizeof p, "%s/config.json", d);
@@ -678,7 +623,7 @@ static void test_load_sharded(void **state) {
     snprintf(p, sizeof p, "%s/model-00002-of-00002.safetensors", d);
     assert_int_equal(sb_st_write(p, wt + nt / 2, nt - nt / 2, SB_DTYPE_F32, NULL, NULL, 0), SB_OK);
     snprintf(p, sizeof p, "%s/model.safetensors.index.json", d);
-    write_text(p, index);
+    sb_test_write_text(p, index);
     /* two files are not one block: mapped natively, copied with F32 */
     if (sb_model_load(&b, d)) fail_msg("%s", sb_last_error());
     assert_null(b.params);
@@ -859,7 +804,7 @@ static void test_compact_matches_f32(void **state) {
             sb_model a, f, m;
             assert_int_equal(sb_model_alloc(&a, &c), SB_OK);
             sb_model_init_random(&a, 3 + (uint64_t)k, 3.0f);
-            const char *dir = sub("compact");
+            const char *dir = sb_test_path("compact");
             assert_int_equal(sb_model_save(&a, dir), SB_OK);
             if (sb_model_load_mode(&f, dir, SB_WEIGHTS_F32) || sb_model_load_mode(&m, dir, SB_WEIGHTS_NATIVE))
                 fail_msg("%s", sb_last_error());
@@ -907,5 +852,5 @@ int main(void) {
         cmocka_unit_test(test_transformers_fixtures),
         cmocka_unit_test(test_inspect_llama2c),
     };
-    return cmocka_run_group_tests_name("model", tests, setup, teardown);
+    return cmocka_run_group_tests_name("model", tests, sb_test_dir_setup, sb_test_dir_teardown);
 }

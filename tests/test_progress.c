@@ -1,4 +1,4 @@
-/* Tests of eval/progress: the line's content, and silence when stderr is no terminal. */
+/* Tests of util/progress: the line's content, and silence when stderr is no terminal. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "eval/progress.h"
+#include "util/progress.h"
 
 static void test_format(void **state) {
     (void)state;

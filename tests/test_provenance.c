@@ -1,4 +1,4 @@
-/* Tests of eval/provenance and eval/sha256: hash vectors, file and model hashes, git
+/* Tests of util/provenance and util/sha256: hash vectors, file and model hashes, git
  * revision inside and outside a checkout, machine facts, attachment to HDF5 and JSON. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,24 +13,10 @@
 #include <unistd.h>
 
 #include "engine/common.h"
-#include "eval/h5.h"
-#include "eval/provenance.h"
-#include "datasets/sha256.h"
-
-static char dir[64];
-
-static int setup(void **state) {
-    (void)state;
-    snprintf(dir, sizeof dir, "/tmp/sb_test_prov_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
+#include "util/h5.h"
+#include "util/provenance.h"
+#include "util/sha256.h"
+#include "tests/helpers/sb_test.h"
 
 static void test_sha256_vectors(void **state) {
     (void)state;
@@ -52,18 +38,11 @@ static void test_sha256_vectors(void **state) {
     assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static void test_file_and_model_hash(void **state) {
     (void)state;
     char p[256], hex[65], hex2[65];
-    snprintf(p, sizeof p, "%s/data.txt", dir);
-    write_text(p, "abc");
+    snprintf(p, sizeof p, "%s/data.txt", sb_test_dir);
+    sb_test_write_text(p, "abc");
     uint8_t d[32];
     assert_int_equal(sb_sha256_file(p, d), SB_OK);
     sb_sha256_hex(d, hex);
@@ -72,27 +51,27 @@ static void test_file_and_model_hash(void **state) {
     assert_non_null(strstr(sb_last_error(), "/nonexistent/x"));
 
     char cfg[256], st[256];
-    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
-    snprintf(st, sizeof st, "%s/model.safetensors", dir);
-    write_text(cfg, "{}");
-    assert_int_equal(sb_provenance_hash_model(dir, hex), SB_ERR);
+    snprintf(cfg, sizeof cfg, "%s/config.json", sb_test_dir);
+    snprintf(st, sizeof st, "%s/model.safetensors", sb_test_dir);
+    sb_test_write_text(cfg, "{}");
+    assert_int_equal(sb_provenance_hash_model(sb_test_dir, hex), SB_ERR);
     assert_non_null(strstr(sb_last_error(), "model.safetensors"));
-    write_text(st, "weights");
-    assert_int_equal(sb_provenance_hash_model(dir, hex), SB_OK);
+    sb_test_write_text(st, "weights");
+    assert_int_equal(sb_provenance_hash_model(sb_test_dir, hex), SB_OK);
     assert_int_equal(strlen(hex), 64);
-    write_text(st, "weightz");
-    assert_int_equal(sb_provenance_hash_model(dir, hex2), SB_OK);
+    sb_test_write_text(st, "weightz");
+    assert_int_equal(sb_provenance_hash_model(sb_test_dir, hex2), SB_OK);
     assert_string_not_equal(hex, hex2);
-    write_text(st, "weights");
-    write_text(cfg, "{ }");
-    assert_int_equal(sb_provenance_hash_model(dir, hex2), SB_OK);
+    sb_test_write_text(st, "weights");
+    sb_test_write_text(cfg, "{ }");
+    assert_int_equal(sb_provenance_hash_model(sb_test_dir, hex2), SB_OK);
     assert_string_not_equal(hex, hex2);
 }
 
 static void test_git_rev(void **state) {
     (void)state;
     char rev[64];
-    sb_provenance_git_rev(dir, rev, sizeof rev); /* a temp dir is no checkout */
+    sb_provenance_git_rev(sb_test_dir, rev, sizeof rev); /* a temp dir is no checkout */
     assert_string_equal(rev, "unknown");
     sb_provenance_git_rev("/nonexistent/dir", rev, sizeof rev);
     assert_string_equal(rev, "unknown");
@@ -134,7 +113,7 @@ static void test_collect_and_attach(void **state) {
     assert_true(p.date_utc[4] == '-' && p.date_utc[10] == 'T' && p.date_utc[19] == 'Z');
 
     char path[256];
-    snprintf(path, sizeof path, "%s/prov.h5", dir);
+    snprintf(path, sizeof path, "%s/prov.h5", sb_test_dir);
     sb_h5 *f;
     assert_int_equal(sb_h5_create(&f, path), SB_OK);
     assert_int_equal(sb_provenance_to_h5(&p, f), SB_OK);
@@ -171,5 +150,5 @@ int main(void) {
         cmocka_unit_test(test_git_rev),
         cmocka_unit_test(test_collect_and_attach),
     };
-    return cmocka_run_group_tests_name("provenance", tests, setup, teardown);
+    return cmocka_run_group_tests_name("provenance", tests, sb_test_dir_setup, sb_test_dir_teardown);
 }

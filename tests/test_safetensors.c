@@ -10,45 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine/common.h"
 #include "engine/half.h"
 #include "engine/safetensors.h"
-
-static char tmpdir[256];
-
-static int setup(void **state) {
-    (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/sb_test_st_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    DIR *d = opendir(tmpdir);
-    if (d) {
-        struct dirent *e;
-        char p[512];
-        while ((e = readdir(d)))
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-                snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
-                unlink(p);
-            }
-        closedir(d);
-    }
-    rmdir(tmpdir);
-    return 0;
-}
-
-static const char *tpath(const char *name) {
-    static char p[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", tmpdir, name);
-    return p[k];
-}
+#include "tests/helpers/sb_test.h"
 
 /* A file made of an 8-byte length (hlen_override when non-zero), a header and raw data. */
 static void write_raw(const char *path, const char *header, uint64_t hlen_override, const void *data, size_t n) {
@@ -82,7 +49,7 @@ static void test_roundtrip_dtypes(void **state) {
     };
     const char *mk[] = {"format"}, *mv[] = {"pt"};
     for (int dt = SB_DTYPE_F32; dt <= SB_DTYPE_BF16; dt++) {
-        const char *p = tpath("rt.safetensors");
+        const char *p = sb_test_path("rt.safetensors");
         assert_int_equal(sb_st_write(p, wt, 3, (sb_dtype)dt, mk, mv, 1), SB_OK);
         sb_st_file f;
         assert_int_equal(sb_st_open(&f, p), SB_OK);
@@ -117,7 +84,7 @@ static void test_roundtrip_dtypes(void **state) {
         sb_st_close(&f);
     }
     /* no temp file is left behind */
-    DIR *d = opendir(tmpdir);
+    DIR *d = opendir(sb_test_dir);
     struct dirent *e;
     while ((e = readdir(d))) assert_null(strstr(e->d_name, ".tmp."));
     closedir(d);
@@ -130,15 +97,15 @@ static void test_writer_errors(void **state) {
     assert_int_equal(sb_st_write("/nonexistent/dir/x.safetensors", &wt, 1, SB_DTYPE_F32, NULL, NULL, 0), SB_ERR);
     assert_non_null(strstr(sb_last_error(), "/nonexistent/dir/x.safetensors"));
     sb_st_write_tensor bad = {.name = "a", .data = a, .ndim = 1, .shape = {-2}};
-    assert_int_equal(sb_st_write(tpath("w.safetensors"), &bad, 1, SB_DTYPE_F32, NULL, NULL, 0), SB_ERR);
+    assert_int_equal(sb_st_write(sb_test_path("w.safetensors"), &bad, 1, SB_DTYPE_F32, NULL, NULL, 0), SB_ERR);
 }
 
 static void test_header_errors(void **state) {
     (void)state;
-    const char *p = tpath("bad.safetensors");
+    const char *p = sb_test_path("bad.safetensors");
     float data[4] = {1, 2, 3, 4};
 
-    expect_open_error(tpath("does_not_exist.safetensors"), "cannot open");
+    expect_open_error(sb_test_path("does_not_exist.safetensors"), "cannot open");
 
     FILE *f = fopen(p, "wb");
     fwrite("abc", 1, 3, f);
@@ -197,7 +164,7 @@ static void test_header_errors(void **state) {
 
 static void test_unsupported_dtype_on_read(void **state) {
     (void)state;
-    const char *p = tpath("i64.safetensors");
+    const char *p = sb_test_path("i64.safetensors");
     int64_t v[2] = {1, 2};
     write_raw(p, "{\"ids\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}", 0, v, 16);
     sb_st_file f;
@@ -210,25 +177,18 @@ static void test_unsupported_dtype_on_read(void **state) {
     sb_st_close(&f);
 }
 
-static void write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static void test_shards(void **state) {
     (void)state;
     float a[2] = {1, 2}, b[3] = {3, 4, 5};
     sb_st_write_tensor ta = {.name = "a", .data = a, .ndim = 1, .shape = {2}};
     sb_st_write_tensor tb = {.name = "b", .data = b, .ndim = 1, .shape = {3}};
-    assert_int_equal(sb_st_write(tpath("model-00001-of-00002.safetensors"), &ta, 1, SB_DTYPE_F32, NULL, NULL, 0), 0);
-    assert_int_equal(sb_st_write(tpath("model-00002-of-00002.safetensors"), &tb, 1, SB_DTYPE_BF16, NULL, NULL, 0), 0);
-    const char *ipath = tpath("model.safetensors.index.json");
-    write_file(ipath, "{\"metadata\":{\"total_size\":14},\"weight_map\":{\"a\":\"model-00001-of-00002.safetensors\","
-                      "\"b\":\"model-00002-of-00002.safetensors\"}}");
+    assert_int_equal(sb_st_write(sb_test_path("model-00001-of-00002.safetensors"), &ta, 1, SB_DTYPE_F32, NULL, NULL, 0), 0);
+    assert_int_equal(sb_st_write(sb_test_path("model-00002-of-00002.safetensors"), &tb, 1, SB_DTYPE_BF16, NULL, NULL, 0), 0);
+    const char *ipath = sb_test_path("model.safetensors.index.json");
+    sb_test_write_text(ipath, "{\"metadata\":{\"total_size\":14},\"weight_map\":{\"a\":\"model-00001-of-00002.safetensors\","
+                              "\"b\":\"model-00002-of-00002.safetensors\"}}");
     sb_st_set s;
-    assert_int_equal(sb_st_set_open(&s, tmpdir), SB_OK);
+    assert_int_equal(sb_st_set_open(&s, sb_test_dir), SB_OK);
     assert_int_equal(s.n_files, 2);
     const sb_st_file *f;
     const sb_st_tensor *t = sb_st_set_find(&s, "b", &f);
@@ -241,26 +201,26 @@ static void test_shards(void **state) {
     sb_st_set_close(&s);
 
     /* the index names a tensor its shard lacks */
-    write_file(ipath, "{\"weight_map\":{\"a\":\"model-00002-of-00002.safetensors\"}}");
-    assert_int_equal(sb_st_set_open(&s, tmpdir), SB_ERR);
+    sb_test_write_text(ipath, "{\"weight_map\":{\"a\":\"model-00002-of-00002.safetensors\"}}");
+    assert_int_equal(sb_st_set_open(&s, sb_test_dir), SB_ERR);
     assert_non_null(strstr(sb_last_error(), "'a'"));
     /* a shard path leaving the directory */
-    write_file(ipath, "{\"weight_map\":{\"a\":\"../model-00001-of-00002.safetensors\"}}");
-    assert_int_equal(sb_st_set_open(&s, tmpdir), SB_ERR);
+    sb_test_write_text(ipath, "{\"weight_map\":{\"a\":\"../model-00001-of-00002.safetensors\"}}");
+    assert_int_equal(sb_st_set_open(&s, sb_test_dir), SB_ERR);
     assert_non_null(strstr(sb_last_error(), ipath));
     /* a missing shard */
-    write_file(ipath, "{\"weight_map\":{\"a\":\"model-00009-of-00009.safetensors\"}}");
-    assert_int_equal(sb_st_set_open(&s, tmpdir), SB_ERR);
+    sb_test_write_text(ipath, "{\"weight_map\":{\"a\":\"model-00009-of-00009.safetensors\"}}");
+    assert_int_equal(sb_st_set_open(&s, sb_test_dir), SB_ERR);
     assert_non_null(strstr(sb_last_error(), "model-00009-of-00009.safetensors"));
-    write_file(ipath, "{\"weight_map\":[]}");
-    assert_int_equal(sb_st_set_open(&s, tmpdir), SB_ERR);
+    sb_test_write_text(ipath, "{\"weight_map\":[]}");
+    assert_int_equal(sb_st_set_open(&s, sb_test_dir), SB_ERR);
     unlink(ipath);
     /* neither file */
-    assert_int_equal(sb_st_set_open(&s, tmpdir), SB_ERR);
+    assert_int_equal(sb_st_set_open(&s, sb_test_dir), SB_ERR);
     assert_non_null(strstr(sb_last_error(), "model.safetensors"));
     /* a single file wins over an index */
-    assert_int_equal(sb_st_write(tpath("model.safetensors"), &tb, 1, SB_DTYPE_F32, NULL, NULL, 0), 0);
-    assert_int_equal(sb_st_set_open(&s, tmpdir), SB_OK);
+    assert_int_equal(sb_st_write(sb_test_path("model.safetensors"), &tb, 1, SB_DTYPE_F32, NULL, NULL, 0), 0);
+    assert_int_equal(sb_st_set_open(&s, sb_test_dir), SB_OK);
     assert_int_equal(s.n_files, 1);
     sb_st_set_close(&s);
 }
@@ -273,5 +233,5 @@ int main(void) {
         cmocka_unit_test(test_unsupported_dtype_on_read),
         cmocka_unit_test(test_shards),
     };
-    return cmocka_run_group_tests_name("safetensors", tests, setup, teardown);
+    return cmocka_run_group_tests_name("safetensors", tests, sb_test_dir_setup, sb_test_dir_teardown);
 }

@@ -14,11 +14,12 @@
 #include <string.h>
 
 #include "engine/common.h"
-#include "eval/h5.h"
 #include "eval/report.h"
 #include "eval/study.h"
 #include "eval/study_stats.h"
 #include "eval/study_table.h"
+#include "util/h5.h"
+#include "tests/helpers/sb_test.h"
 
 /* ------------------------------------------------------------------ expressions */
 
@@ -336,16 +337,10 @@ static void fake_cell(const char *path, const char *host, const char *cpu, int64
     assert_int_equal(sb_h5_commit(f), SB_OK);
 }
 
-static void rm_rf(const char *dir) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
-}
-
 static void test_cells_machines(void **state) {
     (void)state;
-    char dir[] = "/tmp/sb_test_machines_XXXXXX", p[4][300];
-    assert_non_null(mkdtemp(dir));
+    char dir[64], p[4][300];
+    assert_int_equal(sb_test_mkdtemp(dir, sizeof dir), 0);
     for (int i = 0; i < 4; i++) snprintf(p[i], sizeof p[i], "%s/cell%d.h5", dir, i);
     /* alpha ran them 01:50-02:00 and 02:30-03:00: 40 min of cell time over 70 min */
     fake_cell(p[0], "alpha", "CPU A", 2, 1, "a265e4c", "2026-11-26T02:00:00Z", 600);
@@ -379,7 +374,7 @@ static void test_cells_machines(void **state) {
     assert_string_equal(csv, "host,cpu_model,cores,cells,threads,git_revs,cell_hours,span_hours\n");
     free(text);
     free(csv);
-    rm_rf(dir);
+    sb_test_rmtree(dir);
 }
 
 /* An aggregated experiment file as the collector writes it, reduced to what the report reads
@@ -418,8 +413,8 @@ static char *slurp(const char *path) {
 
 static void test_report_machines(void **state) {
     (void)state;
-    char dir[] = "/tmp/sb_test_report_XXXXXX", p[3][300], md[400], html[400];
-    assert_non_null(mkdtemp(dir));
+    char dir[64], p[3][300], md[400], html[400];
+    assert_int_equal(sb_test_mkdtemp(dir, sizeof dir), 0);
     for (int i = 0; i < 3; i++) snprintf(p[i], sizeof p[i], "%s/cell%d.h5", dir, i);
     snprintf(md, sizeof md, "%s/REPORT.md", dir);
     snprintf(html, sizeof html, "%s/index.html", dir);
@@ -470,7 +465,7 @@ static void test_report_machines(void **state) {
     r = slurp(md);
     assert_null(strstr(r, "Cells ran on"));
     assert_non_null(strstr(r, "This invocation of the command took 2.0 minutes.\n"));
-    rm_rf(dir);
+    sb_test_rmtree(dir);
 }
 
 int main(void) {

@@ -14,10 +14,11 @@
 #include <unistd.h>
 
 #include "engine/common.h"
+#include "tokenizer/textfile.h"
 #include "tokenizer/tokenizer.h"
-#include "datasets/sha256.h"
-#include "datasets/tokens.h"
 #include "tokenizer/tokenizer_internal.h"
+#include "util/sha256.h"
+#include "tests/helpers/sb_test.h"
 
 /* ---- helpers ---- */
 
@@ -74,27 +75,6 @@ static sb_tokenizer *train_small(int32_t vocab, int threads) {
     assert_int_equal(sb_bpe_train(&t, text, len, &o), SB_OK);
     free(text);
     return t;
-}
-
-static char tmpdir[] = "/tmp/sb_test_tok_XXXXXX";
-
-static int setup_dir(void **state) {
-    (void)state;
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown_dir(void **state) {
-    (void)state;
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static void write_file(const char *path, const char *s) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    fputs(s, f);
-    fclose(f);
 }
 
 /* ---- pre-tokenizer ---- */
@@ -379,7 +359,7 @@ static void test_save_load_identical(void **state) {
     (void)state;
     sb_tokenizer *t = train_small(1024, 2);
     char path[512];
-    snprintf(path, sizeof path, "%s", tmpdir);
+    snprintf(path, sizeof path, "%s", sb_test_dir);
     assert_int_equal(sb_tokenizer_save(t, path), SB_OK); /* a directory: DIR/tokenizer.json */
     sb_tokenizer *u;
     if (sb_tokenizer_load(&u, path) != SB_OK) fail_msg("%s", sb_last_error());
@@ -388,7 +368,7 @@ static void test_save_load_identical(void **state) {
     /* the hash is SHA-256 of the file's bytes */
     char file[600], *data;
     size_t size;
-    snprintf(file, sizeof file, "%s/tokenizer.json", tmpdir);
+    snprintf(file, sizeof file, "%s/tokenizer.json", sb_test_dir);
     assert_int_equal(sb_read_file(file, &data, &size), SB_OK);
     uint8_t h[32];
     sb_sha256(data, size, h);
@@ -434,8 +414,8 @@ static void test_save_load_identical(void **state) {
 
 static void expect_load_error(const char *name, const char *content, const char *needle) {
     char path[600];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-    if (content) write_file(path, content);
+    snprintf(path, sizeof path, "%s/%s", sb_test_dir, name);
+    if (content) sb_test_write_text(path, content);
     sb_tokenizer *t = (sb_tokenizer *)1;
     sb_clear_error();
     assert_int_equal(sb_tokenizer_load(&t, path), SB_ERR);
@@ -465,7 +445,7 @@ static char *mini_json(const char *extra_vocab, const char *merges) {
 static void test_load_errors(void **state) {
     (void)state;
     char missing[600];
-    snprintf(missing, sizeof missing, "%s/nope/tokenizer.json", tmpdir);
+    snprintf(missing, sizeof missing, "%s/nope/tokenizer.json", sb_test_dir);
     sb_tokenizer *t;
     assert_int_equal(sb_tokenizer_load(&t, missing), SB_ERR);
     assert_non_null(strstr(sb_last_error(), missing));
@@ -498,8 +478,8 @@ static void test_load_errors(void **state) {
     /* a valid one loads, and its truncations fail cleanly */
     j = mini_json("\"ab\":256", "\"a b\"");
     char path[600];
-    snprintf(path, sizeof path, "%s/ok.json", tmpdir);
-    write_file(path, j);
+    snprintf(path, sizeof path, "%s/ok.json", sb_test_dir);
+    sb_test_write_text(path, j);
     assert_int_equal(sb_tokenizer_load(&t, path), SB_OK);
     int32_t *ids;
     size_t n;
@@ -537,8 +517,8 @@ static void test_added_token_passes(void **state) {
     assert_non_null(at);
     sprintf(k, "%.*s%s%s", (int)(at - j), j, added, at + strlen("\"added_tokens\":[]"));
     char path[600];
-    snprintf(path, sizeof path, "%s/added.json", tmpdir);
-    write_file(path, k);
+    snprintf(path, sizeof path, "%s/added.json", sb_test_dir);
+    sb_test_write_text(path, k);
     sb_tokenizer *t;
     if (sb_tokenizer_load(&t, path) != SB_OK) fail_msg("%s", sb_last_error());
     int32_t *ids;
@@ -565,15 +545,15 @@ static void test_added_token_passes(void **state) {
 static const char *bos_case(const char *name, const char *post, const char *config) {
     static char dir[600];
     char path[700];
-    snprintf(dir, sizeof dir, "%s/%s", tmpdir, name);
+    snprintf(dir, sizeof dir, "%s/%s", sb_test_dir, name);
     mkdir(dir, 0755);
     char *j = mini_json("\"<s>\":256, \"</s>\":257", "");
     char *k = malloc_check(strlen(j) + (post ? strlen(post) : 0) + 32);
     sprintf(k, "{\"post_processor\":%s,%s", post ? post : "null", j + 1);
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    write_file(path, k);
+    sb_test_write_text(path, k);
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    if (config) write_file(path, config);
+    if (config) sb_test_write_text(path, config);
     else unlink(path);
     free(j);
     free(k);
@@ -650,7 +630,7 @@ static void test_bos_eos_from_config(void **state) {
     assert_int_equal(sb_tokenizer_load(&t, bos_case("cfg_rt", TPL_BOS, "{\"add_eos_token\":true,\"eos_token\":\"</s>\"}")),
                      SB_OK);
     char out[700];
-    snprintf(out, sizeof out, "%s/rt_out", tmpdir);
+    snprintf(out, sizeof out, "%s/rt_out", sb_test_dir);
     mkdir(out, 0755);
     assert_int_equal(sb_tokenizer_save(t, out), SB_OK);
     sb_tokenizer *u, *plain;
@@ -670,9 +650,9 @@ static void test_bos_eos_from_config(void **state) {
 static void test_bos_fixtures_and_text_streams(void **state) {
     (void)state;
     char txt[600];
-    snprintf(txt, sizeof txt, "%s/stream.txt", tmpdir);
+    snprintf(txt, sizeof txt, "%s/stream.txt", sb_test_dir);
     const char *text = "Once upon a time.\nThe end.\n";
-    write_file(txt, text);
+    sb_test_write_text(txt, text);
     const char *names[2] = {"sp_bpe", "bytelevel_bpe"};
     for (int k = 0; k < 2; k++) {
         char dir[256];
@@ -859,5 +839,5 @@ int main(void) {
         cmocka_unit_test(test_bos_fixtures_and_text_streams),
         cmocka_unit_test(test_golden),
     };
-    return cmocka_run_group_tests_name("tokenizer", tests, setup_dir, teardown_dir);
+    return cmocka_run_group_tests_name("tokenizer", tests, sb_test_dir_setup, sb_test_dir_teardown);
 }

@@ -1,4 +1,4 @@
-/* Tests of datasets/tokfile (.tok format), datasets/sha256 and datasets/tokens (the loader). */
+/* Tests of datasets/tokfile (.tok format), util/sha256 and datasets/tokens (the loader). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,28 +12,15 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "datasets/sha256.h"
 #include "datasets/tokens.h"
 #include "datasets/tokfile.h"
 #include "engine/common.h"
+#include "tokenizer/textfile.h"
 #include "tokenizer/tokenizer.h"
+#include "util/sha256.h"
+#include "tests/helpers/sb_test.h"
 
-static char dir[64];
-
-static int setup(void **state) {
-    (void)state;
-    strcpy(dir, "/tmp/sb_test_tokfile_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static void path_in(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s", dir, name); }
+static void path_in(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s", sb_test_dir, name); }
 
 static uint64_t rng_state = 0x12345678;
 static uint32_t rnd(void) {
@@ -225,7 +212,7 @@ static void test_writer_rejects_bad_ids(void **state) {
     assert_int_equal(sb_tok_write(w, good, 3), SB_OK);
     sb_tok_writer_abort(w);
     assert_int_equal(access(path2, F_OK), -1);
-    snprintf(tmp_glob, sizeof tmp_glob, "ls %s | grep -q tmp", dir);
+    snprintf(tmp_glob, sizeof tmp_glob, "ls %s | grep -q tmp", sb_test_dir);
     assert_int_not_equal(system(tmp_glob), 0);
 }
 
@@ -233,13 +220,6 @@ static uint8_t *slurp(const char *path, size_t *n) {
     char *data;
     assert_int_equal(sb_read_file(path, &data, n), SB_OK);
     return (uint8_t *)data;
-}
-
-static void spit(const char *path, const uint8_t *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, n, f), n);
-    fclose(f);
 }
 
 /* The error of opening and reading path completely, or NULL if it read fine. */
@@ -289,7 +269,7 @@ static void test_truncation_always_fails(void **state) {
     int checked = 0;
     for (size_t len = 0; len < n; len += (len < 200 || (len > block1 - 40 && len < block1 + 40) || len > n - 80)
                                              ? 1 : 397) {
-        spit(cut, d, len);
+        sb_test_write_file(cut, d, len);
         const char *err = read_error(cut);
         assert_non_null(err);
         assert_non_null(strstr(err, cut));
@@ -297,18 +277,18 @@ static void test_truncation_always_fails(void **state) {
         checked++;
     }
     assert_true(checked > 400);
-    spit(cut, d, block1 + 20);
+    sb_test_write_file(cut, d, block1 + 20);
     assert_non_null(strstr(read_error(cut), "truncated in block 1 of 3"));
-    spit(cut, d, n - 1);
+    sb_test_write_file(cut, d, n - 1);
     assert_non_null(strstr(read_error(cut), "end mark"));
     /* trailing bytes are not accepted either */
     uint8_t *longer = malloc(n + 5);
     memcpy(longer, d, n);
     memset(longer + n, 0, 5);
-    spit(cut, longer, n + 5);
+    sb_test_write_file(cut, longer, n + 5);
     assert_non_null(strstr(read_error(cut), "5 unexpected bytes"));
     free(longer);
-    spit(cut, d, n);
+    sb_test_write_file(cut, d, n);
     assert_null(read_error(cut));
     free(d);
 }
@@ -323,7 +303,7 @@ static void test_flipped_bytes_detected(void **state) {
     int checked = 0;
     for (size_t off = 0; off < n; off += (off < 200 || off > n - 64) ? 1 : 211) {
         d[off] ^= 0xFF;
-        spit(bad, d, n);
+        sb_test_write_file(bad, d, n);
         const char *err = read_error(bad);
         if (!err) fail_msg("flipping byte %zu of %zu went unnoticed", off, n);
         assert_non_null(strstr(err, bad));
@@ -334,7 +314,7 @@ static void test_flipped_bytes_detected(void **state) {
     /* a flip inside block 1's compressed data is reported as that block */
     size_t block1 = 128 + 16 + le32(d + 128 + 4);
     d[block1 + 16 + 100] ^= 0x01;
-    spit(bad, d, n);
+    sb_test_write_file(bad, d, n);
     const char *err = read_error(bad);
     assert_non_null(err);
     assert_non_null(strstr(err, "block 1"));
@@ -352,28 +332,28 @@ static void test_bad_header_fields(void **state) {
 
     memcpy(e, d, n);
     e[0] = 'X';
-    spit(bad, e, n);
+    sb_test_write_file(bad, e, n);
     assert_non_null(strstr(read_error(bad), "bad magic"));
 
-    spit(bad, (const uint8_t *)"hello world, not a token file at all", 36);
+    sb_test_write_file(bad, (const uint8_t *)"hello world, not a token file at all", 36);
     assert_non_null(strstr(read_error(bad), "bad magic"));
 
     memcpy(e, d, n);
     set_le32(e + 8, 2);
     fix_checksums(e, n);
-    spit(bad, e, n);
+    sb_test_write_file(bad, e, n);
     assert_non_null(strstr(read_error(bad), "unsupported .tok version 2"));
 
     memcpy(e, d, n);
     set_le32(e + 8, 2); /* without fixing the checksum */
-    spit(bad, e, n);
+    sb_test_write_file(bad, e, n);
     assert_non_null(read_error(bad));
 
     /* ids >= vocab: the data holds ids up to 999; claim vocab 500 */
     memcpy(e, d, n);
     set_le32(e + 16, 500);
     fix_checksums(e, n);
-    spit(bad, e, n);
+    sb_test_write_file(bad, e, n);
     const char *err = read_error(bad);
     assert_non_null(err);
     assert_non_null(strstr(err, ">= vocab 500"));
@@ -382,7 +362,7 @@ static void test_bad_header_fields(void **state) {
     memcpy(e, d, n);
     set_le32(e + 16, 70000);
     fix_checksums(e, n);
-    spit(bad, e, n);
+    sb_test_write_file(bad, e, n);
     assert_non_null(strstr(read_error(bad), "id width"));
 
     /* count mismatch between header and blocks */
@@ -392,14 +372,14 @@ static void test_bad_header_fields(void **state) {
     /* keep the trailer's own count consistent with the header so the block sum is what differs */
     set_le32(e + n - 32 + 8, le32(e + 32));
     set_le32(e + n - 32 + 28, (uint32_t)crc32(0, e + n - 32, 28));
-    spit(bad, e, n);
+    sb_test_write_file(bad, e, n);
     assert_non_null(strstr(read_error(bad), "token count mismatch"));
 
     /* trailer disagreeing with the header */
     memcpy(e, d, n);
     set_le32(e + n - 32 + 8, le32(e + n - 32 + 8) - 1);
     set_le32(e + n - 32 + 28, (uint32_t)crc32(0, e + n - 32, 28));
-    spit(bad, e, n);
+    sb_test_write_file(bad, e, n);
     assert_non_null(strstr(read_error(bad), "end mark"));
 
     /* a huge block count cannot make the reader loop or allocate: it runs off the file */
@@ -407,7 +387,7 @@ static void test_bad_header_fields(void **state) {
     set_le32(e + 40, 0xFFFFFFF0u);
     set_le32(e + 44, 0xFFFFFFFFu);
     fix_checksums(e, n);
-    spit(bad, e, n);
+    sb_test_write_file(bad, e, n);
     assert_non_null(strstr(read_error(bad), "block 3"));
 
     assert_non_null(read_error("/nonexistent/sb.tok"));
@@ -564,7 +544,7 @@ static void test_chunked_encoding_matches_whole(void **state) {
     assert_int_equal(sb_bpe_train(&tok, text, len, &o), SB_OK);
     char path[128];
     path_in(path, sizeof path, "enc.txt");
-    spit(path, (const uint8_t *)text, len);
+    sb_test_write_file(path, (const uint8_t *)text, len);
     int32_t *whole;
     size_t n_whole;
     assert_int_equal(sb_tokenizer_encode(tok, text, len, &whole, &n_whole), SB_OK);
@@ -606,5 +586,5 @@ int main(void) {
         cmocka_unit_test(test_tokens_loader),
         cmocka_unit_test(test_chunked_encoding_matches_whole),
     };
-    return cmocka_run_group_tests_name("tokfile", tests, setup, teardown);
+    return cmocka_run_group_tests_name("tokfile", tests, sb_test_dir_setup, sb_test_dir_teardown);
 }

@@ -8,11 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "engine/common.h"
 #include "tokenizer/tokenizer.h"
 #include "train/train.h"
+#include "tests/helpers/sb_test.h"
 
 static const char base_ini[] =
     "; a small config\n"
@@ -159,8 +159,8 @@ static void test_tokenizer_ids(void **state) {
     sb_bpe_train_opts o = {.vocab_size = 270, .special = special, .n_special = 2, .threads = 1};
     sb_tokenizer *tok;
     assert_int_equal(sb_bpe_train(&tok, text, strlen(text), &o), SB_OK);
-    char dir[] = "/tmp/sb_test_train_tok_XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char dir[64];
+    assert_int_equal(sb_test_mkdtemp(dir, sizeof dir), 0);
     assert_int_equal(sb_tokenizer_save(tok, dir), SB_OK);
     int32_t vocab = sb_tokenizer_vocab_size(tok), sink = sb_tokenizer_token_id(tok, SB_TOKEN_SINK);
     int32_t nl = sb_tokenizer_token_id(tok, "\n");
@@ -188,9 +188,7 @@ static void test_tokenizer_ids(void **state) {
     snprintf(ini, sizeof ini, "[data]\ntrain = x.ids\ntokenizer = %s/nothing\n", dir);
     assert_int_equal(parse(&c, ini), SB_ERR);
     assert_non_null(strstr(sb_last_error(), "data.tokenizer"));
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    sb_test_rmtree(dir);
 }
 
 int main(void) {

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "engine/common.h"
 #include "engine/model.h"
@@ -19,6 +18,7 @@
 #include "engine/rng.h"
 #include "engine/stream_eval.h"
 #include "train/train.h"
+#include "tests/helpers/sb_test.h"
 
 enum { T = 40, V = 50 };
 
@@ -38,13 +38,7 @@ static void engine_case(sb_train_variant variant) {
     sb_train_init_weights(&m, 21, 0.35f);
     sb_rng r;
     sb_rng_seed(&r, 22);
-    int nt = sb_model_tensor_count(&c);
-    sb_tensor_ref *t = malloc_check((size_t)nt * sizeof *t);
-    sb_model_tensor_list(&c, &m, t);
-    for (int i = 0; i < nt; i++)
-        if (t[i].ndim == 1)
-            for (size_t j = 0; j < t[i].numel; j++) t[i].data[j] += 0.5f * (float)sb_rng_normal(&r);
-    free(t);
+    sb_test_perturb_vectors(&c, &m, &r, 0.5f);
 
     int32_t data[T], tok[T], tg[T];
     for (int i = 0; i < T; i++) data[i] = (int32_t)sb_rng_below(&r, V - 1);
@@ -58,8 +52,8 @@ static void engine_case(sb_train_variant variant) {
     float loss;
     assert_int_equal(sb_train_forward(&tm, tok, tg, 1, T, &loss), SB_OK);
 
-    char dir[] = "/tmp/sb_test_train_engine_XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char dir[64];
+    assert_int_equal(sb_test_mkdtemp(dir, sizeof dir), 0);
     assert_int_equal(sb_model_save(&m, dir), SB_OK);
     sb_model e;
     assert_int_equal(sb_model_load(&e, dir), SB_OK);
@@ -90,9 +84,7 @@ static void engine_case(sb_train_variant variant) {
     sb_train_model_free(&tm);
     sb_model_free(&e);
     sb_model_free(&m);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    sb_test_rmtree(dir);
 }
 
 static void test_engine_vanilla(void **state) {
@@ -112,16 +104,9 @@ static void test_engine_sink_logit(void **state) {
     engine_case(SB_VARIANT_SINK_LOGIT);
 }
 
-/* See test_train_grad.c: passive OpenMP workers keep tiny-model tests fast on a busy box. */
-static void omp_passive(char **argv) {
-    if (getenv("OMP_WAIT_POLICY")) return;
-    setenv("OMP_WAIT_POLICY", "passive", 1);
-    execv("/proc/self/exe", argv);
-}
-
 int main(int argc, char **argv) {
     (void)argc;
-    omp_passive(argv);
+    sb_test_omp_passive(argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_engine_vanilla),
         cmocka_unit_test(test_engine_sink_token),

@@ -16,13 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "engine/common.h"
 #include "engine/cpu/ops.h"
 #include "engine/rng.h"
 #include "train/train.h"
 #include "train/train_layers.h"
+#include "tests/helpers/sb_test.h"
 
 /* ------------------------------------------------------------------ harness */
 
@@ -419,12 +419,10 @@ static void model_case(sb_softmax_kind kind, bool tied, bool sink_token, int kv_
     /* norm weights and sink logits away from their init so their gradients are generic */
     sb_rng r;
     sb_rng_seed(&r, 12);
+    sb_test_perturb_vectors(&cfg, &m, &r, 0.3f);
     int nt = sb_model_tensor_count(&cfg);
     sb_tensor_ref *t = malloc_check((size_t)nt * sizeof *t);
     sb_model_tensor_list(&cfg, &m, t);
-    for (int i = 0; i < nt; i++)
-        if (t[i].ndim == 1)
-            for (size_t j = 0; j < t[i].numel; j++) t[i].data[j] += 0.3f * (float)sb_rng_normal(&r);
     enum { B = 2, T = 10 };
     int32_t tok[B * T], tg[B * T];
     for (int i = 0; i < B * T; i++) tok[i] = (int32_t)sb_rng_below(&r, 12);
@@ -481,18 +479,9 @@ static void test_model_grad_sink_logit(void **state) {
     model_case(SB_SOFTMAX_SINK_LOGIT, false, false, 1);
 }
 
-/* OpenMP workers that spin between the many small parallel regions of a tiny model starve
- * the computing thread on a busy 2-core machine (10x slower); the suite runs them passive.
- * libgomp reads the policy at load time, hence the re-exec. */
-static void omp_passive(char **argv) {
-    if (getenv("OMP_WAIT_POLICY")) return;
-    setenv("OMP_WAIT_POLICY", "passive", 1);
-    execv("/proc/self/exe", argv);
-}
-
 int main(int argc, char **argv) {
     (void)argc;
-    omp_passive(argv);
+    sb_test_omp_passive(argv);
     /* many tiny forwards: thread wake-ups would dominate on a busy machine */
     omp_set_num_threads(1);
     const struct CMUnitTest tests[] = {

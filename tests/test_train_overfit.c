@@ -12,12 +12,12 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "engine/common.h"
 #include "engine/rng.h"
 #include "train/train.h"
 #include "train/train_sgemm.h"
+#include "tests/helpers/sb_test.h"
 
 enum { B = 4, T = 24, V = 32, STEPS = 300 };
 
@@ -168,18 +168,9 @@ static void test_sgemm_thread_invariance(void **state) {
     free(A), free(Bm);
 }
 
-/* OpenMP workers that spin between the many small parallel regions of a tiny model starve
- * the computing thread on a busy 2-core machine (10x slower); the suite runs them passive.
- * libgomp reads the policy at load time, hence the re-exec. */
-static void omp_passive(char **argv) {
-    if (getenv("OMP_WAIT_POLICY")) return;
-    setenv("OMP_WAIT_POLICY", "passive", 1);
-    execv("/proc/self/exe", argv);
-}
-
 int main(int argc, char **argv) {
     (void)argc;
-    omp_passive(argv);
+    sb_test_omp_passive(argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_overfit_vanilla),
         cmocka_unit_test(test_overfit_sink_token),

@@ -11,16 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine/common.h"
 #include "engine/model.h"
 #include "engine/rng.h"
-#include "eval/h5.h"
 #include "train/train.h"
-
-static char tmpdir[256];
+#include "util/h5.h"
+#include "tests/helpers/sb_test.h"
 
 static void write_ids(const char *path, int64_t n, int vocab, uint64_t seed) {
     FILE *f = fopen(path, "w");
@@ -38,22 +36,13 @@ static void write_ids(const char *path, int64_t n, int vocab, uint64_t seed) {
 }
 
 static int setup(void **state) {
-    (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/sb_test_train_XXXXXX");
-    assert_non_null(mkdtemp(tmpdir));
+    assert_int_equal(sb_test_dir_setup(state), 0);
     char p[512];
-    snprintf(p, sizeof p, "%s/train.ids", tmpdir);
+    snprintf(p, sizeof p, "%s/train.ids", sb_test_dir);
     write_ids(p, 20000, 48, 1);
-    snprintf(p, sizeof p, "%s/held.ids", tmpdir);
+    snprintf(p, sizeof p, "%s/held.ids", sb_test_dir);
     write_ids(p, 3000, 48, 2);
     return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
 }
 
 static void config(sb_train_config *c, const char *variant, int grad_accum) {
@@ -65,13 +54,13 @@ static void config(sb_train_config *c, const char *variant, int grad_accum) {
              "weight_decay = 0.1\n"
              "[run]\nseed = 5\nthreads = 2\neval_interval = 4\neval_tokens = 640\ncheckpoint_interval = 6\n"
              "[variant]\ntype = %s\n%s",
-             tmpdir, tmpdir, grad_accum, variant, strcmp(variant, "sink_token") ? "" : "sink_token_id = 47\n");
+             sb_test_dir, sb_test_dir, grad_accum, variant, strcmp(variant, "sink_token") ? "" : "sink_token_id = 47\n");
     sb_train_config_default(c);
     assert_int_equal(sb_train_config_parse(c, ini, "test.ini"), SB_OK);
 }
 
 static void path_in(char *out, size_t cap, const char *dir, const char *file) {
-    snprintf(out, cap, "%s/%s/%s", tmpdir, dir, file);
+    snprintf(out, cap, "%s/%s/%s", sb_test_dir, dir, file);
 }
 
 static void *read_all(const char *path, size_t *n) {
@@ -104,7 +93,7 @@ static double *read_log(const char *dir, const char *name, int64_t *n) {
 
 static void run(const sb_train_config *c, const char *dir, bool resume, int64_t stop, int expect) {
     char out[512];
-    snprintf(out, sizeof out, "%s/%s", tmpdir, dir);
+    snprintf(out, sizeof out, "%s/%s", sb_test_dir, dir);
     sb_train_options o = {.resume = resume, .stop_at_step = stop, .quiet = true};
     sb_train_result r;
     sb_clear_error();
@@ -162,7 +151,7 @@ static void resume_case(const char *variant, int grad_accum) {
     free(hl);
     /* the saved model records the variant */
     sb_model m;
-    snprintf(a, sizeof a, "%s/%s", tmpdir, straight);
+    snprintf(a, sizeof a, "%s/%s", sb_test_dir, straight);
     assert_int_equal(sb_model_load(&m, a), SB_OK);
     assert_int_equal(m.cfg.softmax, c.model.softmax);
     assert_int_equal(m.cfg.sink_token_id, c.model.sink_token_id);
@@ -243,23 +232,14 @@ static void test_refusals(void **state) {
     free(d);
     /* data that does not exist / too short */
     sb_train_config c3 = c;
-    snprintf(c3.train_path, sizeof c3.train_path, "%s/missing.ids", tmpdir);
+    snprintf(c3.train_path, sizeof c3.train_path, "%s/missing.ids", sb_test_dir);
     run(&c3, "missing", false, 0, SB_ERR);
     assert_non_null(strstr(sb_last_error(), "missing.ids"));
 }
 
-/* OpenMP workers that spin between the many small parallel regions of a tiny model starve
- * the computing thread on a busy 2-core machine (10x slower); the suite runs them passive.
- * libgomp reads the policy at load time, hence the re-exec. */
-static void omp_passive(char **argv) {
-    if (getenv("OMP_WAIT_POLICY")) return;
-    setenv("OMP_WAIT_POLICY", "passive", 1);
-    execv("/proc/self/exe", argv);
-}
-
 int main(int argc, char **argv) {
     (void)argc;
-    omp_passive(argv);
+    sb_test_omp_passive(argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_vanilla),
         cmocka_unit_test(test_resume_sink_logit_accum),
@@ -267,5 +247,5 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_log_contents),
         cmocka_unit_test(test_refusals),
     };
-    return cmocka_run_group_tests_name("train_resume", tests, setup, teardown);
+    return cmocka_run_group_tests_name("train_resume", tests, setup, sb_test_dir_teardown);
 }

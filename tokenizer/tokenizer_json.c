@@ -18,8 +18,8 @@
 
 #include "engine/common.h"
 #include "tokenizer/tokenizer_internal.h"
-#include "datasets/sha256.h"
 #include "tokenizer/unicode.h"
+#include "util/sha256.h"
 
 /* ---- writer ---- */
 

@@ -4,7 +4,7 @@
 
 #include "engine/common.h"
 #include "tokenizer/tokenizer_internal.h"
-#include "datasets/sha256.h"
+#include "util/sha256.h"
 
 /* ---- pair map ---- */
 

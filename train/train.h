@@ -161,7 +161,7 @@ void sb_adamw_update(float *p, const float *g, float *m, float *v, const uint8_t
 typedef struct {
     bool resume;                 /* continue from DIR/train_state.bin */
     uint64_t max_memory;         /* refuse runs whose estimate exceeds it; 0 = what is available
-                                    (eval/memcheck.h) */
+                                    (util/memcheck.h) */
     int64_t stop_at_step;        /* > 0: stop (with a checkpoint) once this many steps are done */
     bool quiet;                  /* no progress line even on a terminal */
     const volatile int *interrupt; /* may be NULL; when it becomes non-zero (a signal handler),

@@ -1,4 +1,4 @@
-/* Loss history and the HDF5 training log (eval/h5.h).
+/* Loss history and the HDF5 training log (util/h5.h).
  *
  * train_log.h5 (rewritten atomically at every evaluation and checkpoint, so it always matches
  * the history a resume continues from):
@@ -15,8 +15,8 @@
 #include <string.h>
 
 #include "engine/common.h"
-#include "eval/h5.h"
-#include "eval/provenance.h"
+#include "util/h5.h"
+#include "util/provenance.h"
 
 void sb_train_history_push(sb_train_history *h, int64_t step, double train_loss, double heldout_loss,
                            double tokens_per_s, double lr, const double *sink) {

@@ -13,8 +13,8 @@
 
 #include "datasets/tokens.h"
 #include "engine/common.h"
-#include "eval/memcheck.h"
 #include "tokenizer/tokenizer.h"
+#include "util/memcheck.h"
 
 /* "queries beyond position 16" */
 #define SINK_SHARE_MIN_QUERY 17

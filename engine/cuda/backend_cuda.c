@@ -252,6 +252,9 @@ static int cuda_open(sb_backend *b, const sb_backend_opts *o) {
     x->half = c->pos == SB_POS_ROPE ? c->rotary_dim / 2 : 0;
     x->swiglu = c->mlp == SB_MLP_SWIGLU;
     snprintf(b->device, sizeof b->device, "cuda:%d", x->dev);
+    struct cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, x->dev) == cudaSuccess)
+        snprintf(b->device_name, sizeof b->device_name, "%.95s", prop.name);
     int rc = SB_OK;
     e = cudaSetDevice(x->dev);
     if (e != cudaSuccess) rc = cuda_fail(e, "cudaSetDevice", __FILE__, __LINE__);

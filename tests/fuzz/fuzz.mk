@@ -6,8 +6,8 @@ FUZZ_CC      ?= clang
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS  := -O1 -g -std=c11 -Wall -Wextra -Werror -pthread -fopenmp -D_GNU_SOURCE -I. -Wno-pass-failed \
-                $(shell pkg-config --cflags $(PKGS)) $(FUZZ_SAN)
-FUZZ_LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lm -fopenmp -pthread
+                $(PKG_CFLAGS) $(FUZZ_SAN)
+FUZZ_LDLIBS  := $(PKG_LIBS) -lm -fopenmp -pthread
 FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN     := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)

@@ -1,8 +1,8 @@
-/* Fuzz target: a "<output>.resume" state (eval/resume_state.c), loaded as the state of
+/* Fuzz target: a "<output>.resume" state (util/resume_state.c), loaded as the state of
  * `sinkbench ppl` under a fixed inputs hash (bytes 0..31). */
 #include "tests/fuzz/fuzz.h"
 
-#include "eval/resume_state.h"
+#include "util/resume_state.h"
 
 int sb_fuzz_resume_state(const uint8_t *data, size_t size) {
     if (size > SB_FUZZ_MAX_INPUT) return sb_error("fuzz input over %u bytes (skipped)", SB_FUZZ_MAX_INPUT);

@@ -125,11 +125,11 @@ body = b"".join(struct.pack("<fi", s, len(t)) + t for s, t in toks)
 open(f"{d}/valid_small.bin", "wb").write(struct.pack("<i", 6) + body)
 open(f"{d}/bad_len.bin", "wb").write(struct.pack("<i", 6) + struct.pack("<fi", 0.0, 1 << 30) + b"x")
 PY
-# --- resume states (eval/resume_state.c), written by the library itself; fuzz_resume_state.c
+# --- resume states (util/resume_state.c), written by the library itself; fuzz_resume_state.c
 # loads them as `ppl` states under the hash 0, 1, ..., 31
 cat >"$tmp/mkresume.c" <<'C'
 #include "engine/common.h"
-#include "eval/resume_state.h"
+#include "util/resume_state.h"
 int main(int argc, char **argv) {
     (void)argc;
     uint8_t hash[32];

@@ -1,4 +1,4 @@
-#include "eval/lock.h"
+#include "util/lock.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "eval/h5.h"
+#include "util/h5.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "datasets/sha256.h"
+#include "util/sha256.h"
 
 #include <errno.h>
 #include <stdio.h>

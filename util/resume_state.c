@@ -1,4 +1,4 @@
-#include "eval/resume_state.h"
+#include "util/resume_state.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,10 +1,10 @@
-#include "eval/provenance.h"
+#include "util/provenance.h"
 
-#include <cblas.h>
+#include "engine/backend.h" /* the host threads of the cpu backend */
+
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
-#include <omp.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "engine/common.h"
-#include "datasets/sha256.h"
+#include "util/sha256.h"
 
 extern char **environ;
 
@@ -126,10 +126,7 @@ void sb_provenance_collect(sb_provenance *p) {
     cpu_model(p->cpu_model, sizeof p->cpu_model);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     p->cores = cores > 0 ? (int)cores : 1;
-    p->blas_threads = openblas_get_num_threads();
-    p->omp_threads = omp_get_max_threads();
-    const char *cfg = openblas_get_config();
-    snprintf(p->blas_config, sizeof p->blas_config, "%s", cfg ? cfg : "unknown");
+    sb_host_thread_info(&p->blas_threads, &p->omp_threads, p->blas_config, sizeof p->blas_config);
     trim(p->blas_config);
     p->loadavg1 = -1;
     FILE *la = fopen("/proc/loadavg", "r");

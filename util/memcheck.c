@@ -1,4 +1,4 @@
-#include "eval/memcheck.h"
+#include "util/memcheck.h"
 
 #include <inttypes.h>
 #include <stdio.h>

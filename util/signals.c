@@ -1,4 +1,4 @@
-#include "eval/signals.h"
+#include "util/signals.h"
 
 #include <errno.h>
 #include <signal.h>

@@ -6,7 +6,7 @@
 
 #include <cJSON.h>
 
-#include "eval/h5.h"
+#include "util/h5.h"
 
 typedef struct {
     char git_rev[64];      /* "1a2b3c4", "1a2b3c4-dirty" or "unknown" */

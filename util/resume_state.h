@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "datasets/sha256.h"
+#include "util/sha256.h"
 
 /* Build the inputs hash: add each input as "key=value" (the order is part of the hash). */
 typedef struct {
