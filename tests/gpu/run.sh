@@ -2,6 +2,7 @@
 # GPU test sections (need a CUDA device; build first with `make CUDA=1 gpu-tests`).
 #   tests/gpu/run.sh kernels          every CUDA kernel against its CPU reference (PASS/FAIL table)
 #   tests/gpu/run.sh kernels --bench  timing of the attention kernels, JSON lines
+#   tests/gpu/run.sh resources        registers/shared memory/spills per kernel (nvcc only, no GPU)
 # BUILD selects the build directory (default build, as make). Exit status: that of the tests.
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -18,8 +19,11 @@ kernels)
     fi
     exec "$bin" "$@"
     ;;
+resources)
+    exec bash tests/gpu/resources.sh
+    ;;
 *)
-    echo "usage: tests/gpu/run.sh kernels [--bench] [--filter SUBSTRING]" >&2
+    echo "usage: tests/gpu/run.sh kernels [--bench] [--filter SUBSTRING] | resources" >&2
     exit 2
     ;;
 esac
