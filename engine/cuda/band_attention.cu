@@ -19,19 +19,20 @@
  *   skip the per-element mask. Shared-memory rows are padded by 8 elements (16 bytes), so
  *   ldmatrix of 8 rows touches 8 distinct 16-byte bank groups (conflict-free).
  *
- * Performance model (7B shape: H = 32, hd = 128, T = 2048, W = 4092, K = 4; not measured
- * here, no GPU on the build machine): each query tile of 128 reads W + 128 + 64 keys (the
- * sink tile is one padded tile), 4 * hd flops per (query, key) pair: 2048 * 32 * 4288 * 512 =
- * 144 GFLOP executed for 137 GFLOP useful (4 * hd * keys_seen). Per warp and tile
- * (32 rows x 64 keys x 128 dims) the MMAs are 1 MFLOP and ldmatrix moves 8 KB of Q + 16 KB
- * of K + 16 KB of V from shared memory: 40 KB at 128 B/clk/SM is 320 clk against 256 clk of
- * dense tensor issue at the H100/H200 peak, so the kernel is bounded by shared-memory
- * bandwidth and mma.sync issue to about 50-60% of the 989 TFLOP/s dense bf16 peak; realistic
- * for this mma.sync design (FlashAttention-2 class on Hopper) is 300-400 TFLOP/s, i.e. about
- * 0.35-0.45 ms per layer-chunk at this shape. L2 traffic: 512 blocks x 4288 keys x 512 B =
- * 1.1 GB per call (about 0.2 ms at L2 bandwidth): keys of one head are reused by the 16 query
- * tiles of that head, which run as neighbouring blocks. Reaching 600+ TFLOP/s needs
- * wgmma/TMA (sm_90a), which this kernel does not use. */
+ * Performance model (not measured: the build machine has no GPU; `test_kernels --bench`
+ * measures it). hd = 128 runs MA = 2, BN = 32, 4 warps: 128 queries per block, 255 registers
+ * (no spills), 52 KB shared, so 2 blocks (8 warps) per SM. At the 7B shape (H = 32, T = 2048,
+ * W = 4092, K = 4) a block computes (W + 128) band keys + one padded sink tile of 32 against
+ * W + 5 useful keys per query: 4% wasted flops; useful work 4 * hd * keys_seen * T * H = 137
+ * GFLOP. Per warp and tile the MMAs do 32 x 32 x 128 x 4 = 0.52 MFLOP and ldmatrix moves
+ * Q 8 KB + K 8 KB + V 8 KB: 192 clk of shared-memory bandwidth (128 B/clk/SM) against 128 clk
+ * of tensor issue at the dense bf16 peak (989 TFLOP/s on H100/H200 SXM = 4096 flop/clk/SM), so
+ * this mma.sync design is bounded at about 2/3 of peak by shared memory and in practice by
+ * mma.sync issue and the softmax (FlashAttention-2 class on Hopper): expected 350-450 TFLOP/s,
+ * 0.3-0.4 ms per call. L2 traffic: 512 blocks x 4252 keys x 512 B (K and V) = 1.1 GB per call,
+ * about 0.15 ms at L2 bandwidth; the 16 query tiles of one head are neighbouring blocks and
+ * share its keys in L2. The grid (16 x 32 = 512 blocks) is 1.9 waves of 264 resident blocks.
+ * More needs wgmma/TMA (sm_90a, FlashAttention-3 style), which this kernel does not use. */
 #include <limits.h>
 #include <math.h>
 
@@ -333,7 +334,10 @@ __global__ void __launch_bounds__(NW * 32, MINB) band_mma_kernel(BandParams p) {
                 const int64_t off = (int64_t)tb * BN + r; /* position kb_lo + off */
                 if (kb_lo + off <= kb_hi) {
                     int64_t row = ring_lo + off;
-                    if (row >= p.band_cap) row -= p.band_cap; /* off < band_cap: one wrap at most */
+                    if (row >= p.band_cap) { /* off < band_cap when band_cap >= W + T: one wrap */
+                        row -= p.band_cap;
+                        if (row >= p.band_cap) row %= p.band_cap; /* a too small ring: wrong, in bounds */
+                    }
                     src = (const T *)band_src + (size_t)row * kvd + koff + ch * 8;
                 }
             }
@@ -517,13 +521,13 @@ __global__ void __launch_bounds__(NW * 32, MINB) band_mma_kernel(BandParams p) {
  * __launch_bounds__. Chosen from `-Xptxas -v` (nvcc 13.0, sm_90): the spill-free ones with the
  * least shared-memory traffic per flop (ldmatrix bytes per warp and tile: Q 16*MA*hd*2 +
  * K and V BN*hd*2 each, for 16*MA*BN*hd*4 flops). MA = 2 with BN = 64 spills at every hd; MA = 2,
- * BN = 32 fits in 255 registers (2 blocks of 128 threads per SM). */
+ * BN = 32 fits in 255 registers (2 blocks of 128 threads per SM); hd = 256 needs MA = 1. */
 template <int HD> struct MmaPick;
 template <> struct MmaPick<64> { static constexpr int MA = 2, BN = 32, NW = 4, MINB = 1; };
 template <> struct MmaPick<80> { static constexpr int MA = 2, BN = 32, NW = 4, MINB = 1; };
 template <> struct MmaPick<96> { static constexpr int MA = 2, BN = 32, NW = 4, MINB = 1; };
 template <> struct MmaPick<128> { static constexpr int MA = 2, BN = 32, NW = 4, MINB = 1; };
-template <> struct MmaPick<256> { static constexpr int MA = 1, BN = 64, NW = 4, MINB = 1; };
+template <> struct MmaPick<256> { static constexpr int MA = 1, BN = 32, NW = 4, MINB = 1; };
 
 /* The shared-memory attribute, once per (kernel, device). Returns the first error. */
 template <typename T, int HD> cudaError_t mma_attr() {

@@ -15,6 +15,7 @@
  * key row with 16-byte loads from one thread; rows are 256 B, so L1 serves the neighbouring
  * sectors). */
 #include <math.h>
+#include <string.h>
 
 #include "engine/cuda/common.cuh"
 
@@ -33,23 +34,30 @@ template <> __device__ __forceinline__ void load8<float>(const float *p, float (
     const float4 a = reinterpret_cast<const float4 *>(p)[0], b = reinterpret_cast<const float4 *>(p)[1];
     f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
 }
+__device__ __forceinline__ void bf16x2(uint32_t w, float &lo, float &hi) {
+    lo = __uint_as_float(w << 16);
+    hi = __uint_as_float(w & 0xffff0000u);
+}
+__device__ __forceinline__ void f16x2(uint32_t w, float &lo, float &hi) {
+    __half2 h2;
+    memcpy(&h2, &w, 4);
+    const float2 f = __half22float2(h2);
+    lo = f.x;
+    hi = f.y;
+}
 template <> __device__ __forceinline__ void load8<__nv_bfloat16>(const __nv_bfloat16 *p, float (&f)[8]) {
     const uint4 u = *reinterpret_cast<const uint4 *>(p);
-    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        f[2 * i] = __uint_as_float(w[i] << 16);
-        f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-    }
+    bf16x2(u.x, f[0], f[1]);
+    bf16x2(u.y, f[2], f[3]);
+    bf16x2(u.z, f[4], f[5]);
+    bf16x2(u.w, f[6], f[7]);
 }
 template <> __device__ __forceinline__ void load8<__half>(const __half *p, float (&f)[8]) {
     const uint4 u = *reinterpret_cast<const uint4 *>(p);
-    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        f[2 * i] = __half2float(__ushort_as_half((unsigned short)(w[i] & 0xffffu)));
-        f[2 * i + 1] = __half2float(__ushort_as_half((unsigned short)(w[i] >> 16)));
-    }
+    f16x2(u.x, f[0], f[1]);
+    f16x2(u.y, f[2], f[3]);
+    f16x2(u.z, f[4], f[5]);
+    f16x2(u.w, f[6], f[7]);
 }
 
 __device__ __forceinline__ float block_max(float v, float *red) {
@@ -99,6 +107,7 @@ __global__ void __launch_bounds__(DEC_THREADS)
             const T *kr = k + (size_t)slot * kvd + koff;
             float dot = 0.0f;
             if (VEC) {
+#pragma unroll 1
                 for (int d = 0; d < hd; d += 8) {
                     float f[8];
                     load8<T>(kr + d, f);

@@ -129,7 +129,8 @@ void sbk_rerotate(void *k_cache, sbk_dtype dt, const float *k_raw, const int32_t
  * m16n8k16, f32 accumulation and f32 softmax) for hd in {64, 80, 96, 128, 256} when q_stride
  * is a multiple of 8 and the pointers are 16-byte aligned, else on CUDA cores (any hd <= 256).
  * Dense attention: K = 0, n_sink = 0, W = 1 << 50. Positions must stay below 2^31 - 2^20 relative
- * to each other (P - p of any visible key fits an int). */
+ * to each other (P - p of any visible key fits an int). Requires H % KV == 0, hd <= 256,
+ * band_cap >= 1 and sink_logit for SBK_SOFTMAX_SINK_LOGIT; calls outside that enqueue nothing. */
 void sbk_band_attention(void *out, sbk_dtype odt, size_t out_stride, const void *qb, const void *qs, size_t q_stride,
                         const void *band_k, const void *band_v, int64_t band_cap, const void *sink_k,
                         const void *sink_v, int n_sink, int64_t K, int64_t W, int64_t pos0, int T, int64_t max_dist,

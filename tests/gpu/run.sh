@@ -4,6 +4,8 @@
 # (tests/gpu/test_backend.c). Build first with `make CUDA=1 BUILD=build-cuda gpu-tests`.
 #   tests/gpu/run.sh [kernels] [backend]        (default: both)
 #   tests/gpu/run.sh bench-kernels              timings of the attention kernels, JSON lines
+#   tests/gpu/run.sh resources                  registers, shared memory and spills per kernel
+#                                               (needs nvcc, not a GPU)
 # GPU_BIN (default build-cuda/gpu) holds test_kernels and test_backend; HELDOUT_IDS (default
 # .gpu/heldout.tok when present) is the stream of the learned and bf16 checks.
 # Prints each check, the GPU's name and driver, and a last line "N passed, M failed".
@@ -34,6 +36,7 @@ for s in $sections; do
     case "$s" in
         kernels) run kernels "$bin/test_kernels" ;;
         bench-kernels) "$bin/test_kernels" --bench ;;
+        resources) run resources tests/gpu/resources.sh ;;
         backend) run backend "$bin/test_backend" $( [ -f "$ids" ] && echo "$ids") ;;
         *) echo "run.sh: unknown section '$s'" >&2; exit 2 ;;
     esac

@@ -144,6 +144,8 @@ struct DBuf {
         if (p) cudaFree(p);
     }
     void alloc(size_t b) {
+        if (p) CK(cudaFree(p));
+        p = nullptr;
         bytes = b;
         CK(cudaMalloc(&p, b ? b : 16));
     }
