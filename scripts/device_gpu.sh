@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On the GPU machine (the device tool), with .gpu/, .debs/ and models/sb-base carried:
+# On the GPU machine (the device tool), with .gpupack/ and .debs/ carried (scripts/gpu_pack.sh):
 #   scripts/device_gpu.sh tests            tests/gpu/run.sh (kernels, backend)
 #   scripts/device_gpu.sh bench [SECTIONS]  bench/gpu/run_bench.sh; raw outputs packed into
 #                                          $OUT/bench_raw.tgz
@@ -9,6 +9,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 what=${1:?usage: device_gpu.sh tests|bench [sections]}
 shift
+[ -d .gpu ] || tar -xJf .gpupack/gpu.txz
 source scripts/device_env.sh
 export LD_LIBRARY_PATH="${LD_LIBRARY_PATH}:/usr/local/cuda/lib64"
 export SINKBENCH_GIT_REV=$(cat .gpu/git_rev 2>/dev/null || echo unknown)
