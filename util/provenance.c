@@ -151,7 +151,7 @@ static int hash_into(sb_sha256_ctx *s, const char *path) {
     return bad ? sb_error("%s: read error", path) : SB_OK;
 }
 
-int sb_provenance_hash_model(const char *dir, char hex[65]) {
+static int hash_model_files(const char *dir, char hex[65]) {
     hex[0] = '\0';
     char path[4096];
     sb_sha256_ctx s;
@@ -173,6 +173,71 @@ int sb_provenance_hash_model(const char *dir, char hex[65]) {
     sb_sha256_final(&s, d);
     sb_sha256_hex(d, hex);
     return SB_OK;
+}
+
+/* The cache of model hashes: reading a 13 GB checkpoint takes half a minute, and every run
+ * names its model's hash. An entry is keyed by the files' path, device, inode, size and
+ * modification time (to the nanosecond), so a changed file is hashed again. Directory:
+ * $SINKBENCH_CACHE, else $XDG_CACHE_HOME/sinkbench, else ~/.cache/sinkbench; SINKBENCH_CACHE=off
+ * turns it off. Best effort: a cache that cannot be read or written only costs the hashing. */
+static bool hash_cache_path(const char *dir, char *out, size_t cap) {
+    const char *env = getenv("SINKBENCH_CACHE"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    char base[2048];
+    if (env && !strcmp(env, "off")) return false;
+    if (env && *env) snprintf(base, sizeof base, "%s", env);
+    else if (xdg && *xdg) snprintf(base, sizeof base, "%s/sinkbench", xdg);
+    else if (home && *home) snprintf(base, sizeof base, "%s/.cache/sinkbench", home);
+    else return false;
+    char real[4096], key[8192], path[4200];
+    if (!realpath(dir, real)) return false;
+    size_t off = (size_t)snprintf(key, sizeof key, "%s", real);
+    struct stat st;
+    static const char *const files[] = {"", "/config.json", "/model.safetensors"};
+    for (size_t i = 0; i < 3 && off < sizeof key; i++) {
+        snprintf(path, sizeof path, "%s%s", real, files[i]);
+        if (stat(path, &st) != 0) continue;
+        off += (size_t)snprintf(key + off, sizeof key - off, "|%s:%llu:%llu:%lld:%lld.%09ld", files[i],
+                                (unsigned long long)st.st_dev, (unsigned long long)st.st_ino, (long long)st.st_size,
+                                (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    }
+    uint8_t d[32];
+    char kh[65];
+    sb_sha256(key, strlen(key), d);
+    sb_sha256_hex(d, kh);
+    if (mkdir(base, 0755) != 0 && errno != EEXIST) {
+        /* the parent (~/.cache) may not exist yet */
+        char parent[2048];
+        snprintf(parent, sizeof parent, "%s", base);
+        char *slash = strrchr(parent, '/');
+        if (slash) *slash = '\0', mkdir(parent, 0755);
+        if (mkdir(base, 0755) != 0 && errno != EEXIST) return false;
+    }
+    return snprintf(out, cap, "%s/model-%s", base, kh) < (int)cap;
+}
+
+int sb_provenance_hash_model(const char *dir, char hex[65]) {
+    char cache[4096];
+    bool cached = hash_cache_path(dir, cache, sizeof cache);
+    if (cached) {
+        FILE *f = fopen(cache, "r");
+        if (f) {
+            char buf[80] = "";
+            bool ok = fgets(buf, sizeof buf, f) && strlen(buf) >= 64 && strspn(buf, "0123456789abcdef") == 64;
+            fclose(f);
+            if (ok) {
+                memcpy(hex, buf, 64);
+                hex[64] = '\0';
+                return SB_OK;
+            }
+        }
+    }
+    int rc = hash_model_files(dir, hex);
+    if (!rc && cached) {
+        char line[66];
+        snprintf(line, sizeof line, "%s\n", hex);
+        if (sb_write_file_atomic(cache, line, 65)) sb_clear_error();
+    }
+    return rc;
 }
 
 int sb_provenance_to_h5(const sb_provenance *p, sb_h5 *f) {

@@ -87,7 +87,7 @@ if ceil:
     res["decode_floor_ms"] = floor_ms
 dec = {}
 for c in (2048, 4096):
-    d = load("decode_%d.json" % c)
+    d = load("decode_%d.json" % c) or load("sweep_stream_%d.json" % c)
     if d:
         dec[c] = d
 if dec:

@@ -26,6 +26,7 @@
 /* ------------------------------------------------------------ errors */
 
 static int cuda_fail(cudaError_t e, const char *what, const char *file, int line) {
+    cudaGetLastError(); /* a failed call also sets the sticky last error: clear it for the next check */
     return sb_error("cuda: %s: %s (%s:%d)", what, cudaGetErrorString(e), file, line);
 }
 #define CK(call)                                                                                                     \
@@ -521,10 +522,9 @@ static int cuda_exact_forward(sb_exact *s, const int32_t *tokens, int T, int64_t
     memcpy(s->h_io, tokens, (size_t)T * sizeof(int32_t));
     const int n_out = T - from;
     if (targets && n_out > 0) memcpy(s->h_io + T, targets, (size_t)n_out * sizeof(int32_t));
-    CK(cudaMemcpyAsync(a->tok, s->h_io, (size_t)(T + (targets ? n_out : 0)) * sizeof(int32_t),
-                       cudaMemcpyHostToDevice, x->st));
+    CK(cudaMemcpyAsync(a->tok, s->h_io, (size_t)T * sizeof(int32_t), cudaMemcpyHostToDevice, x->st));
     if (targets && n_out > 0)
-        CK(cudaMemcpyAsync(a->tgt, a->tok + T, (size_t)n_out * sizeof(int32_t), cudaMemcpyDeviceToDevice, x->st));
+        CK(cudaMemcpyAsync(a->tgt, s->h_io + T, (size_t)n_out * sizeof(int32_t), cudaMemcpyHostToDevice, x->st));
     const float *dcb = a->tabs, *dsb = dcb + (size_t)T * hrow, *dcs = dsb + (size_t)T * hrow, *dss = dcs + (size_t)T * hrow;
 
     sbk_embed(a->x, x->embed, x->embed_dt, a->tok, T, x->C, x->V, x->st);
@@ -797,7 +797,8 @@ static void fill_step(sb_slots *c, const sb_kv_state *s, int32_t token, bool obs
     memcpy(h, &token, sizeof token);
     float *tabs = (float *)(h + c->lay.off_tabs);
     if (half > 0) ring_advance(c, s->query_pos);
-    int64_t moves = 0;
+    int64_t moves = 0, raw_new = 0; /* launches depend on each map's moving count and on
+                                     * whether the new key also keeps a pre-RoPE copy */
     for (int mp = 0; mp < c->n_maps; mp++) {
         const int64_t *tok = sb_kv_tokens(s, mp), *pos = sb_kv_pos(s, mp);
         int32_t *slots = (int32_t *)(h + c->lay.off_slots) + (size_t)mp * c->n_slots;
@@ -829,6 +830,7 @@ static void fill_step(sb_slots *c, const sb_kv_state *s, int32_t token, bool obs
         memcpy(hdr + 8, &slot, 8);
         memcpy(hdr + 16, &s->query_pos, 8);
         moves = moves * 1000003 + m;
+        raw_new = raw_new * 3 + (slot < c->n_raw);
         if (mp == 0 && half > 0) {
             float *r0 = tabs, *r1 = tabs + 2 * hrow;
             const float *q = host_row(c, s->query_pos, r0);
@@ -840,7 +842,7 @@ static void fill_step(sb_slots *c, const sb_kv_state *s, int32_t token, bool obs
     key[0] = c->n_slots;
     key[1] = moves;
     key[2] = observe;
-    key[3] = 1;
+    key[3] = raw_new;
 }
 
 /* The step's launches (captured in a graph when they repeat). The moving-key counts are host

@@ -15,7 +15,7 @@ bin=${GPU_BIN:-build-cuda/gpu}
 ids=${HELDOUT_IDS:-.gpu/heldout.tok}
 sections=${*:-kernels backend}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /'
-echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo "${SINKBENCH_GIT_REV:-unknown}")"
+echo "git: ${SINKBENCH_GIT_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 pass=0 fail=0
 run() {
     local name=$1; shift
