@@ -111,10 +111,13 @@ static int upload_rows(cuda_ctx *x, void *dst, size_t row0, const sb_weight *w, 
     const size_t n = rows * cols, sbytes = n * dtype_bytes(sd);
     char *d = (char *)dst + row0 * cols * x->elem;
     if (sd == x->cd) {
-        CK(cudaMemcpy(d, w->data, sbytes, cudaMemcpyHostToDevice));
+        CK(cudaMemcpyAsync(d, w->data, sbytes, cudaMemcpyHostToDevice, x->st));
+        CK(cudaStreamSynchronize(x->st));
         return SB_OK;
     }
-    CK(cudaMemcpy(stage, w->data, sbytes, cudaMemcpyHostToDevice));
+    /* on the stream the conversion runs on: a plain cudaMemcpy from pageable memory may
+     * return before its DMA lands, and the stream is non-blocking */
+    CK(cudaMemcpyAsync(stage, w->data, sbytes, cudaMemcpyHostToDevice, x->st));
     sbk_convert(d, x->cd, stage, sd, n, x->st);
     CL();
     CK(cudaStreamSynchronize(x->st));
@@ -126,7 +129,8 @@ static int upload_vec(cuda_ctx *x, float **dst, const float *src, size_t n) {
     if (!src) return SB_OK;
     int rc = walloc(x, (void **)dst, n * sizeof(float));
     if (rc) return rc;
-    CK(cudaMemcpy(*dst, src, n * sizeof(float), cudaMemcpyHostToDevice));
+    CK(cudaMemcpyAsync(*dst, src, n * sizeof(float), cudaMemcpyHostToDevice, x->st));
+    CK(cudaStreamSynchronize(x->st));
     return SB_OK;
 }
 
@@ -191,7 +195,9 @@ static int upload_weights(cuda_ctx *x, const sb_model *m) {
     x->embed_dt = sbk_of(m->w.embed.dtype);
     if (!rc) rc = walloc(x, &x->embed, V * C * dtype_bytes(x->embed_dt));
     if (!rc) {
-        cudaError_t e = cudaMemcpy(x->embed, m->w.embed.data, V * C * dtype_bytes(x->embed_dt), cudaMemcpyHostToDevice);
+        cudaError_t e = cudaMemcpyAsync(x->embed, m->w.embed.data, V * C * dtype_bytes(x->embed_dt),
+                                        cudaMemcpyHostToDevice, x->st);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(x->st);
         if (e != cudaSuccess) rc = cuda_fail(e, "embedding upload", __FILE__, __LINE__);
     }
     if (!rc && m->w.head.data == m->w.embed.data && x->embed_dt == x->cd) x->head = x->embed;
@@ -292,6 +298,11 @@ static uint64_t cuda_device_weight_bytes(const sb_model_config *c, sb_dtype stor
 /* y[T, OC] (fp32, leading dim ldy) = beta * y + x[T, C] (cd) . W[OC, C]^T (cd) */
 static int gemm(cuda_ctx *x, float *y, int ldy, const void *in, int ldx, const void *w, int T, int C, int OC,
                 float beta) {
+    if (T == 1 && sbk_gemv_ok(x->cd, w, in, C)) {
+        /* decode: a bandwidth-bound matrix-vector product (kernels.h) */
+        sbk_gemv(y, w, in, x->cd, C, OC, beta, x->st);
+        return SB_OK;
+    }
     const float alpha = 1.0f;
     const cudaDataType_t t = x->cd == SBK_F32 ? CUDA_R_32F : x->cd == SBK_BF16 ? CUDA_R_16BF : CUDA_R_16F;
     const cublasComputeType_t ct = x->cd == SBK_F32 ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
@@ -688,15 +699,17 @@ static int slots_resize(sb_slots *c, int64_t n_slots) {
         rc = rc ? rc : (raw > 0 ? dalloc(x, &nr, (size_t)raw * rawrow) : SB_OK);
         if (rc) return rc;
         if (old > 0) {
-            CK(cudaMemcpy(nk, c->k[l], (size_t)old * row, cudaMemcpyDeviceToDevice));
-            CK(cudaMemcpy(nv, c->v[l], (size_t)old * row, cudaMemcpyDeviceToDevice));
-            if (old_raw > 0) CK(cudaMemcpy(nr, c->k_raw[l], (size_t)old_raw * rawrow, cudaMemcpyDeviceToDevice));
+            CK(cudaMemcpyAsync(nk, c->k[l], (size_t)old * row, cudaMemcpyDeviceToDevice, x->st));
+            CK(cudaMemcpyAsync(nv, c->v[l], (size_t)old * row, cudaMemcpyDeviceToDevice, x->st));
+            if (old_raw > 0)
+                CK(cudaMemcpyAsync(nr, c->k_raw[l], (size_t)old_raw * rawrow, cudaMemcpyDeviceToDevice, x->st));
         }
         /* never-written rows: zeros, no NaN for a product masked to zero */
         if (n_slots > old) {
-            CK(cudaMemset((char *)nk + (size_t)old * row, 0, (size_t)(n_slots - old) * row));
-            CK(cudaMemset((char *)nv + (size_t)old * row, 0, (size_t)(n_slots - old) * row));
+            CK(cudaMemsetAsync((char *)nk + (size_t)old * row, 0, (size_t)(n_slots - old) * row, x->st));
+            CK(cudaMemsetAsync((char *)nv + (size_t)old * row, 0, (size_t)(n_slots - old) * row, x->st));
         }
+        CK(cudaStreamSynchronize(x->st));
         cudaFree(c->k[l]), cudaFree(c->v[l]);
         if (c->k_raw[l]) cudaFree(c->k_raw[l]);
         c->k[l] = nk, c->v[l] = nv, c->k_raw[l] = nr;

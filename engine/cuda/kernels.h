@@ -154,6 +154,16 @@ void sbk_decode_attention(float *out, float *probs, const float *q, const void *
                           int n_max, float *scratch, int H, int KV, int hd, int64_t max_dist, int softmax_kind,
                           const float *sink_logit, const float *alibi, sbk_dtype dt, cudaStream_t s);
 
+/* ------------------------------------------------------------ one-row matmul */
+
+/* Decode mode's matrix-vector product: y[OC] = beta * y + W[OC, C] . x[C], W and x of dt
+ * (SBK_BF16 or SBK_F16), fp32 accumulation and output; y = W x when beta == 0 (y may then hold
+ * anything, NaN too). Each output is one warp's fixed-order sum. Runs only when
+ * sbk_gemv_ok(dt, W, x, C) (C % 8 == 0, 16-byte aligned W and x); otherwise it enqueues
+ * nothing (use a GEMM). */
+int sbk_gemv_ok(sbk_dtype dt, const void *W, const void *x, int C);
+void sbk_gemv(float *y, const void *W, const void *x, sbk_dtype dt, int C, int OC, float beta, cudaStream_t s);
+
 /* ------------------------------------------------------------ loss, sampling */
 
 /* nll[t] = -log softmax(logits row t)[targets[t]] (row t at logits + t*ldl, V floats):

@@ -1167,6 +1167,62 @@ static void bench() {
                dt_name(dt), H, KV, hd, n, ms, flops / ms * 1e-9, bytes / ms * 1e-6, prop.name);
         fflush(stdout);
     }
+    /* one-row matmuls at the Llama-2-7B shapes: bytes of weights over the time */
+    struct { const char *name; int C, OC; } gs[] = {{"qkv", 4096, 12288}, {"o", 4096, 4096}, {"gate_up", 4096, 22016},
+                                                    {"down", 11008, 4096}, {"lm_head", 4096, 32000}};
+    for (auto g : gs) {
+        DBuf w((size_t)g.OC * g.C * 2), x((size_t)g.C * 2), y((size_t)g.OC * 4);
+        upload_dt(w, rng.normals((size_t)g.OC * g.C, 0.02f), SBK_BF16);
+        upload_dt(x, rng.normals((size_t)g.C), SBK_BF16);
+        auto launch = [&]() { sbk_gemv(y.as<float>(), w.p, x.p, SBK_BF16, g.C, g.OC, 0.0f, 0); };
+        const double ms = time_ms(launch, 5, 50);
+        printf("{\"bench\":\"gemv\",\"name\":\"%s\",\"dtype\":\"bf16\",\"C\":%d,\"OC\":%d,\"median_ms\":%.4f,"
+               "\"gbps\":%.1f,\"device\":\"%s\"}\n",
+               g.name, g.C, g.OC, ms, (double)g.OC * g.C * 2 / ms * 1e-6, prop.name);
+        fflush(stdout);
+    }
+
+}
+
+
+/* ------------------------------------------------------------ one-row matmul */
+
+static void test_gemv() {
+    Rng rng(31);
+    struct { int C, OC; } shapes[] = {{8, 1}, {16, 37}, {264, 5}, {384, 4096}, {4096, 12288}, {11008, 4096}};
+    for (auto sh : shapes)
+        for (sbk_dtype dt : {SBK_BF16, SBK_F16})
+            for (float beta : {0.0f, 1.0f}) {
+                char name[96];
+                snprintf(name, sizeof name, "gemv %s C=%d OC=%d beta=%g", dt_name(dt), sh.C, sh.OC, beta);
+                if (!selected(name)) continue;
+                auto w = round_vec(rng.normals((size_t)sh.OC * sh.C, 0.05f), dt);
+                auto x = round_vec(rng.normals((size_t)sh.C), dt);
+                auto y0 = rng.normals((size_t)sh.OC);
+                DBuf dw, dx, dy;
+                upload_dt(dw, w, dt);
+                upload_dt(dx, x, dt);
+                upload_vec(dy, beta != 0.0f ? y0 : std::vector<float>(sh.OC, NAN));
+                std::vector<double> ref(sh.OC);
+                for (int o = 0; o < sh.OC; o++) {
+                    double a = beta != 0.0f ? (double)beta * y0[o] : 0.0;
+                    for (int c = 0; c < sh.C; c++) a += (double)w[(size_t)o * sh.C + c] * x[c];
+                    ref[o] = a;
+                }
+                if (!sbk_gemv_ok(dt, dw.p, dx.p, sh.C)) {
+                    report(name, false, "sbk_gemv_ok refused an aligned call");
+                    continue;
+                }
+                sbk_gemv(dy.as<float>(), dw.p, dx.p, dt, sh.C, sh.OC, beta, 0);
+                CK(cudaGetLastError());
+                Err e = compare(download_f32(dy), ref);
+                report(name, err_ok(e, 1e-5), ERR_FMT, ERR_ARGS(e, 1e-5));
+            }
+    /* what it refuses: f32, C not a multiple of 8, unaligned pointers */
+    DBuf a(64), b(64);
+    bool refuse = !sbk_gemv_ok(SBK_F32, a.p, b.p, 8) && !sbk_gemv_ok(SBK_BF16, a.p, b.p, 12) &&
+                  !sbk_gemv_ok(SBK_BF16, (char *)a.p + 2, b.p, 8) && sbk_gemv_ok(SBK_BF16, a.p, b.p, 8);
+    report("gemv preconditions", refuse, "f32, C %% 8 != 0 and misaligned pointers refused");
 }
 
 /* ------------------------------------------------------------ main */
@@ -1207,6 +1263,7 @@ int main(int argc, char **argv) {
     test_band();
     test_band_graph();
     test_decode();
+    test_gemv();
     test_loss();
     summary_and_exit(g_fail ? 1 : 0);
 }
