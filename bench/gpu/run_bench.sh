@@ -8,7 +8,8 @@
 #                                         (default: these; `decode` adds 300-token runs at 4+2044
 #                                         and 4+4092, which the sweep already covers)
 # Knobs: SINKBENCH (bin/sinkbench), GEMM_BW (build-cuda/bench/gemm_bw), BENCH_RAW ($OUT or
-# /tmp/bench_gpu), EXACT_TOKENS (262144), TABLE2_TOKENS (400000), FLAT_TOKENS (12000).
+# /tmp/bench_gpu), EXACT_TOKENS (262144), TABLE2_TOKENS (400000), FLAT_TOKENS (12000),
+# SWEEP_CACHES (256 512 1024 2048 4096), SWEEP_NO_RECOMPUTE (set: streaming only).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -61,10 +62,11 @@ if has decode; then
 fi
 if has sweep; then
     need_model
-    for c in 256 512 1024 2048 4096; do
+    for c in ${SWEEP_CACHES:-256 512 1024 2048 4096}; do
         say "cache $c: StreamingLLM and re-computation"
         $sb latency --model "$model" --policy sinks:4:$((c - 4)) --tokens 100 "${common[@]}" >"$raw/sweep_stream_$c.json"
-        $sb latency --model "$model" --policy recompute:$c --tokens 8 "${common[@]}" >"$raw/sweep_recompute_$c.json"
+        [ -n "${SWEEP_NO_RECOMPUTE:-}" ] ||
+            $sb latency --model "$model" --policy recompute:$c --tokens 8 "${common[@]}" >"$raw/sweep_recompute_$c.json"
     done
 fi
 if has flat; then

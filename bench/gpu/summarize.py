@@ -144,6 +144,7 @@ if fl:
         import statistics
         a = statistics.median(st[2000:2500])
         b = statistics.median(st[-500:])
+        a, b = float(a), float(b)
         res["flat"] = {"tokens": len(st), "median_ms_2000": a, "median_ms_end": b, "change": b / a - 1}
         acc.append(("decode flat (+-10%%) from token 2,000 to %d" % len(st), abs(b / a - 1) <= 0.10,
                     "%.2f -> %.2f ms" % (a, b)))
@@ -156,7 +157,7 @@ if acc:
     md += ["## Against the issue's acceptance", "", "| criterion | met | measured |", "|---|---|---|"]
     md += ["| %s | %s | %s |" % (a, verdict(ok), m) for a, ok, m in acc]
     md.append("")
-res["acceptance"] = [{"criterion": a, "met": ok, "measured": m} for a, ok, m in acc]
+res["acceptance"] = [{"criterion": a, "met": bool(ok), "measured": m} for a, ok, m in acc]
 res["git_rev"] = rev
 md.insert(3, "git revision `%s`." % rev)
 with open(os.path.join(out, "bench_gpu.json"), "w") as f:

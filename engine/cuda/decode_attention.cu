@@ -107,7 +107,8 @@ __global__ void __launch_bounds__(DEC_THREADS)
             const T *kr = k + (size_t)slot * kvd + koff;
             float dot = 0.0f;
             if (VEC) {
-#pragma unroll 1
+                /* unrolled so a thread has several 16-byte loads of its key row in flight */
+#pragma unroll 8
                 for (int d = 0; d < hd; d += 8) {
                     float f[8];
                     load8<T>(kr + d, f);
@@ -132,11 +133,11 @@ __global__ void __launch_bounds__(DEC_THREADS)
     float *part = scratch + ((size_t)h * S + split) * (hd + 2);
     const int cnt = min(max(n - split * DEC_CH, 0), DEC_CH);
     for (int d = tid; d < hd; d += DEC_THREADS) {
+        /* no branch on p = 0 (a masked key's value row is finite: every listed slot holds a
+         * token), so the loads of several keys can be in flight at once */
         float acc = 0.0f;
-        for (int j = 0; j < cnt; j++) {
-            const float pj = sp[j];
-            if (pj != 0.0f) acc += pj * elem<T>::to_f32(v[(size_t)ss[j] * kvd + koff + d]);
-        }
+#pragma unroll 8
+        for (int j = 0; j < cnt; j++) acc += sp[j] * elem<T>::to_f32(v[(size_t)ss[j] * kvd + koff + d]);
         part[d] = acc;
     }
     if (tid == 0) {
