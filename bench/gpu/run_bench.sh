@@ -9,7 +9,8 @@
 #                                         and 4+4092, which the sweep already covers)
 # Knobs: SINKBENCH (bin/sinkbench), GEMM_BW (build-cuda/bench/gemm_bw), BENCH_RAW ($OUT or
 # /tmp/bench_gpu), EXACT_TOKENS (262144), TABLE2_TOKENS (400000), FLAT_TOKENS (12000),
-# SWEEP_CACHES (256 512 1024 2048 4096), SWEEP_NO_RECOMPUTE (set: streaming only).
+# SWEEP_CACHES (256 512 1024 2048 4096), SWEEP_NO_RECOMPUTE (set: streaming only), REF_CACHES
+# (256,512,1024,2048,4096: the reference's caches).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -77,7 +78,8 @@ if has flat; then
 fi
 if has reference; then
     say "transformers reference (eager fp16, one token per forward, cache trimmed to 4+W)"
-    PYTHONUNBUFFERED=1 python3 bench/gpu/reference_transformers.py >"$raw/reference.jsonl"
+    PYTHONUNBUFFERED=1 python3 bench/gpu/reference_transformers.py --caches "${REF_CACHES:-256,512,1024,2048,4096}" \
+        >"$raw/reference.jsonl"
 fi
 say "summary"
 python3 bench/gpu/summarize.py "$raw" docs/bench/gpu
