@@ -61,7 +61,7 @@ if ex:
            "| tokens | tokens/s | wall | achieved TFLOP/s | cuBLAS GEMM TFLOP/s at the model's shapes | share |",
            "|---:|---:|---:|---:|---:|---:|"]
     g = ceil["gemm_tflop_s_all_shapes"] if ceil else float("nan")
-    md.append("| %d | %.0f | %.1f s | %.0f | %.0f | %.0f%% |" % (ex["tokens_scored"], ex["tokens_per_s"], ex["wall_s"],
+    md.append("| %d | %.0f | %.1f s | %.0f | %.0f | %.1f%% |" % (ex["tokens_scored"], ex["tokens_per_s"], ex["wall_s"],
                                                                 fl / 1e12, g, 100 * fl / 1e12 / g))
     acc.append(("exact-mode FLOP/s >= 50% of cuBLAS GEMM at the model's shapes", fl / 1e12 >= 0.5 * g,
                 "%.0f of %.0f TFLOP/s" % (fl / 1e12, g)))
@@ -158,6 +158,12 @@ if acc:
     md += ["| %s | %s | %s |" % (a, verdict(ok), m) for a, ok, m in acc]
     md.append("")
 res["acceptance"] = [{"criterion": a, "met": bool(ok), "measured": m} for a, ok, m in acc]
+if not rev:  # the revision of whichever cell ran
+    for n in sorted(os.listdir(raw)):
+        if n.endswith(".json") and not n.startswith("ceilings"):
+            rev = (load(n) or {}).get("git_rev")
+            if rev:
+                break
 res["git_rev"] = rev
 md.insert(3, "git revision `%s`." % rev)
 with open(os.path.join(out, "bench_gpu.json"), "w") as f:
