@@ -33,6 +33,8 @@ usage: ./run_all.sh [--smoke | --quick | --full] [options]
                   experiment always runs alone with every core)
   --threads N     threads per cell (default: cores / jobs). Timed cells (latency) keep the
                   threads in their key, so cells timed with N threads elsewhere are reused
+  --device DEV    run the ppl, latency and attention cells on DEV (cpu, cuda, cuda:N; the
+                  binary must be built with make CUDA=1); the device is part of a cell's key
   --force         redo finished cells
   --models "A B"  evaluate these model directories under models/ instead of the defaults
   --data FILE     held-out stream (.txt, .tok or .ids) instead of data/text/heldout-book.txt
@@ -45,7 +47,7 @@ EOF
 }
 
 orig_args=("$@") # for the resume line: the option loop below shifts them away
-mode=quick only="" jobs="" threads="" results="" models="" data="" deps=1
+mode=quick only="" jobs="" threads="" results="" models="" data="" deps=1 device=""
 force=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -55,6 +57,7 @@ while [ $# -gt 0 ]; do
         --only) only=${2:?--only needs an experiment}; shift ;;
         --jobs) jobs=${2:?--jobs needs a number}; shift ;;
         --threads) threads=${2:?--threads needs a number}; shift ;;
+        --device) device=${2:?--device needs cpu, cuda or cuda:N}; shift ;;
         --force) force=(--force) ;;
         --models) models=${2:?--models needs names}; shift ;;
         --data) data=${2:?--data needs a file}; shift ;;
@@ -78,6 +81,8 @@ fi
 cores=$(nproc 2>/dev/null || echo 1)
 [ -n "$jobs" ] || jobs=$cores
 case "$jobs" in ''|*[!0-9]*|0) echo "run_all: --jobs $jobs is not a positive number" >&2; exit 2 ;; esac
+device_args=()
+[ -z "${device:-}" ] || device_args=(--device "$device")
 thread_args=()
 if [ -n "$threads" ]; then
     case "$threads" in *[!0-9]*|0) echo "run_all: --threads $threads is not a positive number" >&2; exit 2 ;; esac
@@ -179,7 +184,7 @@ for exp in "${experiments[@]}"; do
     [ -z "$caught" ] || finish_interrupted
     say "experiment $exp ($mode)"
     if ! run_study bin/sinkbench study run --config "configs/$exp.ini" --mode "$mode" --results "$results" \
-            --jobs "$jobs" "${thread_args[@]}" "${force[@]}" "${study_models[@]}" "${data_args[@]}"; then
+            --jobs "$jobs" "${thread_args[@]}" "${device_args[@]}" "${force[@]}" "${study_models[@]}" "${data_args[@]}"; then
         [ -z "$caught" ] || finish_interrupted
         failed+=("$exp")
         say "experiment $exp had failures (see the notes in the report and the logs in $results/cells/$mode/$exp)"

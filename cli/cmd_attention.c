@@ -30,6 +30,7 @@ static void att_usage(FILE *f) {
                "  --data FILE       token stream: .tok, .ids, or .txt (needs DIR/tokenizer.json)\n"
                "  --tokens N        probe the first N tokens (default %d, at most %d)\n"
                "  --threads N       BLAS/OpenMP threads\n"
+               "  --device DEV      cpu (default), cuda or cuda:N\n"
                "  --max-memory SIZE refuse runs needing more (default: MemAvailable), e.g. 512M\n"
                "  --json            one JSON object on stdout\n"
                "  --out FILE.h5     datasets maps [layers, N, N] (head-mean attention, row = query,\n"
@@ -52,6 +53,7 @@ typedef struct {
     sb_model_config cfg;
     int32_t *ids;
     float *maps, *share;
+    sb_backend *backend;
     att_result r;
 } att_cmd;
 
@@ -152,14 +154,14 @@ static int att_load(void *self) {
     a->share = malloc((size_t)r->L * (size_t)r->H * sizeof *a->share);
     if (!a->maps || !a->share)
         return sb_error("out of memory for attention maps of %" PRId64 " layers x %" PRId64 " tokens", r->L, r->n);
-    return SB_OK;
+    return cli_open_backend(&a->run.c, &a->run.model, &a->backend);
 }
 
 /* One pass, no partial result worth keeping: a stop abandons it. */
 static int att_run(void *self) {
     att_cmd *a = self;
     double t0 = sb_now();
-    int rc = sb_attention_probe(&a->run.model, a->ids, a->r.n, a->maps, a->share);
+    int rc = sb_attention_probe_on(a->backend, &a->run.model, a->ids, a->r.n, a->maps, a->share);
     a->r.wall_s = sb_now() - t0;
     if (!rc) sb_signal_poll(); /* the pass is the one chunk: also the SB_TEST_SIGNAL_AT hook of the tests */
     return rc;
@@ -185,6 +187,7 @@ static void att_cleanup(void *self) {
     free(a->maps);
     free(a->share);
     free(a->ids);
+    sb_backend_close(a->backend);
 }
 
 /* not resumable: a stop abandons the probe ("interrupted; nothing written") */

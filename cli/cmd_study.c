@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "engine/backend.h"
 #include "engine/common.h"
 #include "eval/report.h"
 #include "eval/study.h"
@@ -28,6 +29,8 @@ static void study_usage(FILE *f) {
             "  --data FILE          token stream instead of the config's data\n"
             "  --jobs N             cells run at the same time (default 1; timing experiments run alone)\n"
             "  --threads N          threads per cell (default: cores / jobs)\n"
+            "  --device DEV         where the cells run: cpu, cuda or cuda:N (default: the config's\n"
+            "                       [experiment] device, else cpu)\n"
             "  --force              redo finished cells\n");
 }
 
@@ -83,6 +86,11 @@ static int study_parse(int argc, char **argv, study_args *a) {
         } else if (!strcmp(f, "--threads")) {
             rc = cli_parse_int(f, v, 1, 4096, &x);
             a->o.threads = (int)x;
+        } else if (!strcmp(f, "--device")) {
+            const sb_backend_ops *ops;
+            int index;
+            a->o.device = v;
+            rc = sb_backend_ops_for(v, &ops, &index);
         } else return sb_usage_error("unknown option '%s' (see sinkbench study --help)", f);
         if (rc) return rc;
     }

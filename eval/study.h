@@ -81,6 +81,8 @@ typedef struct {
     int n_extra_models;
     bool serial;
     char figures[SB_STUDY_MAX_ITEMS][SB_STUDY_NAME]; /* figure kinds the collector draws data for */
+    char device[SB_STUDY_NAME];      /* [experiment] device = cuda: where ppl/latency/attention
+                                        cells run ("" = the cpu) */
     int n_figures;
     char speedup_num[SB_STUDY_NAME], speedup_den[SB_STUDY_NAME];
     sb_study_model_def defs[SB_STUDY_MAX_ITEMS];
@@ -158,6 +160,7 @@ typedef struct {
     sb_study_cell *cells;
     int n_cells;
     int threads;                     /* per cell */
+    char device[SB_STUDY_NAME];      /* --device of the cells ("" = cpu) */
     char notes[4096];                /* visible notes for the report, one per line */
 } sb_study_plan;
 
@@ -171,6 +174,7 @@ typedef struct {
                                         (e.g. "smoke: random init"); NULL = "checkpoint" */
     int jobs;                        /* concurrent cells (>= 1) */
     int threads;                     /* threads per cell; 0 = cores / jobs */
+    const char *device;              /* --device for every cell, over the config's; NULL = as configured */
     bool force;                      /* redo finished cells */
     bool dry_run;                    /* plan only */
 } sb_study_opts;

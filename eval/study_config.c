@@ -152,7 +152,7 @@ static bool valid_name(const char *s) {
 /* ------------------------------------------------------------------ sections */
 
 static const char *const experiment_keys[] = {"name", "command", "title", "paper", "data", "models",
-                                              "extra_models", "serial", "speedup", "figures", NULL};
+                                              "extra_models", "serial", "speedup", "figures", "device", NULL};
 static const char *const run_keys[] = {"policies", "caches", "tokens", "warmup", "models", "role", "args", NULL};
 static const char *const model_keys[] = {"path", "init", "label", "max_cache", NULL};
 static const char *const paper_keys[] = {"caption", "columns", "row", NULL};
@@ -236,6 +236,8 @@ static int parse_experiment(sb_study_config *c, const entries *es) {
         return rc;
     if ((v = lookup(es, S, "figures", c->mode)) && (rc = parse_list(v, c->figures, &c->n_figures, P, S, "figures"))) return rc;
     if ((v = lookup(es, S, "serial", c->mode)) && (rc = parse_bool(v, &c->serial, P, S, "serial"))) return rc;
+    if ((v = lookup(es, S, "device", c->mode)) && (rc = copy_value(c->device, sizeof c->device, v, P, S, "device")))
+        return rc;
     if ((v = lookup(es, S, "speedup", c->mode))) {
         char a[SB_STUDY_NAME], b[SB_STUDY_NAME];
         if (sscanf(v, " %63[^/ ] / %63s", a, b) != 2) return sb_error("%s: [experiment] speedup = '%s' (expected RUN_A / RUN_B)", P, v);

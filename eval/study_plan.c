@@ -220,6 +220,11 @@ static int build_argv(sb_study_plan *plan, sb_study_cell *cell, const sb_study_r
         push_i64(a, n, r->warmup);
     }
     int rc = push_words(a, n, r->args);
+    if (plan->device[0] && c->command != SB_STUDY_CMD_TRAIN_LOG) {
+        /* part of the key: another device computes other numbers */
+        push(a, n, "--device");
+        push(a, n, plan->device);
+    }
     push(a, n, "--json");
     push(a, n, "--out");
     push(a, n, cell->path);
@@ -282,6 +287,8 @@ int sb_study_plan_make(sb_study_plan *plan, const sb_study_config *c, const sb_s
     /* per mode: a quick run never overwrites the cells of a long full run */
     sb_study_fmt(plan->cells_dir, sizeof plan->cells_dir, "%s/cells/%s/%s", plan->results_dir, sb_study_mode_name(c->mode), c->name);
     sb_study_copy(plan->data, sizeof plan->data, o->data ? o->data : c->data);
+    sb_study_copy(plan->device, sizeof plan->device, o->device ? o->device : c->device);
+    if (!strcmp(plan->device, "cpu")) plan->device[0] = '\0'; /* the default: cells and keys as before */
     int jobs = c->serial || o->jobs < 1 ? 1 : o->jobs;
     plan->threads = o->threads > 0 ? o->threads : (cores() / jobs > 0 ? cores() / jobs : 1);
     if (c->serial) plan->threads = o->threads > 0 ? o->threads : cores();
