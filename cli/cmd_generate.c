@@ -31,10 +31,12 @@ static const char generate_usage[] =
     "  --temperature T   0 = greedy (argmax); default 1\n"
     "  --top-p P         nucleus sampling threshold in (0, 1]; default 0.9 (1 = plain sampling)\n"
     "  --seed S          sampling seed (default 42)\n"
+    "  --device DEV      cpu (default), cuda or cuda:N; --compute auto|f32|bf16|f16 on a GPU\n"
     "Output: the prompt and the generated text, streamed, then a newline.\n";
 
 typedef struct {
-    const char *model, *tokenizer, *prompt, *policy;
+    const char *model, *tokenizer, *prompt, *policy, *device;
+    sb_compute compute;
     int64_t max_tokens;
     double temperature, top_p;
     int64_t seed;
@@ -55,6 +57,7 @@ static int run_generate(const gen_args *a) {
     if ((rc = sb_policy_parse(a->policy, &pol))) return rc;
     if (sb_model_load(&m, a->model)) return SB_ERR;
     sb_text_tok *tok = NULL;
+    sb_backend *backend = NULL;
     sb_decoder *d = NULL;
     int32_t *ids = NULL;
     float *logits = NULL;
@@ -79,7 +82,8 @@ static int run_generate(const gen_args *a) {
         goto done;
     }
     if ((rc = sb_policy_check_model(&pol, &m.cfg))) goto done;
-    if ((rc = sb_decoder_new(&d, &m, &pol, a->max_tokens))) goto done;
+    const sb_backend_opts bo = {.device = a->device, .compute = a->compute};
+    if ((rc = sb_backend_open(&backend, &m, &bo)) || (rc = sb_decoder_new_on(&d, backend, &pol, a->max_tokens))) goto done;
     int32_t V = m.cfg.vocab_size;
     logits = malloc_check((size_t)V * sizeof *logits);
     if ((rc = sb_sampler_init(&sampler, V, a->temperature, a->top_p, (uint64_t)a->seed))) goto done;
@@ -104,6 +108,7 @@ static int run_generate(const gen_args *a) {
     fflush(stdout);
 done:
     sb_decoder_free(d);
+    sb_backend_close(backend);
     free(ids);
     free(logits);
     sb_sampler_free(&sampler);
@@ -122,7 +127,8 @@ int cmd_generate(int argc, char **argv) {
             return 0;
         }
         const char **str = !strcmp(o, "--model") ? &a.model : !strcmp(o, "--tokenizer") ? &a.tokenizer
-                         : !strcmp(o, "--prompt") ? &a.prompt : !strcmp(o, "--policy") ? &a.policy : NULL;
+                         : !strcmp(o, "--prompt") ? &a.prompt : !strcmp(o, "--policy") ? &a.policy
+                         : !strcmp(o, "--device") ? &a.device : NULL;
         if (str) {
             if (!val) return cli_fail("generate", sb_usage_error("%s needs a value", o));
             *str = val;
@@ -132,6 +138,8 @@ int cmd_generate(int argc, char **argv) {
             if (cli_parse_int(o, val, 0, INT64_MAX, &a.seed)) return cli_fail("generate", SB_ERR_USAGE);
         } else if (!strcmp(o, "--temperature")) {
             if (cli_parse_float(o, val, 0.0, 100.0, &a.temperature)) return cli_fail("generate", SB_ERR_USAGE);
+        } else if (!strcmp(o, "--compute")) {
+            if (sb_compute_parse(val, o, &a.compute)) return cli_fail("generate", SB_ERR_USAGE);
         } else if (!strcmp(o, "--top-p")) {
             if (cli_parse_float(o, val, 1e-6, 1.0, &a.top_p)) return cli_fail("generate", SB_ERR_USAGE);
         } else {

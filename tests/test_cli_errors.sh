@@ -46,6 +46,17 @@ expect 2 '--policy.*sinks:-1:5' -- --model "$m" --data "$d" --policy sinks:-1:5
 expect 2 '--policy.*foo' -- --model "$m" --data "$d" --policy foo
 expect 2 '--policy' -- --model "$m" --data "$d" --policy sinks:4
 expect 2 '--policy' -- --model "$m" --data "$d" --policy ""
+expect 2 "device 'tpu'" -- --model "$m" --data "$d" --device tpu
+expect 2 'device' -- --model "$m" --data "$d" --device cuda:x
+expect 2 'compute' -- --model "$m" --data "$d" --compute f8
+expect 2 'cpu backend computes in f32' -- --model "$m" --data "$d" --compute bf16
+# a binary without CUDA says how to get one; one with CUDA but no GPU says there is none
+if "$sb" ppl --model "$m" --data "$d" --device cuda >/dev/null 2>"$tmp/cuda.err"; then
+    echo "SKIP: --device cuda ran (a GPU is present)"
+else
+    grep -qE 'built without CUDA|no CUDA GPU' "$tmp/cuda.err" || fail "--device cuda: $(cat "$tmp/cuda.err")"
+    [ "$(wc -l <"$tmp/cuda.err")" -eq 1 ] || fail "--device cuda: more than one line: $(cat "$tmp/cuda.err")"
+fi
 
 # bad input: 1
 expect 1 "$tmp/nomodel" -- --model "$tmp/nomodel" --data "$d"
