@@ -78,6 +78,16 @@ int sb_policy_check_model(const sb_policy_spec *p, const sb_model_config *c) {
     return SB_OK;
 }
 
+int sb_check_fields(const sb_policy_spec *p, unsigned used, const char *wname) {
+    if ((used & SB_FIELD_W) && p->window < 1)
+        return sb_usage_error("cache policy '%s': %s must be in [1, %lld]", p->spec, wname, (long long)SB_POLICY_MAX_LEN);
+    if ((!(used & SB_FIELD_K) && p->n_sinks != 0) || (!(used & SB_FIELD_H) && p->heavy != 0))
+        return sb_usage_error("cache policy '%s': bad number of sinks", p->spec);
+    if (!(used & SB_FIELD_PREFIX) && p->prefix != SB_PREFIX_NONE)
+        return sb_usage_error("cache policy '%s': a prefix needs a sinks policy", p->spec);
+    return SB_OK;
+}
+
 bool sb_policy_is(const sb_policy_spec *p, const char *name) { return p->def && !strcmp(p->def->name, name); }
 
 int64_t sb_policy_capacity(const sb_policy_spec *p) { return p->def ? p->def->capacity(p) : 0; }

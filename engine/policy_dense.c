@@ -15,9 +15,7 @@ static const char *dense_parse(sb_policy_spec *p, int n, const char *const *b, c
 
 static int dense_check(const sb_policy_spec *p, const sb_model_config *c) {
     (void)c;
-    if (p->n_sinks != 0 || p->heavy != 0) return sb_usage_error("cache policy '%s': bad number of sinks", p->spec);
-    if (p->prefix != SB_PREFIX_NONE) return sb_usage_error("cache policy '%s': a prefix needs a sinks policy", p->spec);
-    return SB_OK;
+    return sb_check_fields(p, 0, "W");
 }
 
 static int64_t dense_capacity(const sb_policy_spec *p) {

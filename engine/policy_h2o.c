@@ -25,9 +25,7 @@ static const char *h2o_parse(sb_policy_spec *p, int n, const char *const *b, con
 
 static int h2o_check(const sb_policy_spec *p, const sb_model_config *c) {
     (void)c;
-    if (p->window < 1) return sb_usage_error("cache policy '%s': W must be in [1, %lld]", p->spec, (long long)SB_POLICY_MAX_LEN);
-    if (p->prefix != SB_PREFIX_NONE) return sb_usage_error("cache policy '%s': a prefix needs a sinks policy", p->spec);
-    return SB_OK;
+    return sb_check_fields(p, SB_FIELD_W | SB_FIELD_K | SB_FIELD_H, "W");
 }
 
 static int64_t h2o_capacity(const sb_policy_spec *p) { return p->n_sinks + p->heavy + p->window; }

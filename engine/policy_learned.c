@@ -19,7 +19,8 @@ static const char *learned_parse(sb_policy_spec *p, int n, const char *const *b,
 }
 
 static int learned_check(const sb_policy_spec *p, const sb_model_config *c) {
-    if (p->window < 1) return sb_usage_error("cache policy '%s': W must be in [1, %lld]", p->spec, (long long)SB_POLICY_MAX_LEN);
+    int rc = sb_check_fields(p, SB_FIELD_W | SB_FIELD_K | SB_FIELD_PREFIX, "W");
+    if (rc) return rc;
     if (p->n_sinks != 1 || p->prefix != SB_PREFIX_SINK_TOKEN || p->heavy != 0)
         return sb_usage_error("cache policy '%s': the learned sink is exactly one token", p->spec);
     if (c->sink_token_id < 0 || c->sink_token_id >= c->vocab_size)

@@ -18,10 +18,7 @@ static const char *recompute_parse(sb_policy_spec *p, int n, const char *const *
 
 static int recompute_check(const sb_policy_spec *p, const sb_model_config *c) {
     (void)c;
-    if (p->window < 1) return sb_usage_error("cache policy '%s': W must be in [1, %lld]", p->spec, (long long)SB_POLICY_MAX_LEN);
-    if (p->n_sinks != 0 || p->heavy != 0) return sb_usage_error("cache policy '%s': bad number of sinks", p->spec);
-    if (p->prefix != SB_PREFIX_NONE) return sb_usage_error("cache policy '%s': a prefix needs a sinks policy", p->spec);
-    return SB_OK;
+    return sb_check_fields(p, SB_FIELD_W, "W");
 }
 
 /* The W-1 tokens before the current one are all it keeps (re-fed each step). */

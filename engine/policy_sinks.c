@@ -39,8 +39,8 @@ static const char *window_parse(sb_policy_spec *p, int n, const char *const *b, 
 }
 
 static int sinks_check(const sb_policy_spec *p, const sb_model_config *c) {
-    if (p->window < 1) return sb_usage_error("cache policy '%s': W must be in [1, %lld]", p->spec, (long long)SB_POLICY_MAX_LEN);
-    if (p->heavy != 0) return sb_usage_error("cache policy '%s': bad number of sinks", p->spec);
+    int rc = sb_check_fields(p, SB_FIELD_W | SB_FIELD_K | SB_FIELD_PREFIX, "W");
+    if (rc) return rc;
     if (p->prefix == SB_PREFIX_SINK_TOKEN) return sb_usage_error("cache policy '%s': a prefix needs a sinks policy", p->spec);
     if (p->prefix == SB_PREFIX_NEWLINE && p->n_sinks > 0 &&
         (c->newline_token_id < 0 || c->newline_token_id >= c->vocab_size))

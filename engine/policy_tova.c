@@ -19,10 +19,7 @@ static const char *tova_parse(sb_policy_spec *p, int n, const char *const *b, co
 
 static int tova_check(const sb_policy_spec *p, const sb_model_config *c) {
     (void)c;
-    if (p->window < 1) return sb_usage_error("cache policy '%s': C must be in [1, %lld]", p->spec, (long long)SB_POLICY_MAX_LEN);
-    if (p->n_sinks != 0 || p->heavy != 0) return sb_usage_error("cache policy '%s': bad number of sinks", p->spec);
-    if (p->prefix != SB_PREFIX_NONE) return sb_usage_error("cache policy '%s': a prefix needs a sinks policy", p->spec);
-    return SB_OK;
+    return sb_check_fields(p, SB_FIELD_W, "C");
 }
 
 static int64_t tova_capacity(const sb_policy_spec *p) { return p->window; }

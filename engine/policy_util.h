@@ -36,6 +36,13 @@ static inline int64_t sb_slots_for_hint(int64_t capacity_hint, int64_t full) {
     return full > 0 && n > full ? full : n;
 }
 
+/* The fields a policy uses (sb_check_fields): a spec built by hand gets the same limits as a
+ * parsed one. */
+enum { SB_FIELD_W = 1, SB_FIELD_K = 2, SB_FIELD_H = 4, SB_FIELD_PREFIX = 8 };
+/* W >= 1 when used; K, H and a prefix only where used. Usage errors name p->spec; wname is the
+ * window's letter in messages ("W", "C"). */
+int sb_check_fields(const sb_policy_spec *p, unsigned used, const char *wname);
+
 /* The sinks plug-in (policy_sinks.c): K slots + a ring of W+1, reused by window and learned. */
 int64_t sb_sinks_initial_slots(const sb_policy_spec *p, int64_t capacity_hint);
 int64_t sb_sinks_moving(const sb_policy_spec *p);
