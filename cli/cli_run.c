@@ -182,6 +182,16 @@ static int meet(const cli_run *run, const rank_report *me, rank_report **all) {
     return sb_dist_allgather(me, sizeof *me, *all);
 }
 
+/* A meeting that did not happen: a signal came while this rank waited for the others (the
+ * launcher ending a job that lost a rank, or a cancel), or MPI failed. Rank 0 says so. */
+static int met_badly(const cli_command *cmd, const cli_run *run, int e, const char *tail) {
+    if (!sb_dist_abandoned()) return run->rank == 0 ? cli_fail(cmd->name, e) : e;
+    if (run->rank == 0)
+        fprintf(stderr, "sinkbench %s: %s (one may have died, or the job was cancelled); nothing written%s\n", cmd->name,
+                sb_last_error(), tail);
+    return 128 + sb_dist_abandoned();
+}
+
 /* Rank 0's one line for a run that failed somewhere: the first failure, naming its rank
  * unless every rank failed alike. */
 static void print_failure(const cli_command *cmd, const cli_run *run, const rank_report *all, int first,
@@ -211,7 +221,8 @@ static int dist_ready(const cli_command *cmd, cli_run *run, int rc, bool absent,
     int e = meet(run, &me, &all);
     if (e) {
         free(all);
-        return e;
+        *reported = true;
+        return met_badly(cmd, run, e, "");
     }
     int first = -1;
     bool all_done = true;
@@ -268,13 +279,13 @@ static void print_resume_mpi(const cli_run *run, int argc, char **argv) {
 static int dist_commit(const cli_command *cmd, void *self, cli_run *run, sb_h5 **out, sb_lock **lock) {
     rank_report me = {0};
     int rc = cmd->gather(self);
+    if (rc && sb_dist_abandoned()) return met_badly(cmd, run, rc, "");
     if (rc) report_error(&me, rc);
     rank_report *all;
     int e = meet(run, &me, &all);
     if (e) {
         free(all);
-        if (run->rank == 0) cli_fail(cmd->name, e);
-        return e;
+        return met_badly(cmd, run, e, "");
     }
     for (int r = 0; r < run->ranks && !rc; r++)
         if (all[r].status) {
@@ -285,7 +296,10 @@ static int dist_commit(const cli_command *cmd, void *self, cli_run *run, sb_h5 *
     if (rc) return rc;
     if (run->rank == 0) rc = finish(cmd, self, run, out);
     int32_t committed = rc;
-    if ((e = sb_dist_bcast(&committed, sizeof committed, 0)) && !rc) rc = e;
+    if ((e = sb_dist_bcast(&committed, sizeof committed, 0))) {
+        if (run->rank != 0) return met_badly(cmd, run, e, "");
+        sb_clear_error(); /* rank 0 has its own outcome */
+    }
     if (committed == SB_OK && run->rank != 0 && run->state_path[0]) unlink(run->state_path);
     if (run->rank != 0) return committed;
     sb_lock_release(*lock);
@@ -295,70 +309,74 @@ static int dist_commit(const cli_command *cmd, void *self, cli_run *run, sb_h5 *
 }
 
 /* After the run, on every rank: commit when every part finished; else no result, every
- * finished part saved, and rank 0's account of it. Returns the exit status (printed). */
+ * part that got somewhere saved, and rank 0's account of it. Returns the exit status (every
+ * line printed). */
 static int dist_after_run(const cli_command *cmd, void *self, cli_run *run, int argc, char **argv, int rc,
                           bool stopped, sb_h5 **out, sb_lock **lock) {
     rank_report me = {.done = run->done, .total = run->total};
     if (stopped) me.stopped = sb_signal_exit_status();
     else if (rc) report_error(&me, rc);
     const bool can_save = resumable(cmd) && run->c.out;
-    /* a stopped part is saved before the ranks meet: a launcher that signalled the job may end
-     * it before every rank gets there */
-    if (stopped && can_save) {
-        int e = save_state(cmd, self, run);
-        if (e) report_error(&me, e);
-        else me.flag = 1;
+    char base[4096];
+    state_base(run, base, sizeof base);
+    /* every part that got somewhere is saved before the ranks meet: a launcher that signalled
+     * the job, or lost a rank, ends it soon after (Open MPI: SIGKILL a second later), and a
+     * run that fails anywhere keeps the finished parts; the committed result removes them */
+    if (can_save && (stopped || run->done > 0)) {
+        if (save_state(cmd, self, run) == SB_OK) me.flag = 1;
+        else if (stopped) report_error(&me, SB_ERR);
+        else sb_clear_error(); /* a finished part does not need its state */
+    }
+    /* rank 0 stopped: say so now, the job may not live until the ranks meet */
+    bool told = false;
+    if (stopped && run->rank == 0 && !me.status) {
+        if (can_save) {
+            fprintf(stderr, "sinkbench %s: interrupted after %" PRId64 " of rank 0's %" PRId64 " %s, saved to %s.rank0; "
+                            "each of the %d ranks saves its part to %s.rank<r>\n", cmd->name, run->done, run->total,
+                    cmd->unit, base, run->ranks, base);
+            print_resume_mpi(run, argc, argv);
+        } else
+            fprintf(stderr, "sinkbench %s: interrupted; nothing saved (only runs with --out can resume)\n", cmd->name);
+        told = true;
     }
     rank_report *all;
     int e = meet(run, &me, &all);
     if (e) {
         free(all);
-        return cli_fail(cmd->name, e);
+        if (told) return sb_signal_exit_status();
+        char tail[4200] = "";
+        if (me.flag) snprintf(tail, sizeof tail, "; rank 0's part is saved in %s.rank0 (--resume continues)", base);
+        return met_badly(cmd, run, e, tail);
     }
-    int failed = -1, stop_at = -1;
+    int failed = -1, stop_at = -1, saved = 0;
     int64_t done = 0, total = 0;
     for (int r = 0; r < run->ranks; r++) {
         if (all[r].status && failed < 0) failed = r;
         if (all[r].stopped && stop_at < 0) stop_at = r;
         done += all[r].done;
         total += all[r].total;
+        saved += all[r].flag;
     }
     if (failed < 0 && stop_at < 0) {
         free(all);
         return dist_commit(cmd, self, run, out, lock);
     }
-    /* no result: every part that got somewhere is kept for --resume */
-    if (can_save && !me.flag && run->done > 0) {
-        if (save_state(cmd, self, run) == SB_OK) me.flag = 1;
-        else sb_clear_error();
-    }
-    free(all);
-    if ((e = meet(run, &me, &all))) {
-        free(all);
-        return cli_fail(cmd->name, e);
-    }
-    int saved = 0;
-    for (int r = 0; r < run->ranks; r++) saved += all[r].flag;
     int status = failed >= 0 ? all[failed].status : all[stop_at].stopped;
-    if (run->rank == 0) {
-        char base[4096];
-        state_base(run, base, sizeof base);
-        if (failed >= 0) {
-            char tail[4200] = "";
-            if (saved)
-                snprintf(tail, sizeof tail, "; nothing written, the finished part%s of %d rank%s saved in %s.rank<r> "
-                                            "(--resume continues)", saved > 1 ? "s" : "", saved, saved > 1 ? "s" : "", base);
-            else snprintf(tail, sizeof tail, "; nothing written");
-            print_failure(cmd, run, all, failed, tail);
-        } else if (!can_save) {
-            fprintf(stderr, "sinkbench %s: interrupted after %" PRId64 " of %" PRId64 " %s over %d ranks; nothing saved "
-                            "(only runs with --out can resume)\n", cmd->name, done, total, cmd->unit ? cmd->unit : "steps",
-                    run->ranks);
-        } else {
-            fprintf(stderr, "sinkbench %s: interrupted after %" PRId64 " of %" PRId64 " %s over %d ranks, saved to "
-                            "%s.rank0..%d\n", cmd->name, done, total, cmd->unit, run->ranks, base, run->ranks - 1);
+    if (run->rank == 0 && failed >= 0) {
+        char tail[4200] = "; nothing written";
+        if (saved)
+            snprintf(tail, sizeof tail, "; nothing written, the finished part%s of %d rank%s saved in %s.rank<r> "
+                                        "(--resume continues)", saved > 1 ? "s" : "", saved, saved > 1 ? "s" : "", base);
+        print_failure(cmd, run, all, failed, tail);
+    } else if (run->rank == 0 && !told) {
+        if (can_save) {
+            fprintf(stderr, "sinkbench %s: rank %d of %d was interrupted; nothing written, %" PRId64 " of %" PRId64
+                            " %s saved to %s.rank0..%d\n", cmd->name, stop_at, run->ranks, done, total, cmd->unit,
+                    base, run->ranks - 1);
             print_resume_mpi(run, argc, argv);
-        }
+        } else
+            fprintf(stderr, "sinkbench %s: rank %d of %d was interrupted; nothing saved (only runs with --out can "
+                            "resume)\n", cmd->name, stop_at, run->ranks);
     }
     free(all);
     return status;

@@ -161,7 +161,7 @@ static void ppl_summary(void *self) {
     printf("\n%.1f tokens/s, %.2f s, peak RSS %.1f MB, %d threads, git %s\n", r->tokens_per_s, r->wall_s,
            r->peak_rss_mb, a->run.threads, a->run.prov.git_rev);
     if (a->shard.ranks > 1)
-        printf("%d MPI ranks of %d threads; the halos are %.1f%% of the work\n", a->shard.ranks, a->run.threads,
+        printf("%d MPI ranks, %d thread%s each; the halos are %.1f%% of the work\n", a->shard.ranks, a->run.threads, a->run.threads == 1 ? "" : "s",
                100.0 * a->shard.halo_share);
 }
 

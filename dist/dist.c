@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/common.h"
+#include "util/signals.h"
 
 static sb_dist_info g_info = {.rank = 0, .size = 1, .local_rank = 0, .local_size = 1, .mpi = false};
 
@@ -36,7 +37,9 @@ static bool want_mpi(void) {
 
 #ifdef SB_HAVE_MPI
 #include <mpi.h>
+#include <time.h>
 
+static int g_abandoned; /* the signal that made this rank leave a collective unfinished */
 static char g_lib[MPI_MAX_LIBRARY_VERSION_STRING] = "none";
 
 bool sb_dist_built(void) { return true; }
@@ -63,7 +66,32 @@ static int as_int(size_t n, const char *what, int *out) {
 static void finalize(void) {
     int done = 0;
     MPI_Finalized(&done);
-    if (!done) MPI_Finalize();
+    /* after an abandoned collective MPI_Finalize could wait forever for the missing rank */
+    if (!done && !g_abandoned) MPI_Finalize();
+}
+
+int sb_dist_abandoned(void) { return g_abandoned; }
+
+/* Wait for a collective, polling: a signal that arrives while this rank waits (the launcher
+ * ending the job because a rank died, or a cancel) makes it give up, so it can still say so
+ * before the launcher's SIGKILL. A signal caught before the wait began (a rank whose own part
+ * was stopped) does not: the others are expected. */
+static int wait_for(MPI_Request *rq, const char *call) {
+    const int at_entry = sb_signal_caught();
+    const struct timespec pause = {.tv_sec = 0, .tv_nsec = 200000};
+    for (;;) {
+        int done = 0;
+        int e = MPI_Test(rq, &done, MPI_STATUS_IGNORE);
+        if (e != MPI_SUCCESS) return mpi_fail(call, e);
+        if (done) return SB_OK;
+        if (!at_entry && sb_signal_caught()) {
+            g_abandoned = sb_signal_caught();
+            return sb_error("%s while waiting for the other ranks", g_abandoned == SIGINT ? "interrupted by SIGINT"
+                                                                    : g_abandoned == SIGTERM ? "stopped by SIGTERM"
+                                                                                             : "stopped by a signal");
+        }
+        nanosleep(&pause, NULL);
+    }
 }
 
 int sb_dist_init(void) {
@@ -95,8 +123,9 @@ int sb_dist_init(void) {
 
 int sb_dist_barrier(void) {
     if (!g_info.mpi) return SB_OK;
-    CHECK("MPI_Barrier", MPI_Barrier(MPI_COMM_WORLD));
-    return SB_OK;
+    MPI_Request rq;
+    CHECK("MPI_Ibarrier", MPI_Ibarrier(MPI_COMM_WORLD, &rq));
+    return wait_for(&rq, "MPI_Ibarrier");
 }
 
 int sb_dist_bcast(void *buf, size_t n, int root) {
@@ -104,8 +133,9 @@ int sb_dist_bcast(void *buf, size_t n, int root) {
     int k = 0;
     int rc = as_int(n, "a broadcast", &k);
     if (rc) return rc;
-    CHECK("MPI_Bcast", MPI_Bcast(buf, k, MPI_BYTE, root, MPI_COMM_WORLD));
-    return SB_OK;
+    MPI_Request rq;
+    CHECK("MPI_Ibcast", MPI_Ibcast(buf, k, MPI_BYTE, root, MPI_COMM_WORLD, &rq));
+    return wait_for(&rq, "MPI_Ibcast");
 }
 
 int sb_dist_allgather(const void *mine, size_t n, void *all) {
@@ -116,8 +146,9 @@ int sb_dist_allgather(const void *mine, size_t n, void *all) {
     int k = 0;
     int rc = as_int(n, "an allgather", &k);
     if (rc) return rc;
-    CHECK("MPI_Allgather", MPI_Allgather(mine, k, MPI_BYTE, all, k, MPI_BYTE, MPI_COMM_WORLD));
-    return SB_OK;
+    MPI_Request rq;
+    CHECK("MPI_Iallgather", MPI_Iallgather(mine, k, MPI_BYTE, all, k, MPI_BYTE, MPI_COMM_WORLD, &rq));
+    return wait_for(&rq, "MPI_Iallgather");
 }
 
 int sb_dist_gather_ranges_f32(float *buf, const int64_t *from, const int64_t *to, int root) {
@@ -135,9 +166,10 @@ int sb_dist_gather_ranges_f32(float *buf, const int64_t *from, const int64_t *to
     }
     if (!rc) {
         const int me = g_info.rank;
-        int e = MPI_Gatherv(me == root ? MPI_IN_PLACE : (void *)(buf + from[me]), counts[me], MPI_FLOAT, buf, counts,
-                            displs, MPI_FLOAT, root, MPI_COMM_WORLD);
-        if (e != MPI_SUCCESS) rc = mpi_fail("MPI_Gatherv", e);
+        MPI_Request rq;
+        int e = MPI_Igatherv(me == root ? MPI_IN_PLACE : (void *)(buf + from[me]), counts[me], MPI_FLOAT, buf, counts,
+                             displs, MPI_FLOAT, root, MPI_COMM_WORLD, &rq);
+        rc = e != MPI_SUCCESS ? mpi_fail("MPI_Igatherv", e) : wait_for(&rq, "MPI_Igatherv");
     }
     free(counts);
     free(displs);
@@ -174,6 +206,7 @@ int sb_dist_try_recv(void *buf, size_t cap, int tag, bool *got, int *src, size_t
 #else /* ------------------------------------------------------------ built without MPI */
 
 bool sb_dist_built(void) { return false; }
+int sb_dist_abandoned(void) { return 0; }
 const char *sb_dist_library(void) { return "none"; }
 
 int sb_dist_init(void) {

@@ -15,7 +15,9 @@
  *
  * Errors: the world communicator returns errors (MPI_ERRORS_RETURN) and every call here
  * returns SB_OK or an sb_error() line naming the MPI call and MPI's own message. A rank that
- * dies is noticed by the launcher, which ends the job. */
+ * dies is noticed by the launcher, which ends the job: it signals the other ranks (Open MPI:
+ * SIGTERM, SIGKILL a second later). The collectives wait by polling, so a rank signalled while
+ * it waits for the others gives up with an error (sb_dist_abandoned()) and can still say so. */
 #ifndef SB_DIST_H
 #define SB_DIST_H
 
@@ -41,7 +43,8 @@ bool sb_dist_active(void);
 /* "Open MPI v4.1.4" (the library's version string, first line), or "none". */
 const char *sb_dist_library(void);
 
-/* Collectives over every rank (with one rank they copy or do nothing). */
+/* Collectives over every rank (with one rank they copy or do nothing). A signal caught while
+ * one waits for the other ranks ends the wait with an error. */
 int sb_dist_barrier(void);
 int sb_dist_bcast(void *buf, size_t n, int root);
 /* all[size * n] receives every rank's n bytes, in rank order, on every rank. */
@@ -49,6 +52,9 @@ int sb_dist_allgather(const void *mine, size_t n, void *all);
 /* buf has the same length on every rank; rank r's buf[from[r], to[r]) goes to the same place
  * of root's buf. */
 int sb_dist_gather_ranges_f32(float *buf, const int64_t *from, const int64_t *to, int root);
+
+/* The signal that ended a collective's wait on this rank (0: none): MPI is not finalized then. */
+int sb_dist_abandoned(void);
 
 /* Point to point (the study's cell dispatch): small messages of at most cap bytes. */
 int sb_dist_send(const void *buf, size_t n, int dest, int tag);
