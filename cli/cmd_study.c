@@ -14,6 +14,7 @@
 #include "engine/common.h"
 #include "eval/report.h"
 #include "eval/study.h"
+#include "util/signals.h"
 
 #define CMD "study"
 
@@ -141,13 +142,14 @@ int cmd_study(int argc, char **argv) {
     a.o.exe = exe;
     a.o.dry_run = !strcmp(a.sub, "plan");
     /* study run under an MPI launcher: the cells go to the ranks; each cell is a single process */
-    bool dist = false, agreed = false;
+    bool dist = false, agreed = false, printed = false;
     if (!strcmp(a.sub, "run")) {
         if ((rc = sb_dist_init())) return cli_fail(CMD, rc);
         dist = sb_dist_active();
     }
     if (dist) {
         setenv("SINKBENCH_MPI", "0", 1);
+        sb_signals_install(); /* the ranks wait for their cells to save (eval/study_dist.c) */
         if (sb_dist()->rank != 0 && !freopen("/dev/null", "w", stdout))
             return sb_error("rank %d: cannot send stdout to /dev/null", sb_dist()->rank), cli_fail(CMD, SB_ERR);
     }
@@ -173,8 +175,10 @@ int cmd_study(int argc, char **argv) {
     char run_err[1024];
     sb_study_copy(run_err, sizeof run_err, run_rc ? sb_last_error() : "");
     /* the other ranks ran their cells and reported them to rank 0, which collects */
-    if (dist && sb_dist()->rank != 0) {
-        rc = run_rc;
+    if (dist && (sb_dist()->rank != 0 || sb_signal_caught())) {
+        rc = sb_signal_caught() ? sb_signal_exit_status() : run_rc;
+        if (sb_signal_caught() && sb_dist()->rank == 0) fprintf(stderr, "sinkbench study: %s\n", run_err);
+        printed = true; /* the other ranks stay silent */
         goto done;
     }
     rc = sb_study_collect(plan, &a.o);
@@ -185,6 +189,6 @@ done:
     sb_study_config_free(cfg);
     free(plan);
     free(cfg);
-    if (rc && agreed && sb_dist()->rank != 0) return rc; /* rank 0 says it */
+    if (rc && (printed || (agreed && sb_dist()->rank != 0))) return rc; /* rank 0 says it */
     return rc ? cli_fail(CMD, rc) : 0;
 }

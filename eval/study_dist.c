@@ -9,9 +9,11 @@
  * which prints the progress lines and, at the end, collects. Experiments marked serial
  * (timings) run on rank 0 alone, one cell at a time, as they do without MPI.
  *
- * The cells are single processes: SINKBENCH_MPI=0 keeps them out of MPI. A signal ends the
- * ranks as it ends a single study process (no handler): the launcher signals each rank's
- * process group, its cells among them, and those save their state. */
+ * The cells are single processes: SINKBENCH_MPI=0 keeps them out of MPI. A launcher ending the
+ * job (Ctrl-C on mpirun, scancel) signals each rank's process group, its cells among them, and
+ * those save their state as a single study's cells do; the ranks start nothing more and wait
+ * for their cells before they exit (128 + the signal), so the job ends when every state is
+ * saved (give the ranks time: mpirun --mca odls_base_sigkill_timeout 60, Slurm's KillWait). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,7 @@
 #include "engine/policy.h"
 #include "eval/study.h"
 #include "eval/study_cells.h"
+#include "util/signals.h"
 
 enum { TAG_TO_BOSS = 7101, TAG_TO_WORKER = 7102 };
 enum { MSG_REQUEST = 1, MSG_DONE, MSG_BYE, MSG_ASSIGN, MSG_NO_MORE };
@@ -148,7 +151,7 @@ static int worker(sb_study_plan *plan, const sb_study_opts *o, int slots) {
     bool asked = false, no_more = false;
     msg m;
     while (!rc) {
-        bool busy = false;
+        bool busy = false, stopping = sb_signal_caught() != 0;
         int status, k;
         while ((k = reap(running, n_running, &status)) >= 0) {
             busy = true;
@@ -165,7 +168,7 @@ static int worker(sb_study_plan *plan, const sb_study_opts *o, int slots) {
             if ((rc = send_msg(&m, 0, TAG_TO_BOSS))) break;
         }
         if (rc) break;
-        if (!no_more && !asked && n_running < slots) {
+        if (!stopping && !no_more && !asked && n_running < slots) {
             memset(&m, 0, sizeof m);
             m.type = MSG_REQUEST;
             if ((rc = send_msg(&m, 0, TAG_TO_BOSS))) break;
@@ -185,7 +188,12 @@ static int worker(sb_study_plan *plan, const sb_study_opts *o, int slots) {
                     rc = sb_error("rank %d: cell %d is not %s in this rank's plan", sb_dist()->rank, m.cell, m.id);
                     break;
                 }
-                if (sb_study_cell_start(plan, o, m.cell, &running[n_running]) == SB_OK) n_running++;
+                if (stopping) {
+                    c->state = SB_CELL_FAILED;
+                    sb_study_copy(c->why, sizeof c->why, "not started: the rank was stopping");
+                    done_msg(plan, m.cell, NULL, &m);
+                    if ((rc = send_msg(&m, 0, TAG_TO_BOSS))) break;
+                } else if (sb_study_cell_start(plan, o, m.cell, &running[n_running]) == SB_OK) n_running++;
                 else {
                     c->state = SB_CELL_FAILED;
                     sb_study_copy(c->why, sizeof c->why, sb_last_error());
@@ -194,7 +202,7 @@ static int worker(sb_study_plan *plan, const sb_study_opts *o, int slots) {
                 }
             }
         }
-        if (no_more && n_running == 0) break;
+        if ((no_more || stopping) && n_running == 0) break;
         if (!busy) nanosleep(&idle_pause, NULL);
     }
     /* a worker that failed lets its cells finish, then says why; rank 0 waits for every BYE */
@@ -206,6 +214,8 @@ static int worker(sb_study_plan *plan, const sb_study_opts *o, int slots) {
     memset(&m, 0, sizeof m);
     m.type = MSG_BYE;
     if (rc) sb_study_copy(m.why, sizeof m.why, sb_last_error());
+    else if (sb_signal_caught())
+        snprintf(m.why, sizeof m.why, "interrupted by %s", sb_signal_caught() == SIGINT ? "SIGINT" : "SIGTERM");
     int e = send_msg(&m, 0, TAG_TO_BOSS);
     return rc ? rc : e;
 }
@@ -234,9 +244,17 @@ static int boss(sb_study_plan *plan, const sb_study_opts *o, int slots) {
     total = nq;
     sb_study_job running[64];
     const double t_start = sb_now();
+    bool stopping = false;
     msg m;
     while (!rc) {
         bool busy = false;
+        if (!stopping && sb_signal_caught()) {
+            /* start nothing more; idle workers are told so, busy ones stop on their signal */
+            stopping = true;
+            msg r = {.type = MSG_NO_MORE};
+            for (int w = 1; w < ranks && !rc; w++) rc = send_msg(&r, w, TAG_TO_WORKER);
+            if (rc) break;
+        }
         int status, k;
         while ((k = reap(running, n_running, &status)) >= 0) {
             busy = true;
@@ -251,7 +269,7 @@ static int boss(sb_study_plan *plan, const sb_study_opts *o, int slots) {
             sb_study_cell_print(plan, cell, ++done, total, t_start, running[k].resumed, 0);
             running[k] = running[--n_running];
         }
-        while (n_running < slots && qi < nq) {
+        while (!stopping && n_running < slots && qi < nq) {
             busy = true;
             sb_study_cell *c = &plan->cells[queue[qi].cell];
             fprintf(stderr, "study %s: start %s (%s) on rank 0\n", plan->cfg->name, c->id, c->spec);
@@ -271,7 +289,7 @@ static int boss(sb_study_plan *plan, const sb_study_opts *o, int slots) {
             busy = true;
             if (m.type == MSG_REQUEST) {
                 msg r = {.type = MSG_NO_MORE};
-                if (!serial && qi < nq) {
+                if (!serial && !stopping && qi < nq) {
                     sb_study_cell *c = &plan->cells[queue[qi].cell];
                     r.type = MSG_ASSIGN;
                     r.cell = queue[qi++].cell;
@@ -297,11 +315,11 @@ static int boss(sb_study_plan *plan, const sb_study_opts *o, int slots) {
                 }
             }
         }
-        if (workers == 0 && n_running == 0 && qi >= nq) break;
+        if (n_running == 0 && (stopping || (workers == 0 && qi >= nq))) break;
         if (!busy) nanosleep(&idle_pause, NULL);
     }
     /* a cell handed to a rank that stopped before reporting it */
-    for (int i = 0; i < qi; i++) {
+    for (int i = 0; i < qi && !stopping; i++) {
         sb_study_cell *c = &plan->cells[queue[i].cell];
         if (c->state != SB_CELL_TODO) continue;
         c->state = SB_CELL_FAILED;
@@ -309,6 +327,10 @@ static int boss(sb_study_plan *plan, const sb_study_opts *o, int slots) {
     }
     free(queue);
     if (rc) return rc;
+    if (stopping)
+        return sb_error("interrupted by %s: the running cells saved their state; finished cells are kept and the "
+                        "next study run resumes the rest",
+                        sb_signal_caught() == SIGINT ? "SIGINT" : "SIGTERM");
     int failed = 0;
     for (int i = 0; i < plan->n_cells; i++) failed += plan->cells[i].state == SB_CELL_FAILED;
     if (failed) return sb_error("%s: %d of %d cells failed", plan->cfg->name, failed, total);
