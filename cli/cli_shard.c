@@ -16,7 +16,9 @@ int cli_shard_plan(cli_shard *s, const sb_model_config *c, const sb_policy_spec 
     s->shards = calloc((size_t)s->ranks, sizeof *s->shards);
     s->per = calloc((size_t)s->ranks, sizeof *s->per);
     if (!s->shards || !s->per) return sb_error("out of memory for %d shards", s->ranks);
-    int rc = sb_shard_plan(c, p, mode, n_pred, chunk, s->ranks, s->shards);
+    const char *how = getenv("SB_TEST_SHARDS");
+    int rc = how && !strcmp(how, "equal") ? sb_shard_plan_equal(c, p, mode, n_pred, chunk, s->ranks, s->shards)
+                                          : sb_shard_plan(c, p, mode, n_pred, chunk, s->ranks, s->shards);
     if (rc) return rc;
     s->from = s->shards[s->rank].from;
     s->to = s->shards[s->rank].to;

@@ -138,6 +138,28 @@ int sb_shard_plan(const sb_model_config *c, const sb_policy_spec *p, sb_eval_mod
     return SB_OK;
 }
 
+int sb_shard_plan_equal(const sb_model_config *c, const sb_policy_spec *p, sb_eval_mode mode, int64_t n_pred,
+                        int64_t chunk, int ranks, sb_shard *out) {
+    if (ranks < 1) return sb_usage_error("%d ranks: at least one is needed", ranks);
+    if (n_pred < 1) return sb_usage_error("a stream of %lld predictions cannot be sharded", (long long)n_pred);
+    int rc = sb_shard_check(c, p, mode);
+    if (rc) return rc;
+    sb_exact_plan plan;
+    sb_policy_exact_plan(p, c, &plan);
+    const int64_t P = plan.kind == SB_EXACT_FRESH_WINDOW ? 0 : sb_policy_prefix_len(p);
+    const int64_t T = plan.kind == SB_EXACT_FRESH_WINDOW ? 1 : min64(chunk_of(chunk), P + n_pred);
+    int64_t from = 0;
+    for (int r = 0; r < ranks; r++) {
+        int64_t to = r == ranks - 1 ? n_pred : n_pred * (r + 1) / ranks;
+        to = (P + to + T / 2) / T * T - P; /* the nearest grid point */
+        to = max64(from, min64(to, n_pred));
+        if (r == ranks - 1) to = n_pred;
+        sb_shard_measure(c, p, n_pred, chunk, from, to, &out[r]);
+        from = to;
+    }
+    return SB_OK;
+}
+
 double sb_shard_overhead(const sb_model_config *c, const sb_policy_spec *p, int64_t n_pred, int64_t chunk,
                          const sb_shard *s, int ranks) {
     sb_shard whole;

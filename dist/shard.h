@@ -38,6 +38,11 @@ void sb_shard_measure(const sb_model_config *c, const sb_policy_spec *p, int64_t
  * shards are empty when there are more ranks than chunks. */
 int sb_shard_plan(const sb_model_config *c, const sb_policy_spec *p, sb_eval_mode mode, int64_t n_pred, int64_t chunk,
                   int ranks, sb_shard *out);
+/* Equal numbers of predictions instead (each boundary rounded to the chunk grid), the plain
+ * split; SB_TEST_SHARDS=equal makes a sharded ppl use it (tests put boundaries inside the
+ * first K+W tokens with it). */
+int sb_shard_plan_equal(const sb_model_config *c, const sb_policy_spec *p, sb_eval_mode mode, int64_t n_pred,
+                        int64_t chunk, int ranks, sb_shard *out);
 /* The share of the shards' forwarded tokens that a single whole run would not compute
  * (the halos and the sinks' chunks of ranks > 0): 1 - efficiency. */
 double sb_shard_overhead(const sb_model_config *c, const sb_policy_spec *p, int64_t n_pred, int64_t chunk,
