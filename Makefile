@@ -103,6 +103,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/cli/cli.o $(BUILD)/libsinkbench.a
 bench: bin/sinkbench $(BENCH_BIN)
 	@bench/run_bench.sh
 	@bench/bench_weights.sh
+	@bench/bench_mpi.sh
 	@bench/decode_25m.sh > results/bench_decode_25m.json.tmp && mv results/bench_decode_25m.json.tmp results/bench_decode_25m.json \
 	  && echo "wrote results/bench_decode_25m.json"
 	@if [ -f data/text/train.txt ]; then \

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# make bench -> results/bench_mpi.json: the scaling of one stream sharded over MPI ranks.
+#
+# The bench model (random Llama: vocab 4096, dim 384, 6 layers, 6 heads, ffn 1024, ctx 512,
+# as bench/run_bench.sh) under sinks:4:508 in exact mode over BENCH_MPI_N tokens: one process
+# with one thread against `mpirun -np RANKS` with one thread per rank, alternating, RUNS pairs;
+# the speedup is the ratio of the medians of the evaluation's wall time (the JSON's wall_s: the
+# slowest rank's for the sharded run; the launcher's and the load's seconds are reported
+# apart, as command_s). Also reported: the halo's share of the forwarded tokens (each rank
+# past the first computes L*W = 3048 tokens, aligned to the chunk grid, plus the sinks'
+# chunk, before its first scored token), the efficiency that leaves and the speedup it
+# predicts, and whether the sharded per-token NLL equals the single process's exactly.
+#
+# Environment knobs [defaults]:
+#   BENCH_MPI_N       tokens [65536]
+#   BENCH_MPI_RANKS   ranks [2]
+#   BENCH_MPI_RUNS    pairs of runs [5]
+#   BENCH_MPI_OUT     output [results/bench_mpi.json]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+sb=${SINKBENCH:-bin/sinkbench}
+n=${BENCH_MPI_N:-65536}
+ranks=${BENCH_MPI_RANKS:-2}
+runs=${BENCH_MPI_RUNS:-5}
+out=${BENCH_MPI_OUT:-results/bench_mpi.json}
+policy=sinks:4:508
+say() { printf '[bench-mpi] %s\n' "$*" >&2; }
+
+if ! command -v mpirun >/dev/null || ! ldd "$sb" 2>/dev/null | grep -q 'libmpi\.'; then
+    say "skipped: needs mpirun and a sinkbench built with MPI (scripts/install_deps.sh, then make)"
+    exit 0
+fi
+launch=(mpirun -q -np "$ranks")
+[ "$ranks" -le "$(nproc)" ] || launch+=(--oversubscribe)
+[ "$(id -u)" -ne 0 ] || launch+=(--allow-run-as-root)
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/sb_bench_mpi.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$(dirname "$out")"
+export OMP_WAIT_POLICY=passive
+say "model: random llama 4096/384/6/6/1024/512; $n tokens, $policy, exact mode, 1 thread per process"
+$sb init --arch llama --vocab 4096 --dim 384 --layers 6 --heads 6 --ffn 1024 --ctx 512 --seed 1 \
+    --out "$work/model" >/dev/null
+awk -v n="$n" 'BEGIN { srand(7); for (i = 0; i < n; i++) print int(rand() * 4096) }' >"$work/data.ids"
+args=(ppl --model "$work/model" --data "$work/data.ids" --policy $policy --mode exact --threads 1 --json)
+
+load_before=$(cut -d' ' -f1 /proc/loadavg)
+for i in $(seq 1 "$runs"); do
+    # the first pair writes the per-token NLL, to compare
+    o1=() o2=()
+    [ "$i" -gt 1 ] || { o1=(--out "$work/one.h5"); o2=(--out "$work/ranks.h5"); }
+    t=$(date +%s.%N)
+    $sb "${args[@]}" "${o1[@]}" >"$work/one.$i.json"
+    echo "$(date +%s.%N) - $t" | bc >"$work/one.$i.cmd"
+    t=$(date +%s.%N)
+    "${launch[@]}" $sb "${args[@]}" "${o2[@]}" >"$work/ranks.$i.json"
+    echo "$(date +%s.%N) - $t" | bc >"$work/ranks.$i.cmd"
+    say "pair $i of $runs: 1 process $(python3 -c "import json; print(round(json.load(open('$work/one.$i.json'))['wall_s'], 2))") s," \
+        "$ranks ranks $(python3 -c "import json; print(round(json.load(open('$work/ranks.$i.json'))['wall_s'], 2))") s"
+done
+load_after=$(cut -d' ' -f1 /proc/loadavg)
+dump() { h5dump -d nll -y -w 0 -m %.9g "$1" | awk '/DATA {/ { on = 1; next } on && /}/ { exit } on { print }'; }
+identical=false
+cmp -s <(dump "$work/one.h5") <(dump "$work/ranks.h5") && identical=true
+
+python3 - "$work" "$runs" "$ranks" "$n" "$policy" "$identical" "$load_before" "$load_after" "$out.tmp" <<'EOF'
+import json, statistics, sys
+work, runs, ranks, n, policy, identical, lb, la, out = sys.argv[1:]
+runs, ranks = int(runs), int(ranks)
+one = [json.load(open(f"{work}/one.{i}.json")) for i in range(1, runs + 1)]
+par = [json.load(open(f"{work}/ranks.{i}.json")) for i in range(1, runs + 1)]
+cmd = lambda k, i: float(open(f"{work}/{k}.{i}.cmd").read())
+m = par[0]["mpi"]
+w1 = statistics.median(r["wall_s"] for r in one)
+wn = statistics.median(r["wall_s"] for r in par)
+share = m["halo_share"]
+speedup = w1 / wn
+res = {
+    "what": f"one stream sharded over MPI ranks: {ranks} ranks x 1 thread against 1 process x 1 thread, "
+            f"exact mode, median of {runs} alternating pairs",
+    "model": "random llama vocab 4096, dim 384, 6 layers, 6 heads, ffn 1024, ctx 512 (bench/run_bench.sh)",
+    "policy": policy, "tokens": int(n), "tokens_scored": one[0]["tokens_scored"], "ranks": ranks, "threads_per_rank": 1,
+    "runs": runs,
+    "single_wall_s": [r["wall_s"] for r in one], "ranks_wall_s": [r["wall_s"] for r in par],
+    "single_command_s": [cmd("one", i) for i in range(1, runs + 1)],
+    "ranks_command_s": [cmd("ranks", i) for i in range(1, runs + 1)],
+    "single_wall_s_median": w1, "ranks_wall_s_median": wn,
+    "speedup": speedup, "target_speedup": 1.7, "meets_target": speedup >= 1.7,
+    "single_tokens_per_s_median": statistics.median(r["tokens_per_s"] for r in one),
+    "ranks_tokens_per_s_median": statistics.median(r["tokens_per_s"] for r in par),
+    "segments": m["segments"], "halos": m["halos"], "sink_tokens": m["sink_tokens"], "forwarded": m["forwarded"],
+    "halo_share": share, "efficiency_predicted": 1 - share, "speedup_predicted": ranks * (1 - share),
+    "efficiency_measured": speedup / ranks,
+    "nll_identical": identical == "true", "mean_nll_single": one[0]["mean_nll"], "mean_nll_ranks": par[0]["mean_nll"],
+    "mpi_library": m["library"], "loadavg_before": float(lb), "loadavg_after": float(la),
+}
+for k in ("git_rev", "hostname", "cpu_model", "cores", "blas_config", "date_utc"):
+    res[k] = one[-1].get(k)
+json.dump(res, open(out, "w"), indent=1)
+print(f"[bench-mpi] speedup {speedup:.3f}x ({w1:.2f} s -> {wn:.2f} s); halo share {share:.4f}, predicted "
+      f"{ranks * (1 - share):.3f}x; NLL identical: {identical}", file=sys.stderr)
+EOF
+mv "$out.tmp" "$out"
+echo "wrote $out"
