@@ -9,7 +9,10 @@
 # apart, as command_s). Also reported: the halo's share of the forwarded tokens (each rank
 # past the first computes L*W = 3048 tokens, aligned to the chunk grid, plus the sinks'
 # chunk, before its first scored token), the efficiency that leaves and the speedup it
-# predicts, and whether the sharded per-token NLL equals the single process's exactly.
+# predicts, and whether the sharded per-token NLL equals the single process's exactly. Each run
+# also records the CPU seconds that other processes took on the machine meanwhile (/proc/stat
+# less the run's own CPU time): the medians are given over every pair and over the quiet pairs
+# (others under 5% of a core), which are the figure when there are any.
 #
 # Environment knobs [defaults]:
 #   BENCH_MPI_N       tokens [65536]
@@ -45,19 +48,30 @@ $sb init --arch llama --vocab 4096 --dim 384 --layers 6 --heads 6 --ffn 1024 --c
 awk -v n="$n" 'BEGIN { srand(7); for (i = 0; i < n; i++) print int(rand() * 4096) }' >"$work/data.ids"
 args=(ppl --model "$work/model" --data "$work/data.ids" --policy $policy --mode exact --threads 1 --json)
 
+hz=$(getconf CLK_TCK)
+busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+# timed NAME CMD...: stdout to NAME.json; NAME.cmd gets "wall_s own_cpu_s others_cpu_s"
+timed() {
+    local name=$1; shift
+    local b0 b1 t
+    b0=$(busy)
+    TIMEFORMAT='%R %U %S'
+    { time "$@" >"$work/$name.json" 2>"$work/$name.err"; } 2>"$work/$name.time" || { cat "$work/$name.err" >&2; exit 1; }
+    b1=$(busy)
+    read -r t u s <"$work/$name.time"
+    awk -v t="$t" -v u="$u" -v s="$s" -v b="$((b1 - b0))" -v hz="$hz" \
+        'BEGIN { o = b / hz - u - s; printf "%.3f %.3f %.3f\n", t, u + s, (o > 0 ? o : 0) }' >"$work/$name.cmd"
+}
 load_before=$(cut -d' ' -f1 /proc/loadavg)
 for i in $(seq 1 "$runs"); do
     # the first pair writes the per-token NLL, to compare
     o1=() o2=()
     [ "$i" -gt 1 ] || { o1=(--out "$work/one.h5"); o2=(--out "$work/ranks.h5"); }
-    t=$(date +%s.%N)
-    $sb "${args[@]}" "${o1[@]}" >"$work/one.$i.json"
-    echo "$(date +%s.%N) - $t" | bc >"$work/one.$i.cmd"
-    t=$(date +%s.%N)
-    "${launch[@]}" $sb "${args[@]}" "${o2[@]}" >"$work/ranks.$i.json"
-    echo "$(date +%s.%N) - $t" | bc >"$work/ranks.$i.cmd"
+    timed "one.$i" $sb "${args[@]}" "${o1[@]}"
+    timed "ranks.$i" "${launch[@]}" $sb "${args[@]}" "${o2[@]}"
     say "pair $i of $runs: 1 process $(python3 -c "import json; print(round(json.load(open('$work/one.$i.json'))['wall_s'], 2))") s," \
-        "$ranks ranks $(python3 -c "import json; print(round(json.load(open('$work/ranks.$i.json'))['wall_s'], 2))") s"
+        "$ranks ranks $(python3 -c "import json; print(round(json.load(open('$work/ranks.$i.json'))['wall_s'], 2))") s" \
+        "(other processes: $(cut -d' ' -f3 "$work/one.$i.cmd") and $(cut -d' ' -f3 "$work/ranks.$i.cmd") CPU s)"
 done
 load_after=$(cut -d' ' -f1 /proc/loadavg)
 dump() { h5dump -d nll -y -w 0 -m %.9g "$1" | awk '/DATA {/ { on = 1; next } on && /}/ { exit } on { print }'; }
@@ -70,10 +84,15 @@ work, runs, ranks, n, policy, identical, lb, la, out = sys.argv[1:]
 runs, ranks = int(runs), int(ranks)
 one = [json.load(open(f"{work}/one.{i}.json")) for i in range(1, runs + 1)]
 par = [json.load(open(f"{work}/ranks.{i}.json")) for i in range(1, runs + 1)]
-cmd = lambda k, i: float(open(f"{work}/{k}.{i}.cmd").read())
+cmd = lambda k, i, f=0: float(open(f"{work}/{k}.{i}.cmd").read().split()[f])
 m = par[0]["mpi"]
-w1 = statistics.median(r["wall_s"] for r in one)
-wn = statistics.median(r["wall_s"] for r in par)
+others = [max(cmd("one", i, 2), cmd("ranks", i, 2)) for i in range(1, runs + 1)]
+quiet = [i for i in range(runs) if others[i] < 0.05 * min(one[i]["wall_s"], par[i]["wall_s"])]
+use = quiet or list(range(runs))
+w1_all = statistics.median(r["wall_s"] for r in one)
+wn_all = statistics.median(r["wall_s"] for r in par)
+w1 = statistics.median(one[i]["wall_s"] for i in use)
+wn = statistics.median(par[i]["wall_s"] for i in use)
 share = m["halo_share"]
 speedup = w1 / wn
 res = {
@@ -85,8 +104,13 @@ res = {
     "single_wall_s": [r["wall_s"] for r in one], "ranks_wall_s": [r["wall_s"] for r in par],
     "single_command_s": [cmd("one", i) for i in range(1, runs + 1)],
     "ranks_command_s": [cmd("ranks", i) for i in range(1, runs + 1)],
+    "ranks_wall_s_per_rank": [r["mpi"]["wall_s"] for r in par],
+    "other_processes_cpu_s": others,
+    "quiet_pairs": [i + 1 for i in quiet],
+    "medians_over": "quiet pairs" if quiet else "every pair (none was quiet)",
     "single_wall_s_median": w1, "ranks_wall_s_median": wn,
     "speedup": speedup, "target_speedup": 1.7, "meets_target": speedup >= 1.7,
+    "speedup_every_pair": w1_all / wn_all,
     "single_tokens_per_s_median": statistics.median(r["tokens_per_s"] for r in one),
     "ranks_tokens_per_s_median": statistics.median(r["tokens_per_s"] for r in par),
     "segments": m["segments"], "halos": m["halos"], "sink_tokens": m["sink_tokens"], "forwarded": m["forwarded"],
@@ -98,8 +122,8 @@ res = {
 for k in ("git_rev", "hostname", "cpu_model", "cores", "blas_config", "date_utc"):
     res[k] = one[-1].get(k)
 json.dump(res, open(out, "w"), indent=1)
-print(f"[bench-mpi] speedup {speedup:.3f}x ({w1:.2f} s -> {wn:.2f} s); halo share {share:.4f}, predicted "
-      f"{ranks * (1 - share):.3f}x; NLL identical: {identical}", file=sys.stderr)
+print(f"[bench-mpi] speedup {speedup:.3f}x ({w1:.2f} s -> {wn:.2f} s, medians over {res['medians_over']}); halo "
+      f"share {share:.4f}, predicted {ranks * (1 - share):.3f}x; NLL identical: {identical}", file=sys.stderr)
 EOF
 mv "$out.tmp" "$out"
 echo "wrote $out"
