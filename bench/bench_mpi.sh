@@ -18,6 +18,8 @@
 #   BENCH_MPI_N       tokens [65536]
 #   BENCH_MPI_RANKS   ranks [2]
 #   BENCH_MPI_RUNS    pairs of runs [5]
+#   BENCH_MPI_MAX_PAIRS  on a shared machine: go on past RUNS pairs until RUNS of them were
+#                     quiet, up to this many pairs [RUNS]
 #   BENCH_MPI_OUT     output [results/bench_mpi.json]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +28,7 @@ sb=${SINKBENCH:-bin/sinkbench}
 n=${BENCH_MPI_N:-65536}
 ranks=${BENCH_MPI_RANKS:-2}
 runs=${BENCH_MPI_RUNS:-5}
+max_pairs=${BENCH_MPI_MAX_PAIRS:-$runs}
 out=${BENCH_MPI_OUT:-results/bench_mpi.json}
 policy=sinks:4:508
 say() { printf '[bench-mpi] %s\n' "$*" >&2; }
@@ -63,16 +66,21 @@ timed() {
         'BEGIN { o = b / hz - u - s; printf "%.3f %.3f %.3f\n", t, u + s, (o > 0 ? o : 0) }' >"$work/$name.cmd"
 }
 load_before=$(cut -d' ' -f1 /proc/loadavg)
-for i in $(seq 1 "$runs"); do
+quiet_pairs=0 i=0
+while [ "$i" -lt "$runs" ] || { [ "$quiet_pairs" -lt "$runs" ] && [ "$i" -lt "$max_pairs" ]; }; do
+    i=$((i + 1))
     # the first pair writes the per-token NLL, to compare
     o1=() o2=()
     [ "$i" -gt 1 ] || { o1=(--out "$work/one.h5"); o2=(--out "$work/ranks.h5"); }
     timed "one.$i" $sb "${args[@]}" "${o1[@]}"
     timed "ranks.$i" "${launch[@]}" $sb "${args[@]}" "${o2[@]}"
-    say "pair $i of $runs: 1 process $(python3 -c "import json; print(round(json.load(open('$work/one.$i.json'))['wall_s'], 2))") s," \
+    say "pair $i ($quiet_pairs quiet before it; $runs wanted): 1 process $(python3 -c "import json; print(round(json.load(open('$work/one.$i.json'))['wall_s'], 2))") s," \
         "$ranks ranks $(python3 -c "import json; print(round(json.load(open('$work/ranks.$i.json'))['wall_s'], 2))") s" \
         "(other processes: $(cut -d' ' -f3 "$work/one.$i.cmd") and $(cut -d' ' -f3 "$work/ranks.$i.cmd") CPU s)"
+    awk -v a="$(cut -d' ' -f3 "$work/one.$i.cmd")" -v b="$(cut -d' ' -f3 "$work/ranks.$i.cmd")" \
+        -v w="$(cut -d' ' -f1 "$work/ranks.$i.cmd")" 'BEGIN { exit !((a > b ? a : b) < 0.05 * w) }' && quiet_pairs=$((quiet_pairs + 1))
 done
+runs=$i
 load_after=$(cut -d' ' -f1 /proc/loadavg)
 dump() { h5dump -d nll -y -w 0 -m %.9g "$1" | awk '/DATA {/ { on = 1; next } on && /}/ { exit } on { print }'; }
 identical=false
@@ -87,7 +95,7 @@ par = [json.load(open(f"{work}/ranks.{i}.json")) for i in range(1, runs + 1)]
 cmd = lambda k, i, f=0: float(open(f"{work}/{k}.{i}.cmd").read().split()[f])
 m = par[0]["mpi"]
 others = [max(cmd("one", i, 2), cmd("ranks", i, 2)) for i in range(1, runs + 1)]
-quiet = [i for i in range(runs) if others[i] < 0.05 * min(one[i]["wall_s"], par[i]["wall_s"])]
+quiet = [i for i in range(runs) if others[i] < 0.05 * cmd("ranks", i + 1)]
 use = quiet or list(range(runs))
 w1_all = statistics.median(r["wall_s"] for r in one)
 wn_all = statistics.median(r["wall_s"] for r in par)
@@ -116,6 +124,7 @@ res = {
     "segments": m["segments"], "halos": m["halos"], "sink_tokens": m["sink_tokens"], "forwarded": m["forwarded"],
     "halo_share": share, "efficiency_predicted": 1 - share, "speedup_predicted": ranks * (1 - share),
     "efficiency_measured": speedup / ranks,
+    "speedup_cost_model": m["speedup_model"],
     "nll_identical": identical == "true", "mean_nll_single": one[0]["mean_nll"], "mean_nll_ranks": par[0]["mean_nll"],
     "mpi_library": m["library"], "loadavg_before": float(lb), "loadavg_after": float(la),
 }

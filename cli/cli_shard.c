@@ -23,6 +23,12 @@ int cli_shard_plan(cli_shard *s, const sb_model_config *c, const sb_policy_spec 
     s->from = s->shards[s->rank].from;
     s->to = s->shards[s->rank].to;
     s->halo_share = sb_shard_overhead(c, p, n_pred, chunk, s->shards, s->ranks);
+    sb_shard whole;
+    sb_shard_measure(c, p, n_pred, chunk, 0, n_pred, &whole);
+    double max = 0;
+    for (int r = 0; r < s->ranks; r++)
+        if (s->shards[r].cost > max) max = s->shards[r].cost;
+    s->speedup_model = max > 0 ? whole.cost / max : 1.0;
     return SB_OK;
 }
 
@@ -112,6 +118,7 @@ int cli_shard_h5(const cli_shard *s, sb_h5 *f) {
     int rc = sb_h5_attr_i64(f, NULL, "mpi_ranks", s->ranks);
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "mpi_library", sb_dist_library());
     rc = rc ? rc : sb_h5_attr_f64(f, NULL, "mpi_halo_share", s->halo_share);
+    rc = rc ? rc : sb_h5_attr_f64(f, NULL, "mpi_speedup_model", s->speedup_model);
     for (size_t i = 0; i < sizeof fields / sizeof fields[0] && !rc; i++) {
         cJSON *a = field_array(s, fields[i].f);
         char *text = cJSON_PrintUnformatted(a);
@@ -130,6 +137,7 @@ void cli_shard_json(const cli_shard *s, cJSON *o) {
     cJSON_AddNumberToObject(m, "ranks", s->ranks);
     cJSON_AddStringToObject(m, "library", sb_dist_library());
     cJSON_AddNumberToObject(m, "halo_share", s->halo_share);
+    cJSON_AddNumberToObject(m, "speedup_model", s->speedup_model);
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         cJSON_AddItemToObject(m, fields[i].key, field_array(s, fields[i].f));
 }

@@ -29,7 +29,8 @@ typedef struct {
     int rank, ranks;          /* 0 of 1 when not sharded */
     sb_shard *shards;         /* [ranks] */
     int64_t from, to;         /* this rank's predictions */
-    double halo_share;        /* sb_shard_overhead: 1 - parallel efficiency of the plan */
+    double halo_share;        /* sb_shard_overhead: the share of the forwarded tokens a whole run would not compute */
+    double speedup_model;     /* the cost model's speedup: a whole run's cost over the largest shard's */
     cli_shard_rank *per;      /* [ranks], after cli_shard_gather */
 } cli_shard;
 
