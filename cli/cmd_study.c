@@ -29,7 +29,7 @@ static void study_usage(FILE *f) {
             "  --model-kind TEXT    how the --models were made, shown in the report (e.g. \"smoke: random init\")\n"
             "  --data FILE          token stream instead of the config's data\n"
             "  --jobs N             cells run at the same time (default 1; timing experiments run alone)\n"
-            "  --threads N          threads per cell (default: cores / jobs)\n"
+            "  --threads N          threads per cell (default: cores / jobs, and / the MPI ranks on the machine)\n"
             "  --force              redo finished cells\n"
             "under mpirun -np N (or srun), `study run` hands the cells to the ranks, largest first; each rank\n"
             "runs --jobs cells at a time; rank 0 prints and collects (docs/MPI.md)\n");
@@ -150,6 +150,7 @@ int cmd_study(int argc, char **argv) {
     if (dist) {
         setenv("SINKBENCH_MPI", "0", 1);
         sb_signals_install(); /* the ranks wait for their cells to save (eval/study_dist.c) */
+        a.o.node_ranks = sb_dist()->local_size;
         if (sb_dist()->rank != 0 && !freopen("/dev/null", "w", stdout))
             return sb_error("rank %d: cannot send stdout to /dev/null", sb_dist()->rank), cli_fail(CMD, SB_ERR);
     }

@@ -170,7 +170,9 @@ typedef struct {
     const char *model_kind;          /* how the override models were made, shown in the report
                                         (e.g. "smoke: random init"); NULL = "checkpoint" */
     int jobs;                        /* concurrent cells (>= 1) */
-    int threads;                     /* threads per cell; 0 = cores / jobs */
+    int threads;                     /* threads per cell; 0 = cores / jobs (/ node_ranks) */
+    int node_ranks;                  /* MPI ranks sharing this machine (0 = 1): they divide its
+                                        cores for the default threads of non-serial cells */
     bool force;                      /* redo finished cells */
     bool dry_run;                    /* plan only */
 } sb_study_opts;
