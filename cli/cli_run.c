@@ -187,8 +187,8 @@ static int meet(const cli_run *run, const rank_report *me, rank_report **all) {
 static int met_badly(const cli_command *cmd, const cli_run *run, int e, const char *tail) {
     if (!sb_dist_abandoned()) return run->rank == 0 ? cli_fail(cmd->name, e) : e;
     if (run->rank == 0)
-        fprintf(stderr, "sinkbench %s: %s (one may have died, or the job was cancelled); nothing written%s\n", cmd->name,
-                sb_last_error(), tail);
+        fprintf(stderr, "sinkbench %s: %s (one may have died, or the job was cancelled); nothing written%s\n",
+                cmd->name, sb_last_error(), tail);
     return 128 + sb_dist_abandoned();
 }
 
@@ -331,9 +331,9 @@ static int dist_after_run(const cli_command *cmd, void *self, cli_run *run, int 
     bool told = false;
     if (stopped && run->rank == 0 && !me.status) {
         if (can_save) {
-            fprintf(stderr, "sinkbench %s: interrupted after %" PRId64 " of rank 0's %" PRId64 " %s, saved to %s.rank0; "
-                            "each of the %d ranks saves its part to %s.rank<r>\n", cmd->name, run->done, run->total,
-                    cmd->unit, base, run->ranks, base);
+            fprintf(stderr, "sinkbench %s: interrupted after %" PRId64 " of rank 0's %" PRId64 " %s, saved to "
+                            "%s.rank0; each of the %d ranks saves its part to %s.rank<r>\n",
+                    cmd->name, run->done, run->total, cmd->unit, base, run->ranks, base);
             print_resume_mpi(run, argc, argv);
         } else
             fprintf(stderr, "sinkbench %s: interrupted; nothing saved (only runs with --out can resume)\n", cmd->name);
@@ -366,7 +366,8 @@ static int dist_after_run(const cli_command *cmd, void *self, cli_run *run, int 
         char tail[4200] = "; nothing written";
         if (saved)
             snprintf(tail, sizeof tail, "; nothing written, the finished part%s of %d rank%s saved in %s.rank<r> "
-                                        "(--resume continues)", saved > 1 ? "s" : "", saved, saved > 1 ? "s" : "", base);
+                                        "(--resume continues)",
+                     saved > 1 ? "s" : "", saved, saved > 1 ? "s" : "", base);
         print_failure(cmd, run, all, failed, tail);
     } else if (run->rank == 0 && !told) {
         if (can_save) {

@@ -161,8 +161,8 @@ static void ppl_summary(void *self) {
     printf("\n%.1f tokens/s, %.2f s, peak RSS %.1f MB, %d threads, git %s\n", r->tokens_per_s, r->wall_s,
            r->peak_rss_mb, a->run.threads, a->run.prov.git_rev);
     if (a->shard.ranks > 1)
-        printf("%d MPI ranks, %d thread%s each; the halos are %.1f%% of the work\n", a->shard.ranks, a->run.threads, a->run.threads == 1 ? "" : "s",
-               100.0 * a->shard.halo_share);
+        printf("%d MPI ranks, %d thread%s each; the halos are %.1f%% of the work\n", a->shard.ranks,
+               a->run.threads, a->run.threads == 1 ? "" : "s", 100.0 * a->shard.halo_share);
 }
 
 static int ppl_write_h5(void *self, sb_h5 *f) {
@@ -230,7 +230,7 @@ static int ppl_save(void *self, char **payload, size_t *n) {
     return SB_OK;
 }
 
-/* Fill nll[0, done) from a saved state. */
+/* Fill nll[0, done) from a saved state (nll[from, from + done) of the rank's part under MPI). */
 static int ppl_restore(void *self, const char *buf, size_t n) {
     ppl_cmd *a = self;
     int64_t d = -1, scored = a->run.total;
