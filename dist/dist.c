@@ -73,18 +73,27 @@ static void finalize(void) {
 int sb_dist_abandoned(void) { return g_abandoned; }
 
 /* Wait for a collective, polling: a signal that arrives while this rank waits (the launcher
- * ending the job because a rank died, or a cancel) makes it give up, so it can still say so
- * before the launcher's SIGKILL. A signal caught before the wait began (a rank whose own part
- * was stopped) does not: the others are expected. */
+ * ending the job because a rank died, or a cancel) makes it give up at once, so it can still
+ * say so and clean up before the launcher's SIGKILL (Open MPI: a second later). A rank whose
+ * own part a signal stopped (it saved its state first) waits STOPPED_WAIT_S for the others,
+ * then gives up too: they may never come. */
+#define STOPPED_WAIT_S 0.5
+static double seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 static int wait_for(MPI_Request *rq, const char *call) {
     const int at_entry = sb_signal_caught();
+    const double t0 = seconds();
     const struct timespec pause = {.tv_sec = 0, .tv_nsec = 200000};
     for (;;) {
         int done = 0;
         int e = MPI_Test(rq, &done, MPI_STATUS_IGNORE);
         if (e != MPI_SUCCESS) return mpi_fail(call, e);
         if (done) return SB_OK;
-        if (!at_entry && sb_signal_caught()) {
+        if (sb_signal_caught() && (!at_entry || seconds() - t0 > STOPPED_WAIT_S)) {
             g_abandoned = sb_signal_caught();
             return sb_error("%s while waiting for the other ranks", g_abandoned == SIGINT ? "interrupted by SIGINT"
                                                                     : g_abandoned == SIGTERM ? "stopped by SIGTERM"

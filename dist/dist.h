@@ -17,7 +17,8 @@
  * returns SB_OK or an sb_error() line naming the MPI call and MPI's own message. A rank that
  * dies is noticed by the launcher, which ends the job: it signals the other ranks (Open MPI:
  * SIGTERM, SIGKILL a second later). The collectives wait by polling, so a rank signalled while
- * it waits for the others gives up with an error (sb_dist_abandoned()) and can still say so. */
+ * it waits for the others gives up with an error (sb_dist_abandoned()) and can still say so;
+ * a rank that was signalled before it began to wait gives up after half a second. */
 #ifndef SB_DIST_H
 #define SB_DIST_H
 

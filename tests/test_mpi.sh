@@ -161,7 +161,10 @@ ls "$T"/f.h5.resume* >/dev/null 2>&1 && fail "states left after the resumed run 
 SB_TEST_FAIL_RANK=1:kill mpi 2 "$SB" ppl "${A[@]}" --out "$T/k.h5" >/dev/null 2>"$T/err"
 st=$?
 [ "$st" -ne 0 ] || fail "a dead rank: status 0"
-one_line "$T/err" "^sinkbench ppl: stopped by SIGTERM while waiting for the other ranks \(one may have died, or the job was cancelled\); nothing written" "dead rank"
+# rank 0 is signalled by the launcher while it waits for rank 1 (or, on a slow machine, while
+# its own part still runs: then it stops, saves and says how to resume)
+grep -v '^resume with: mpirun -np 2 ' "$T/err" >"$T/err1"
+one_line "$T/err1" "^sinkbench ppl: (stopped by SIGTERM while waiting for the other ranks \(one may have died, or the job was cancelled\); nothing written|interrupted after [0-9]* of rank 0's)" "dead rank"
 [ -e "$T/k.h5" ] && fail "a run with a dead rank left a result"
 ls "$T"/k.h5.tmp.* "$T/k.h5.lock" >/dev/null 2>&1 && fail "a run with a dead rank left its temp file or lock"
 
