@@ -20,19 +20,30 @@ endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-# MPI (dist/, docs/MPI.md): MPI=1 links Open MPI (or any MPI whose mpicc answers --showme, else
-# pkg-config ompi-c) so `mpirun -np N bin/sinkbench ppl|study run ...` spreads the work over
-# ranks; MPI=0 builds the single-process binary exactly as before. Default: 1 when mpicc is
-# found. Either binary runs as a plain process without mpirun.
+# MPI (dist/, docs/MPI.md): MPI=1 links MPI so `mpirun -np N bin/sinkbench ppl|study run ...`
+# spreads the work over ranks; MPI=0 builds the single-process binary exactly as before.
+# Default: 1 when mpicc is found and its flags are known (Open MPI's mpicc --showme, else
+# pkg-config ompi-c or mpich), else 0 with a note. Either binary runs as a plain process
+# without mpirun.
 ifeq ($(origin MPI),undefined)
+MPI_AUTO := 1
 MPI := $(if $(shell command -v mpicc 2>/dev/null),1,0)
 endif
 ifeq ($(MPI),1)
-MPI_CFLAGS := $(or $(shell mpicc --showme:compile 2>/dev/null),$(shell pkg-config --cflags ompi-c 2>/dev/null))
-MPI_LIBS   := $(or $(shell mpicc --showme:link 2>/dev/null),$(shell pkg-config --libs ompi-c 2>/dev/null))
-ifeq ($(MPI_LIBS),)
-$(error sinkbench: MPI=1 but neither mpicc --showme nor pkg-config ompi-c works (scripts/install_deps.sh installs Open MPI))
+MPI_CFLAGS := $(or $(shell mpicc --showme:compile 2>/dev/null),$(shell pkg-config --cflags ompi-c 2>/dev/null),\
+                   $(shell pkg-config --cflags mpich 2>/dev/null))
+MPI_LIBS   := $(or $(shell mpicc --showme:link 2>/dev/null),$(shell pkg-config --libs ompi-c 2>/dev/null),\
+                   $(shell pkg-config --libs mpich 2>/dev/null))
+ifeq ($(strip $(MPI_LIBS)),)
+ifeq ($(MPI_AUTO),1)
+$(info sinkbench: mpicc is there but not its flags (mpicc --showme, pkg-config ompi-c or mpich): building without MPI)
+MPI := 0
+else
+$(error sinkbench: MPI=1 but neither mpicc --showme nor pkg-config ompi-c/mpich gives the flags (scripts/install_deps.sh installs Open MPI))
 endif
+endif
+endif
+ifeq ($(MPI),1)
 PKG_CFLAGS += -DSB_HAVE_MPI $(MPI_CFLAGS)
 PKG_LIBS   += $(MPI_LIBS)
 endif
