@@ -20,12 +20,40 @@ endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
+# MPI (dist/, docs/MPI.md): MPI=1 links MPI so `mpirun -np N bin/sinkbench ppl|study run ...`
+# spreads the work over ranks; MPI=0 builds the single-process binary exactly as before.
+# Default: 1 when mpicc is found and its flags are known (Open MPI's mpicc --showme, else
+# pkg-config ompi-c or mpich), else 0 with a note. Either binary runs as a plain process
+# without mpirun.
+ifeq ($(origin MPI),undefined)
+MPI_AUTO := 1
+MPI := $(if $(shell command -v mpicc 2>/dev/null),1,0)
+endif
+ifeq ($(MPI),1)
+MPI_CFLAGS := $(or $(shell mpicc --showme:compile 2>/dev/null),$(shell pkg-config --cflags ompi-c 2>/dev/null),\
+                   $(shell pkg-config --cflags mpich 2>/dev/null))
+MPI_LIBS   := $(or $(shell mpicc --showme:link 2>/dev/null),$(shell pkg-config --libs ompi-c 2>/dev/null),\
+                   $(shell pkg-config --libs mpich 2>/dev/null))
+ifeq ($(strip $(MPI_LIBS)),)
+ifeq ($(MPI_AUTO),1)
+$(info sinkbench: mpicc is there but not its flags (mpicc --showme, pkg-config ompi-c or mpich): building without MPI)
+MPI := 0
+else
+$(error sinkbench: MPI=1 but neither mpicc --showme nor pkg-config ompi-c/mpich gives the flags (scripts/install_deps.sh installs Open MPI))
+endif
+endif
+endif
+ifeq ($(MPI),1)
+PKG_CFLAGS += -DSB_HAVE_MPI $(MPI_CFLAGS)
+PKG_LIBS   += $(MPI_LIBS)
+endif
+
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -Wall -Wextra -Werror -pthread -fopenmp -D_GNU_SOURCE -I. $(PKG_CFLAGS)
 LDLIBS  += $(PKG_LIBS) -lm -fopenmp -pthread
 
-MODULES := util engine engine/cpu tokenizer datasets eval train
+MODULES := util engine engine/cpu tokenizer datasets eval train dist
 LIB_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/*.c))
@@ -41,6 +69,15 @@ all: bin/sinkbench $(TEST_BIN)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# dist/dist.c is the one file compiled differently with and without MPI: a switch of MPI=
+# rebuilds it (the stamp changes only when the setting does)
+$(BUILD)/mpi.stamp: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(MPI)' | cmp -s - $@ || echo '$(MPI)' > $@
+$(BUILD)/dist/dist.o: $(BUILD)/mpi.stamp
+.PHONY: FORCE
+FORCE:
 
 $(BUILD)/libsinkbench.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -77,6 +114,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/cli/cli.o $(BUILD)/libsinkbench.a
 bench: bin/sinkbench $(BENCH_BIN)
 	@bench/run_bench.sh
 	@bench/bench_weights.sh
+	@bench/bench_mpi.sh
 	@bench/decode_25m.sh > results/bench_decode_25m.json.tmp && mv results/bench_decode_25m.json.tmp results/bench_decode_25m.json \
 	  && echo "wrote results/bench_decode_25m.json"
 	@if [ -f data/text/train.txt ]; then \

@@ -40,6 +40,9 @@ usage: ./run_all.sh [--smoke | --quick | --full] [options]
   --data FILE     held-out stream (.txt, .tok or .ids) instead of data/text/heldout-book.txt
   --results DIR   output directory (default results; results/smoke for --smoke, so a
                   smoke run never replaces real results)
+  --mpi N         run each experiment's cells over N MPI ranks (mpirun -np N, Open MPI): rank 0
+                  hands the cells out, largest first; each rank runs --jobs cells at a time
+                  (default: cores / N each). Under Slurm, srun the study instead (docs/MPI.md)
   --no-deps       skip scripts/install_deps.sh
   --resume        continue an interrupted run (the default behaviour: finished cells are
                   kept; accepted so the printed resume command reads as what it does)
@@ -47,7 +50,7 @@ EOF
 }
 
 orig_args=("$@") # for the resume line: the option loop below shifts them away
-mode=quick only="" jobs="" threads="" results="" models="" data="" deps=1 device=""
+mode=quick only="" jobs="" threads="" results="" models="" data="" deps=1 device="" mpi=""
 force=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -62,6 +65,7 @@ while [ $# -gt 0 ]; do
         --models) models=${2:?--models needs names}; shift ;;
         --data) data=${2:?--data needs a file}; shift ;;
         --results) results=${2:?--results needs a directory}; shift ;;
+        --mpi) mpi=${2:?--mpi needs a number of ranks}; shift ;;
         --no-deps) deps=0 ;;
         --resume) ;;
         -h|--help) usage; exit 0 ;;
@@ -79,6 +83,16 @@ if [ -n "$only" ]; then
 fi
 [ -n "$results" ] || { [ "$mode" = smoke ] && results=results/smoke || results=results; }
 cores=$(nproc 2>/dev/null || echo 1)
+launcher=()
+if [ -n "$mpi" ]; then
+    case "$mpi" in *[!0-9]*|0) echo "run_all: --mpi $mpi is not a positive number" >&2; exit 2 ;; esac
+    # the ranks share this machine's cores unless a hostfile spreads them (OMPI_MCA_orte_default_hostfile)
+    [ -n "$jobs" ] || jobs=$((cores / mpi > 0 ? cores / mpi : 1))
+    # no binding: a rank's cells are child processes, which would inherit a rank's single core
+    launcher=(mpirun -np "$mpi" --bind-to none)
+    [ "$mpi" -le "$cores" ] || launcher+=(--oversubscribe)
+    [ "$(id -u)" -ne 0 ] || launcher+=(--allow-run-as-root)
+fi
 [ -n "$jobs" ] || jobs=$cores
 case "$jobs" in ''|*[!0-9]*|0) echo "run_all: --jobs $jobs is not a positive number" >&2; exit 2 ;; esac
 device_args=()
@@ -133,6 +147,10 @@ if [ "$deps" = 1 ]; then
     say "dependencies (scripts/install_deps.sh)"
     scripts/install_deps.sh
 fi
+if [ -n "$mpi" ] && ! command -v mpirun >/dev/null; then
+    echo "run_all: --mpi needs mpirun (Open MPI: scripts/install_deps.sh installs it, then make rebuilds with MPI)" >&2
+    exit 2
+fi
 say "building bin/sinkbench"
 if ! make -j"$cores" bin/sinkbench > "$results/logs/build.log" 2>&1; then
     tail -n 30 "$results/logs/build.log" >&2
@@ -183,7 +201,7 @@ for exp in "${experiments[@]}"; do
     [ -z "$only" ] || [ "$only" = "$exp" ] || continue
     [ -z "$caught" ] || finish_interrupted
     say "experiment $exp ($mode)"
-    if ! run_study bin/sinkbench study run --config "configs/$exp.ini" --mode "$mode" --results "$results" \
+    if ! run_study "${launcher[@]}" bin/sinkbench study run --config "configs/$exp.ini" --mode "$mode" --results "$results" \
             --jobs "$jobs" "${thread_args[@]}" "${device_args[@]}" "${force[@]}" "${study_models[@]}" "${data_args[@]}"; then
         [ -z "$caught" ] || finish_interrupted
         failed+=("$exp")

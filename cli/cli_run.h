@@ -10,7 +10,8 @@
  * in <out>.resume), prints "resume with: ..." and exits 130 / 143. A finished run gets its
  * statistics, provenance, the result written and committed atomically, the spent resume
  * state removed, then the JSON line or summary. Every path, failure included, releases the
- * lock, removes the temp file, frees the model and calls cleanup.
+ * lock, removes the temp file, frees the model and calls cleanup. A command with shard and gather
+ * hooks runs over MPI ranks (below).
  *
  * A command keeps its state in a struct of its own, which holds a cli_run; every hook gets
  * that struct (self). Hooks return SB_OK or an error status with sb_error() set; NULL hooks
@@ -49,7 +50,10 @@ typedef struct {
     int threads;              /* in effect for the run (set after load) */
     int64_t done, total;      /* how far the run got, for the interrupt line (resumable commands) */
     sb_provenance prov;       /* collected after a finished run, before write_h5/json/summary */
-    char state_path[4096];    /* <out>.resume of a resumable command with --out, else "" */
+    char state_path[4096];    /* <out>.resume of a resumable command with --out, else "";
+                               * <out>.resume.rank<r> for each rank of a sharded run */
+    int rank, ranks;          /* this process among the MPI ranks of a sharded run (0 of 1 else) */
+    char device[32];          /* --device cuda under MPI: cuda:<local rank> */
 } cli_run;
 
 typedef enum {
@@ -95,6 +99,18 @@ typedef struct {
     cJSON *(*json)(void *self);                   /* --json: the object; provenance keys follow */
     void (*summary)(void *self);                  /* the result for a reader (without --json) */
     void (*cleanup)(void *self);                  /* free what the hooks allocated; every path */
+
+    /* MPI (dist/dist.h): a command with both hooks runs sharded when an MPI launcher started
+     * more than one rank; without them it is one process per rank, as always. Every rank
+     * parses, prepares and loads; only rank 0 locks and writes --out and prints (the others'
+     * stdout is /dev/null), each rank keeps its own resume state (run.state_path). shard
+     * (after load, before a resume state is read) picks this rank's part; the ranks then agree
+     * that every one of them is ready (or rank 0 prints the one line of the first failure),
+     * run their parts, and agree again: when every part finished, gather (a collective)
+     * brings the parts to rank 0, which finishes, commits and reports; a stop or a failure
+     * anywhere leaves no result and every rank's finished part saved for --resume. */
+    int (*shard)(void *self);
+    int (*gather)(void *self);
 } cli_command;
 
 /* The JSON keys naming what the run read and wrote: model, model_sha256, then data and

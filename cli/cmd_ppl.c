@@ -14,10 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/cli_opts.h"
 #include "cli/cli_run.h"
+#include "cli/cli_shard.h"
 #include "engine/common.h"
 #include "engine/model.h"
 #include "engine/policy.h"
@@ -45,7 +47,10 @@ static void ppl_usage(FILE *f) {
             "  --out FILE.h5       per-token NLL with the run's configuration, written atomically;\n"
             "                      FILE.h5.lock keeps a second run off it; Ctrl-C / SIGTERM save\n"
             "                      the finished part to FILE.h5.resume and exit 130 / 143\n"
-            "  --resume            continue from FILE.h5.resume (bit-identical to an unbroken run)\n",
+            "  --resume            continue from FILE.h5.resume (bit-identical to an unbroken run)\n"
+            "under mpirun -np N (or srun): the stream is split over the ranks, each scoring its part after a\n"
+            "halo of layers*W tokens (exact mode; not dense, h2o or tova); rank 0 writes the one result,\n"
+            "each rank keeps FILE.h5.resume.rank<r>; --device cuda is cuda:<local rank> (docs/MPI.md)\n",
             sb_policy_syntax_list());
 }
 
@@ -82,6 +87,8 @@ typedef struct {
     sb_eval_opts opts;
     sb_backend *backend;
     ppl_result r;
+    int64_t resumed;         /* predictions restored from resume states (every rank's) */
+    cli_shard shard;         /* the rank's part of a run over MPI ranks (cli/cli_shard.h) */
 } ppl_cmd;
 
 static int ppl_option(const char *f, const char *v, void *user) {
@@ -140,6 +147,7 @@ static cJSON *ppl_json(void *self) {
     cJSON_AddNumberToObject(o, "threads", a->run.threads);
     cJSON_AddNumberToObject(o, "chunk", (double)(r->chunk));
     cli_run_json_inputs(&a->run, o, true);
+    if (a->shard.ranks > 1) cli_shard_json(&a->shard, o);
     return o;
 }
 
@@ -152,6 +160,9 @@ static void ppl_summary(void *self) {
     if (isfinite(r->bpb)) printf(", %.4f bits/byte", r->bpb);
     printf("\n%.1f tokens/s, %.2f s, peak RSS %.1f MB, %d threads, git %s\n", r->tokens_per_s, r->wall_s,
            r->peak_rss_mb, a->run.threads, a->run.prov.git_rev);
+    if (a->shard.ranks > 1)
+        printf("%d MPI ranks, %d thread%s each; the halos are %.1f%% of the work\n", a->shard.ranks,
+               a->run.threads, a->run.threads == 1 ? "" : "s", 100.0 * a->shard.halo_share);
 }
 
 static int ppl_write_h5(void *self, sb_h5 *f) {
@@ -180,7 +191,9 @@ static int ppl_write_h5(void *self, sb_h5 *f) {
     rc = rc ? rc : sb_h5_attr_f64(f, NULL, "tokens_per_s", r->tokens_per_s);
     rc = rc ? rc : sb_h5_attr_f64(f, NULL, "wall_s", r->wall_s);
     rc = rc ? rc : sb_h5_attr_f64(f, NULL, "peak_rss_mb", r->peak_rss_mb);
-    if (a->opts.resume_from) rc = rc ? rc : sb_h5_attr_i64(f, NULL, "resumed_at", a->opts.resume_from);
+    if (a->opts.resume_from && a->shard.ranks <= 1)
+        rc = rc ? rc : sb_h5_attr_i64(f, NULL, "resumed_at", a->opts.resume_from);
+    if (a->shard.ranks > 1) rc = rc ? rc : cli_shard_h5(&a->shard, f);
     return rc;
 }
 
@@ -201,10 +214,11 @@ static int ppl_inputs_hash(void *self, sb_resume_hash *h) {
     sb_resume_hash_i64(h, "tokens", r->n_tokens);
     sb_resume_hash_i64(h, "chunk", r->chunk);
     sb_resume_hash_i64(h, "threads", a->run.threads);
+    if (a->shard.ranks > 1) cli_shard_hash(&a->shard, h);
     return SB_OK;
 }
 
-/* Resume payload: int64 done, then float nll[done]. */
+/* Resume payload: int64 done, then float nll[done] (of the rank's part under MPI). */
 static int ppl_save(void *self, char **payload, size_t *n) {
     const ppl_cmd *a = self;
     int64_t done = a->run.done;
@@ -212,20 +226,20 @@ static int ppl_save(void *self, char **payload, size_t *n) {
     char *buf = *payload = malloc(*n);
     if (!buf) return sb_error("%s: out of memory for the resume state", a->run.state_path);
     memcpy(buf, &done, sizeof done);
-    if (done) memcpy(buf + sizeof done, a->nll, (size_t)done * sizeof(float));
+    if (done) memcpy(buf + sizeof done, a->nll + a->opts.score_from, (size_t)done * sizeof(float));
     return SB_OK;
 }
 
-/* Fill nll[0, done) from a saved state. */
+/* Fill nll[0, done) from a saved state (nll[from, from + done) of the rank's part under MPI). */
 static int ppl_restore(void *self, const char *buf, size_t n) {
     ppl_cmd *a = self;
-    int64_t d = -1, scored = a->r.scored;
+    int64_t d = -1, scored = a->run.total;
     if (n >= sizeof d) memcpy(&d, buf, sizeof d);
     if (d < 0 || d > scored || n != sizeof d + (size_t)d * sizeof(float))
         return sb_error("%s: resume state does not match this stream (%" PRId64 " predictions)", a->run.state_path,
                         scored);
-    if (d) memcpy(a->nll, buf + sizeof d, (size_t)d * sizeof(float));
-    a->opts.resume_from = a->run.done = d;
+    if (d) memcpy(a->nll + a->opts.score_from, buf + sizeof d, (size_t)d * sizeof(float));
+    a->opts.resume_from = a->run.done = a->resumed = d;
     return SB_OK;
 }
 
@@ -286,7 +300,11 @@ static int ppl_run(void *self) {
     ppl_cmd *a = self;
     ppl_result *r = &a->r;
     ppl_progress_ctx pc = {.done = &a->run.done};
-    sb_progress_begin(&pc.bar, sb_eval_mode_name(r->mode_used), r->scored);
+    if (a->shard.ranks > 1) {
+        int rc = cli_shard_test_fail(&a->shard);
+        if (rc || a->shard.from == a->shard.to) return rc; /* more ranks than chunks: nothing to score */
+    }
+    sb_progress_begin(&pc.bar, sb_eval_mode_name(r->mode_used), a->run.total);
     a->opts.progress = ppl_progress;
     a->opts.user = &pc;
     double t0 = sb_now();
@@ -305,7 +323,7 @@ static int ppl_finish(void *self) {
     r->mean_nll = sum / (double)r->scored;
     r->ppl = exp(r->mean_nll);
     if (r->bytes_scored > 0) r->bpb = sum / log(2.0) / (double)r->bytes_scored;
-    r->tokens_per_s = r->wall_s > 0 ? (double)(r->scored - a->opts.resume_from) / r->wall_s : 0;
+    r->tokens_per_s = r->wall_s > 0 ? (double)(r->scored - a->resumed) / r->wall_s : 0;
     r->peak_rss_mb = sb_peak_rss_mb();
     return SB_OK;
 }
@@ -315,6 +333,31 @@ static void ppl_cleanup(void *self) {
     free(a->nll);
     free(a->ids);
     sb_backend_close(a->backend);
+    cli_shard_free(&a->shard);
+}
+
+/* Under MPI: this rank's part of the predictions (after load: the chunk is known). */
+static int ppl_shard(void *self) {
+    ppl_cmd *a = self;
+    int rc = cli_shard_plan(&a->shard, &a->cfg, &a->r.policy, a->mode, a->r.scored, a->r.chunk);
+    if (rc) return rc;
+    a->opts.score_from = a->shard.from;
+    a->opts.score_to = a->shard.to;
+    a->run.total = a->shard.to - a->shard.from;
+    return SB_OK;
+}
+
+/* Every rank's part on rank 0, with the longest wall time (the run's) and every resumed part. */
+static int ppl_gather(void *self) {
+    ppl_cmd *a = self;
+    cli_shard_rank me = {.wall_s = a->r.wall_s, .peak_rss_mb = sb_peak_rss_mb(), .resumed = a->opts.resume_from};
+    if (gethostname(me.host, sizeof me.host - 1)) snprintf(me.host, sizeof me.host, "?");
+    snprintf(me.device, sizeof me.device, "%s", a->r.device);
+    int rc = cli_shard_gather(&a->shard, a->nll, &me);
+    if (rc) return rc;
+    a->r.wall_s = cli_shard_wall_s(&a->shard);
+    a->resumed = cli_shard_resumed(&a->shard);
+    return SB_OK;
 }
 
 static const cli_command ppl_command = {
@@ -323,6 +366,8 @@ static const cli_command ppl_command = {
     /* --resume continues from the NLL finished so far */
     .unit = "predictions", .inputs_hash = ppl_inputs_hash, .save = ppl_save, .restore = ppl_restore,
     .write_h5 = ppl_write_h5, .json = ppl_json, .summary = ppl_summary,
+    /* mpirun -np N: one stream split over the ranks */
+    .shard = ppl_shard, .gather = ppl_gather,
 };
 
 int cmd_ppl(int argc, char **argv) {

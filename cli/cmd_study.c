@@ -11,9 +11,11 @@
 
 #include "cli/cli.h"
 #include "engine/backend.h"
+#include "dist/dist.h"
 #include "engine/common.h"
 #include "eval/report.h"
 #include "eval/study.h"
+#include "util/signals.h"
 
 #define CMD "study"
 
@@ -28,10 +30,12 @@ static void study_usage(FILE *f) {
             "  --model-kind TEXT    how the --models were made, shown in the report (e.g. \"smoke: random init\")\n"
             "  --data FILE          token stream instead of the config's data\n"
             "  --jobs N             cells run at the same time (default 1; timing experiments run alone)\n"
-            "  --threads N          threads per cell (default: cores / jobs)\n"
+            "  --threads N          threads per cell (default: cores / jobs, and / the MPI ranks on the machine)\n"
             "  --device DEV         where the cells run: cpu, cuda or cuda:N (default: the config's\n"
             "                       [experiment] device, else cpu)\n"
-            "  --force              redo finished cells\n");
+            "  --force              redo finished cells\n"
+            "under mpirun -np N (or srun), `study run` hands the cells to the ranks, largest first; each rank\n"
+            "runs --jobs cells at a time; rank 0 prints and collects (docs/MPI.md)\n");
 }
 
 typedef struct {
@@ -145,24 +149,47 @@ int cmd_study(int argc, char **argv) {
     exe[n] = '\0';
     a.o.exe = exe;
     a.o.dry_run = !strcmp(a.sub, "plan");
+    /* study run under an MPI launcher: the cells go to the ranks; each cell is a single process */
+    bool dist = false, agreed = false, printed = false;
+    if (!strcmp(a.sub, "run")) {
+        if ((rc = sb_dist_init())) return cli_fail(CMD, rc);
+        dist = sb_dist_active();
+    }
+    if (dist) {
+        setenv("SINKBENCH_MPI", "0", 1);
+        sb_signals_install(); /* the ranks wait for their cells to save (eval/study_dist.c) */
+        a.o.node_ranks = sb_dist()->local_size;
+        if (sb_dist()->rank != 0 && !freopen("/dev/null", "w", stdout))
+            return sb_error("rank %d: cannot send stdout to /dev/null", sb_dist()->rank), cli_fail(CMD, SB_ERR);
+    }
 
     sb_study_config *cfg = calloc(1, sizeof *cfg);
     sb_study_plan *plan = calloc(1, sizeof *plan);
     if (!cfg || !plan) return sb_error("out of memory"), cli_fail(CMD, SB_ERR);
     if ((rc = sb_study_config_load(cfg, a.config, mode))) goto done;
-    if ((rc = sb_study_plan_make(plan, cfg, &a.o))) goto done;
+    rc = dist ? sb_study_dist_plan(plan, cfg, &a.o) : sb_study_plan_make(plan, cfg, &a.o);
+    agreed = dist; /* from here every rank knows every failure, and rank 0 prints it */
+    if (rc) goto done;
     if (!strcmp(a.sub, "plan")) {
         print_plan(plan);
         goto done;
     }
     int run_rc = SB_OK;
-    if (!strcmp(a.sub, "run")) run_rc = sb_study_run_cells(plan, &a.o);
+    if (dist) run_rc = sb_study_run_cells_dist(plan, &a.o);
+    else if (!strcmp(a.sub, "run")) run_rc = sb_study_run_cells(plan, &a.o);
     else
         for (int i = 0; i < plan->n_cells; i++)
             if (plan->cells[i].state == SB_CELL_TODO) plan->cells[i].state = SB_CELL_FAILED,
                                                       sb_study_copy(plan->cells[i].why, sizeof plan->cells[i].why, "not run yet");
     char run_err[1024];
     sb_study_copy(run_err, sizeof run_err, run_rc ? sb_last_error() : "");
+    /* the other ranks ran their cells and reported them to rank 0, which collects */
+    if (dist && (sb_dist()->rank != 0 || sb_signal_caught())) {
+        rc = sb_signal_caught() ? sb_signal_exit_status() : run_rc;
+        if (sb_signal_caught() && sb_dist()->rank == 0) fprintf(stderr, "sinkbench study: %s\n", run_err);
+        printed = true; /* the other ranks stay silent */
+        goto done;
+    }
     rc = sb_study_collect(plan, &a.o);
     if (!rc && run_rc) rc = sb_error("%s", run_err);
 
@@ -171,5 +198,6 @@ done:
     sb_study_config_free(cfg);
     free(plan);
     free(cfg);
+    if (rc && (printed || (agreed && sb_dist()->rank != 0))) return rc; /* rank 0 says it */
     return rc ? cli_fail(CMD, rc) : 0;
 }

@@ -173,7 +173,9 @@ typedef struct {
     const char *model_kind;          /* how the override models were made, shown in the report
                                         (e.g. "smoke: random init"); NULL = "checkpoint" */
     int jobs;                        /* concurrent cells (>= 1) */
-    int threads;                     /* threads per cell; 0 = cores / jobs */
+    int threads;                     /* threads per cell; 0 = cores / jobs (/ node_ranks) */
+    int node_ranks;                  /* MPI ranks sharing this machine (0 = 1): they divide its
+                                        cores for the default threads of non-serial cells */
     const char *device;              /* --device for every cell, over the config's; NULL = as configured */
     bool force;                      /* redo finished cells */
     bool dry_run;                    /* plan only */
@@ -191,6 +193,18 @@ void sb_study_cell_slug(const char *spec, char *out, size_t cap);
 /* Run the TODO cells (jobs at a time; serial experiments one at a time), progress on stderr.
  * Returns SB_OK when every cell ran; SB_ERR (after running the others) when some failed. */
 int sb_study_run_cells(sb_study_plan *plan, const sb_study_opts *o);
+
+/* The same over MPI ranks (eval/study_dist.c): every rank calls it; rank 0 hands the TODO
+ * cells out, largest first, to whichever rank asks (itself included), each rank running `jobs`
+ * at a time; serial experiments run on rank 0 alone. Only rank 0 prints and returns the
+ * failures. */
+int sb_study_run_cells_dist(sb_study_plan *plan, const sb_study_opts *o);
+/* Plan on every rank: rank 0 first (it makes missing models), then the others; an error on
+ * any rank, or a rank planning other cells, fails it on every rank. */
+int sb_study_dist_plan(sb_study_plan *plan, const sb_study_config *cfg, const sb_study_opts *o);
+/* A cell's relative cost (tokens times multiply-adds per token under its policy), for the
+ * largest-first order. */
+double sb_study_cell_cost(const sb_study_plan *plan, const sb_study_cell *c);
 
 /* Assemble results/<name>.h5 (+ .csv, plot data and figure list in results/data) from the
  * finished cells. */

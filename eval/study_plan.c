@@ -290,7 +290,8 @@ int sb_study_plan_make(sb_study_plan *plan, const sb_study_config *c, const sb_s
     sb_study_copy(plan->device, sizeof plan->device, o->device ? o->device : c->device);
     if (!strcmp(plan->device, "cpu")) plan->device[0] = '\0'; /* the default: cells and keys as before */
     int jobs = c->serial || o->jobs < 1 ? 1 : o->jobs;
-    plan->threads = o->threads > 0 ? o->threads : (cores() / jobs > 0 ? cores() / jobs : 1);
+    const int share = jobs * (o->node_ranks > 1 ? o->node_ranks : 1);
+    plan->threads = o->threads > 0 ? o->threads : (cores() / share > 0 ? cores() / share : 1);
     if (c->serial) plan->threads = o->threads > 0 ? o->threads : cores();
 
     /* the default models, or the override list */

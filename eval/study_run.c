@@ -15,6 +15,7 @@
 
 #include "engine/common.h"
 #include "eval/study.h"
+#include "eval/study_cells.h"
 #include "util/h5.h"
 
 extern char **environ;
@@ -35,7 +36,7 @@ int sb_study_spawn(const char *exe, char *const argv[], const char *log_path, in
     return SB_OK;
 }
 
-static int exit_code(int wstatus) {
+int sb_study_exit_code(int wstatus) {
     if (WIFEXITED(wstatus)) return WEXITSTATUS(wstatus);
     if (WIFSIGNALED(wstatus)) return 128 + WTERMSIG(wstatus);
     return 255;
@@ -48,7 +49,7 @@ int sb_study_run_sync(const char *exe, char *const argv[], const char *log_path,
     int ws;
     while (waitpid(pid, &ws, 0) < 0)
         if (errno != EINTR) return sb_error("waiting for %s: %s", exe, strerror(errno));
-    *status = exit_code(ws);
+    *status = sb_study_exit_code(ws);
     return SB_OK;
 }
 
@@ -74,16 +75,9 @@ static void parent_dir(const char *path, char *out, size_t cap) {
     else sb_study_copy(out, cap, ".");
 }
 
-typedef struct {
-    int pid;
-    int cell;
-    double t0;
-    bool resumed;                /* started with --resume from <cell>.h5.resume */
-} job;
-
 static void state_path(const sb_study_cell *c, char *buf, size_t cap) { snprintf(buf, cap, "%s.resume", c->path); }
 
-static int start_cell(sb_study_plan *plan, const sb_study_opts *o, int i, job *j) {
+int sb_study_cell_start(sb_study_plan *plan, const sb_study_opts *o, int i, sb_study_job *j) {
     sb_study_cell *c = &plan->cells[i];
     char dir[SB_STUDY_TEXT], log[SB_STUDY_TEXT + 8], key[SB_STUDY_TEXT + 8], state[SB_STUDY_TEXT + 8];
     parent_dir(c->path, dir, sizeof dir);
@@ -117,9 +111,7 @@ static int start_cell(sb_study_plan *plan, const sb_study_opts *o, int i, job *j
     return SB_OK;
 }
 
-/* Returns true when the cell must start again from scratch: its resume state was refused (made
- * for other inputs, or damaged), so the state is removed rather than failing every rerun. */
-static bool finish_cell(sb_study_plan *plan, job *j, int status, int *done, int total, double t_start) {
+bool sb_study_cell_finished(sb_study_plan *plan, sb_study_job *j, int status, bool quiet) {
     sb_study_cell *c = &plan->cells[j->cell];
     c->wall_s = sb_now() - j->t0;
     char log[SB_STUDY_TEXT + 8], key[SB_STUDY_TEXT + 8], state[SB_STUDY_TEXT + 8];
@@ -131,7 +123,9 @@ static bool finish_cell(sb_study_plan *plan, job *j, int status, int *done, int 
         log_tail(log, tail, sizeof tail);
         /* the command's refusal names the state file; any other error is the cell's own */
         if (strstr(tail, ".resume") && unlink(state) == 0) {
-            fprintf(stderr, "study %s: %s: resume refused (%s); starting it afresh\n", plan->cfg->name, c->id, tail);
+            if (!quiet)
+                fprintf(stderr, "study %s: %s: resume refused (%s); starting it afresh\n", plan->cfg->name, c->id,
+                        tail);
             return true;
         }
     }
@@ -144,16 +138,34 @@ static bool finish_cell(sb_study_plan *plan, job *j, int status, int *done, int 
         snprintf(c->why, sizeof c->why, "exit %d: %.400s", status, tail[0] ? tail : "no output");
     }
     sb_clear_error();
-    (*done)++;
-    fprintf(stderr, "study %s: [%d/%d] %-44s %s %7.1f s   (elapsed %.0f s)%s\n", plan->cfg->name, *done, total,
+    return false;
+}
+
+void sb_study_cell_print(const sb_study_plan *plan, int cell, int done, int total, double t_start, bool resumed,
+                         int rank) {
+    const sb_study_cell *c = &plan->cells[cell];
+    char where[32] = "";
+    if (rank >= 0) snprintf(where, sizeof where, " (rank %d)", rank);
+    fprintf(stderr, "study %s: [%d/%d] %-44s %s %7.1f s   (elapsed %.0f s)%s%s\n", plan->cfg->name, done, total,
             c->id, c->state == SB_CELL_DONE ? "ok    " : "FAILED", c->wall_s, sb_now() - t_start,
-            j->resumed ? " resumed" : "");
+            resumed ? " resumed" : "", where);
     if (c->state == SB_CELL_FAILED) {
+        char log[SB_STUDY_TEXT + 8], state[SB_STUDY_TEXT + 8];
+        snprintf(log, sizeof log, "%s.log", c->path);
+        state_path(c, state, sizeof state);
         fprintf(stderr, "study %s:   %s (log: %s)\n", plan->cfg->name, c->why, log);
         if (access(state, F_OK) == 0)
             fprintf(stderr, "study %s:   its state %s is kept: the next study run resumes the cell\n", plan->cfg->name,
                     state);
     }
+}
+
+/* Returns true when the cell must start again from scratch: its resume state was refused (made
+ * for other inputs, or damaged), so the state is removed rather than failing every rerun. */
+static bool finish_cell(sb_study_plan *plan, sb_study_job *j, int status, int *done, int total, double t_start) {
+    if (sb_study_cell_finished(plan, j, status, false)) return true;
+    (*done)++;
+    sb_study_cell_print(plan, j->cell, *done, total, t_start, j->resumed, -1);
     return false;
 }
 
@@ -167,7 +179,7 @@ int sb_study_run_cells(sb_study_plan *plan, const sb_study_opts *o) {
     int jobs = plan->cfg->serial || o->jobs < 1 ? 1 : o->jobs;
     fprintf(stderr, "study %s: %d cells to run, %d already done, %d not applicable; %d at a time, %d threads each\n",
             plan->cfg->name, total, already, skipped, jobs, plan->threads);
-    job running[64];
+    sb_study_job running[64];
     if (jobs > 64) jobs = 64;
     int n_running = 0, done = 0, next = 0, failed = 0;
     double t_start = sb_now();
@@ -177,7 +189,7 @@ int sb_study_run_cells(sb_study_plan *plan, const sb_study_opts *o) {
             if (next == plan->n_cells) break;
             sb_study_cell *c = &plan->cells[next];
             fprintf(stderr, "study %s: start %s (%s)\n", plan->cfg->name, c->id, c->spec);
-            if (start_cell(plan, o, next, &running[n_running]) != SB_OK) {
+            if (sb_study_cell_start(plan, o, next, &running[n_running]) != SB_OK) {
                 c->state = SB_CELL_FAILED;
                 sb_study_copy(c->why, sizeof c->why, sb_last_error());
                 fprintf(stderr, "study %s: %s: %s\n", plan->cfg->name, c->id, c->why);
@@ -194,9 +206,9 @@ int sb_study_run_cells(sb_study_plan *plan, const sb_study_opts *o) {
         }
         for (int k = 0; k < n_running; k++) {
             if (running[k].pid != pid) continue;
-            if (finish_cell(plan, &running[k], exit_code(ws), &done, total, t_start)) {
+            if (finish_cell(plan, &running[k], sb_study_exit_code(ws), &done, total, t_start)) {
                 int cell = running[k].cell;
-                if (start_cell(plan, o, cell, &running[k]) == SB_OK) break; /* same slot, fresh run */
+                if (sb_study_cell_start(plan, o, cell, &running[k]) == SB_OK) break; /* same slot, fresh run */
                 sb_study_cell *c = &plan->cells[cell];
                 c->state = SB_CELL_FAILED;
                 sb_study_copy(c->why, sizeof c->why, sb_last_error());
