@@ -12,6 +12,7 @@
 
 static const char train_usage[] =
     "usage: sinkbench train --config FILE.ini --out DIR [--resume] [--stop-at STEP] [--threads N]\n"
+    "                       [--device cpu|cuda[:N]] [--compute bf16|f32]\n"
     "                       [--max-memory SIZE] [--quiet]\n"
     "  --config FILE   INI with sections [model] [data] [optim] [run] [variant]\n"
     "                  (see configs/train_*.ini; unknown keys are errors)\n"
@@ -20,6 +21,9 @@ static const char train_usage[] =
     "  --resume        continue from DIR/train_state.bin (bit-identical to an unbroken run)\n"
     "  --stop-at STEP  stop with a checkpoint once STEP optimizer steps are done\n"
     "  --threads N     override [run] threads (results are deterministic per thread count)\n"
+    "  --device D      cpu (default) or cuda[:N]: the GPU trainer (make CUDA=1), bf16 matmuls with\n"
+    "                  fp32 master weights; deterministic, resumes bit-identically on one GPU\n"
+    "  --compute C     GPU matmuls in bf16 (default) or f32\n"
     "  --max-memory SIZE  refuse runs whose estimate (weights, gradients, AdamW moments,\n"
     "                  activations, checkpoint, tokens) needs more (default: MemAvailable), e.g. 2G\n"
     "  --quiet         no progress output\n"
@@ -61,6 +65,14 @@ static int train_parse(void *self, int argc, char **argv) {
         } else if (!strcmp(a, "--max-memory")) {
             if (cli_parse_bytes(a, val, &t->opt.max_memory)) return SB_ERR_USAGE;
             if (t->opt.max_memory == 0) return sb_usage_error("--max-memory must be positive");
+            i++;
+        } else if (!strcmp(a, "--device")) {
+            if (!val || !val[0]) return sb_usage_error("--device needs cpu, cuda or cuda:N");
+            t->opt.device = val;
+            i++;
+        } else if (!strcmp(a, "--compute")) {
+            if (sb_compute_parse(val, "--compute", &t->opt.compute)) return SB_ERR_USAGE;
+            if (t->opt.compute == SB_COMPUTE_F16) return sb_usage_error("--compute f16: the trainer computes in bf16 or f32");
             i++;
         } else if (!strcmp(a, "--resume")) {
             t->opt.resume = true;

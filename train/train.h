@@ -32,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/backend.h"
 #include "engine/model.h"
 
 /* ------------------------------------------------------------------ config (INI) */
@@ -167,6 +168,8 @@ typedef struct {
     const volatile int *interrupt; /* may be NULL; when it becomes non-zero (a signal handler),
                                       the run stops after the current step with a checkpoint
                                       and returns SB_ERR "interrupted" */
+    const char *device;          /* NULL or "cpu": this trainer; "cuda[:N]": train/train_gpu.h */
+    sb_compute compute;          /* GPU matmul precision: AUTO (= bf16) or F32 */
 } sb_train_options;
 
 /* Summary of a run (filled as far as it got). */

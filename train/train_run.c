@@ -14,6 +14,7 @@
 #include "datasets/tokens.h"
 #include "engine/common.h"
 #include "tokenizer/tokenizer.h"
+#include "train/train_gpu.h"
 #include "util/memcheck.h"
 
 /* "queries beyond position 16" */
@@ -27,7 +28,22 @@ typedef struct {
     char dir[SB_TRAIN_PATH_MAX];
     char state_path[SB_TRAIN_PATH_MAX + 32], model_dir[SB_TRAIN_PATH_MAX + 32], log_path[SB_TRAIN_PATH_MAX + 300];
     bool progress;
+    sb_train_gpu *gpu;          /* NULL: the CPU trainer */
 } run_ctx;
+
+/* The model's forward over one micro-batch, on the GPU or the CPU. */
+static int model_forward(run_ctx *r, int B, float *loss, int *n_valid) {
+    sb_trainer *t = &r->t;
+    if (r->gpu) return sb_train_gpu_forward(r->gpu, r->tok, r->tgt, B, t->cfg->seq_len, loss, n_valid);
+    int rc = sb_train_forward(&t->tm, r->tok, r->tgt, B, t->cfg->seq_len, loss);
+    *n_valid = t->tm.n_valid;
+    return rc;
+}
+
+static int64_t model_sink_share(run_ctx *r, double *sink) {
+    if (r->gpu) return sb_train_gpu_sink_share(r->gpu, SINK_SHARE_MIN_QUERY, sink);
+    return sb_train_sink_share_accumulate(&r->t.tm, SINK_SHARE_MIN_QUERY, sink);
+}
 
 /* Data tokens one sample consumes: inputs and the shifted targets overlap by all but one;
  * with a sink token the first input is the sink, not data. */
@@ -83,10 +99,13 @@ static int evaluate(run_ctx *r, double *loss, double *sink) {
             make_sample(c, r->held, (w0 + b) * stride, r->tok + (size_t)b * c->seq_len,
                         r->tgt + (size_t)b * c->seq_len);
         float l;
-        if (sb_train_forward(&t->tm, r->tok, r->tgt, B, c->seq_len, &l)) return SB_ERR;
-        sum += (double)l * t->tm.n_valid;
-        valid += t->tm.n_valid;
-        queries += sb_train_sink_share_accumulate(&t->tm, SINK_SHARE_MIN_QUERY, sink);
+        int nv;
+        if (model_forward(r, B, &l, &nv)) return SB_ERR;
+        sum += (double)l * nv;
+        valid += nv;
+        int64_t q = model_sink_share(r, sink);
+        if (q < 0) return SB_ERR;
+        queries += q;
     }
     *loss = valid ? sum / (double)valid : NAN;
     for (int i = 0; i < LH; i++) sink[i] = queries ? sink[i] / (double)queries : NAN;
@@ -101,6 +120,8 @@ static void fmt_duration(char *buf, size_t cap, double s) {
 }
 
 static int save_checkpoint(run_ctx *r) {
+    /* the GPU holds the live weights and moments: the checkpoint is made from a host copy */
+    if (r->gpu && sb_train_gpu_download(r->gpu, r->t.model.params, r->t.adam_m, r->t.adam_v)) return SB_ERR;
     if (sb_train_checkpoint_save(&r->t, r->state_path)) return SB_ERR;
     if (sb_model_save(&r->t.model, r->model_dir)) return SB_ERR;
     return sb_train_log_write(&r->t, r->log_path);
@@ -108,6 +129,8 @@ static int save_checkpoint(run_ctx *r) {
 
 static void run_free(run_ctx *r) {
     sb_trainer *t = &r->t;
+    sb_train_gpu_close(r->gpu);
+    r->gpu = NULL;
     sb_train_model_free(&t->tm);
     sb_model_free(&t->model);
     free(t->adam_m);
@@ -159,9 +182,11 @@ int sb_train_memory_estimate(const sb_train_config *cfg, int64_t n_train, int64_
 
 /* Refuse before any model buffer exists, with the estimate and its parts in the message. */
 static int check_memory(const sb_train_config *cfg, int64_t n_train, int64_t n_held, uint64_t runtime_base,
-                        uint64_t max_memory, uint64_t *total) {
+                        uint64_t max_memory, bool gpu, uint64_t *total) {
     sb_train_memory m;
     if (sb_train_memory_estimate(cfg, n_train, n_held, runtime_base, &m)) return SB_ERR;
+    /* on the GPU trainer the activations and gradients live in device memory */
+    if (gpu) m.activations = m.gradients = 0;
     sb_mem_part parts[] = {
         {"weights", m.weights},         {"gradients", m.gradients},   {"AdamW moments", m.optimizer},
         {"activations", m.activations}, {"checkpoint", m.checkpoint}, {"tokens", m.data},
@@ -173,6 +198,8 @@ static int check_memory(const sb_train_config *cfg, int64_t n_train, int64_t n_h
     snprintf(what, sizeof what, "training (batch %d x %d)", cfg->batch, cfg->seq_len);
     return sb_mem_check(what, parts, n, max_memory);
 }
+
+static bool run_on_gpu(const sb_train_options *opt) { return opt->device && strcmp(opt->device, "cpu") != 0; }
 
 static int setup(run_ctx *r, const sb_train_config *cfg, const char *out_dir, const sb_train_options *opt,
                  uint64_t runtime_base, uint64_t *mem_estimate) {
@@ -202,10 +229,12 @@ static int setup(run_ctx *r, const sb_train_config *cfg, const char *out_dir, co
                             (long long)r->n_held, (long long)sample_span(cfg));
     }
     t->n_train_tokens = r->n_train;
-    if (check_memory(cfg, r->n_train, r->n_held, runtime_base, opt->max_memory, mem_estimate)) return SB_ERR;
+    bool gpu = run_on_gpu(opt);
+    if (check_memory(cfg, r->n_train, r->n_held, runtime_base, opt->max_memory, gpu, mem_estimate)) return SB_ERR;
 
     if (sb_model_alloc(&t->model, mc)) return SB_ERR;
-    if (sb_train_model_init(&t->tm, &t->model, cfg->batch, cfg->seq_len)) return SB_ERR;
+    if (gpu ? sb_train_model_check_config(mc) : sb_train_model_init(&t->tm, &t->model, cfg->batch, cfg->seq_len))
+        return SB_ERR;
     size_t np = t->model.n_params;
     t->adam_m = calloc(np ? np : 1, sizeof(float));
     t->adam_v = calloc(np ? np : 1, sizeof(float));
@@ -239,6 +268,14 @@ static int setup(run_ctx *r, const sb_train_config *cfg, const char *out_dir, co
         int rc = ini ? sb_write_file_atomic(path, ini, strlen(ini)) : SB_ERR;
         free(ini);
         if (rc) return SB_ERR;
+    }
+    if (gpu) {
+        if (sb_train_gpu_open(&r->gpu, &t->model, t->decay, cfg->batch, cfg->seq_len, opt->device, opt->compute))
+            return SB_ERR;
+        if (sb_train_gpu_upload(r->gpu, t->model.params, t->adam_m, t->adam_v)) return SB_ERR;
+        if (!opt->quiet)
+            fprintf(stderr, "train: %s, %s matmuls, %.2f GiB of GPU memory\n", sb_train_gpu_name(r->gpu),
+                    opt->compute == SB_COMPUTE_F32 ? "fp32" : "bf16", (double)sb_train_gpu_bytes(r->gpu) / 1073741824.0);
     }
     return SB_OK;
 }
@@ -287,7 +324,10 @@ int sb_train_run(const sb_train_config *cfg, const char *out_dir, const sb_train
         double t0 = sb_now();
         int64_t step = t->step;
         double lr = sb_train_lr(cfg, step);
-        sb_train_zero_grad(&t->tm);
+        if (r.gpu ? sb_train_gpu_zero_grad(r.gpu) : (sb_train_zero_grad(&t->tm), SB_OK)) {
+            rc = SB_ERR;
+            goto out;
+        }
         double loss = 0.0;
         for (int micro = 0; micro < cfg->grad_accum; micro++) {
             for (int b = 0; b < B; b++) {
@@ -295,18 +335,29 @@ int sb_train_run(const sb_train_config *cfg, const char *out_dir, const sb_train
                 make_sample(cfg, r.train, start, r.tok + (size_t)b * T, r.tgt + (size_t)b * T);
             }
             float l;
-            if ((rc = sb_train_forward(&t->tm, r.tok, r.tgt, B, T, &l))) goto out;
-            sb_train_backward(&t->tm, 1.0f / (float)cfg->grad_accum);
+            int nv;
+            if ((rc = model_forward(&r, B, &l, &nv))) goto out;
+            if (r.gpu) {
+                if ((rc = sb_train_gpu_backward(r.gpu, 1.0f / (float)cfg->grad_accum))) goto out;
+            } else {
+                sb_train_backward(&t->tm, 1.0f / (float)cfg->grad_accum);
+            }
             loss += (double)l / cfg->grad_accum;
         }
         if (!isfinite(loss)) {
             rc = sb_error("training diverged at step %lld (loss %g); lower optim.lr", (long long)step, loss);
             goto out;
         }
-        double gnorm = sb_grad_global_norm(t->tm.grad.params, t->model.n_params);
-        float scale = cfg->clip > 0 && gnorm > cfg->clip ? (float)(cfg->clip / (gnorm + 1e-6)) : 1.0f;
-        sb_adamw_update(t->model.params, t->tm.grad.params, t->adam_m, t->adam_v, t->decay, t->model.n_params,
-                        step + 1, lr, cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay, scale);
+        if (r.gpu) {
+            if ((rc = sb_train_gpu_adamw(r.gpu, step + 1, lr, cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay,
+                                         cfg->clip, NULL)))
+                goto out;
+        } else {
+            double gnorm = sb_grad_global_norm(t->tm.grad.params, t->model.n_params);
+            float scale = cfg->clip > 0 && gnorm > cfg->clip ? (float)(cfg->clip / (gnorm + 1e-6)) : 1.0f;
+            sb_adamw_update(t->model.params, t->tm.grad.params, t->adam_m, t->adam_v, t->decay, t->model.n_params,
+                            step + 1, lr, cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay, scale);
+        }
         t->step_loss[step] = (float)loss;
         t->step = step + 1;
         double dt = sb_now() - t0;
@@ -337,9 +388,16 @@ int sb_train_run(const sb_train_config *cfg, const char *out_dir, const sb_train
             sb_train_history_push(&t->hist, t->step, tl, hl, tok_s, lr, sink);
             res->last_train_loss = tl;
             res->last_heldout_loss = hl;
-            if (!opt->quiet)
-                fprintf(stderr, "%sstep %lld/%d  train %.4f  heldout %.4f  %.0f tok/s\n", r.progress ? "\r" : "",
-                        (long long)t->step, cfg->steps, tl, hl, tok_s);
+            if (!opt->quiet) {
+                /* model FLOP utilisation against the GPU's dense bf16 peak */
+                double peak = r.gpu ? sb_train_gpu_peak_flops(r.gpu) : 0.0;
+                char mfu[48] = "";
+                if (peak > 0)
+                    snprintf(mfu, sizeof mfu, "  MFU %.1f%%",
+                             100.0 * tok_s * sb_train_flops_per_token(&cfg->model, cfg->seq_len) / peak);
+                fprintf(stderr, "%sstep %lld/%d  train %.4f  heldout %.4f  %.0f tok/s%s\n", r.progress ? "\r" : "",
+                        (long long)t->step, cfg->steps, tl, hl, tok_s, mfu);
+            }
             interval_time = 0.0;
             interval_steps = 0;
             if (!do_ckpt && (rc = sb_train_log_write(t, r.log_path))) goto out;
