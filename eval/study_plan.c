@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "engine/common.h"
+#include "engine/model.h"
 #include "engine/policy.h"
 #include "eval/study.h"
 #include "util/h5.h"
@@ -59,6 +60,25 @@ static void model_fingerprint(const char *dir, char *out, size_t cap) {
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     if (is_file(dir)) snprintf(path, sizeof path, "%s", dir); /* llama2.c .bin: the file is the model */
     stat_tag(path, w, sizeof w);
+    char **wf;
+    int nw;
+    if (!is_file(dir) && !strcmp(w, "-") && sb_model_weight_files(dir, &wf, &nw) == SB_OK) {
+        /* a sharded checkpoint: the tags of its index and shards, folded into one digest */
+        char tags[4096] = "";
+        size_t k = 0;
+        for (int i = 0; i < nw && k < sizeof tags; i++) {
+            char one[64];
+            stat_tag(wf[i], one, sizeof one);
+            k += (size_t)snprintf(tags + k, sizeof tags - k, "%s|%s;", strrchr(wf[i], '/') + 1, one);
+        }
+        sb_model_weight_files_free(wf, nw);
+        uint8_t d2[32];
+        char h2[65];
+        sb_sha256(tags, strlen(tags), d2);
+        sb_sha256_hex(d2, h2);
+        snprintf(w, sizeof w, "shards:%d:%.16s", nw, h2);
+    }
+    sb_clear_error();
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     stat_tag(path, t, sizeof t);
     snprintf(out, cap, "config %.16s weights %s tokenizer %s", hex, w, t);

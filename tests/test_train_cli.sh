@@ -113,6 +113,22 @@ awk -v a="$(sed 's/.*"mean_nll":\([0-9.e+-]*\).*/\1/' "$T/p16.json")" \
     -v b="$(sed 's/.*"mean_nll":\([0-9.e+-]*\).*/\1/' "$T/p32.json")" \
     'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a > 0 && d < 0.01) }' || fail "bf16 NLL far from fp32"
 expect_error 2 "--dtype 'f8'" $SB convert --model "$T/c" --dtype f8 --out "$T/x"
+# ---- shards: --max-shard splits into Hugging Face shards under the limit, same NLL, and a
+# plain convert into the same directory removes them again
+$SB convert --model "$T/c" --dtype f32 --out "$T/sh" --max-shard 40K 2>"$T/err" || fail "convert --max-shard: $(cat "$T/err")"
+n=$(ls "$T/sh"/model-*-of-*.safetensors 2>/dev/null | wc -l)
+[ "$n" -ge 2 ] && [ -f "$T/sh/model.safetensors.index.json" ] && [ ! -e "$T/sh/model.safetensors" ] \
+    || fail "want >= 2 shards and an index, no model.safetensors: $(ls "$T/sh")"
+for f in "$T/sh"/model-*.safetensors; do [ "$(stat -c %s "$f")" -le 40960 ] || fail "$f exceeds 40K"; done
+$SB ppl --model "$T/sh" --data "$T/held.ids" --policy learned:32 --tokens 200 --json >"$T/psh.json" 2>/dev/null \
+    || fail "ppl on the sharded model"
+[ "$(sed 's/.*"mean_nll":\([0-9.e+-]*\).*/\1/' "$T/psh.json")" = "$(sed 's/.*"mean_nll":\([0-9.e+-]*\).*/\1/' "$T/p32.json")" ] \
+    || fail "sharded NLL differs from the single file's"
+$SB info --model "$T/sh" --verify >/dev/null 2>&1 || fail "info --verify on shards"
+$SB convert --model "$T/c" --dtype f32 --out "$T/sh" 2>/dev/null || fail "convert back to one file"
+[ -f "$T/sh/model.safetensors" ] && [ -z "$(ls "$T/sh"/model-* "$T/sh"/*.index.json 2>/dev/null)" ] \
+    || fail "stale shards left beside model.safetensors: $(ls "$T/sh")"
+expect_error 2 "--max-shard" $SB convert --model "$T/c" --dtype f32 --out "$T/x" --max-shard lots
 $SB card --model "$T/c16" --eval "$T/p16.json" --train-output "$T/train_c.log" 2>/dev/null || fail "card"
 card="$T/c16/CARD.md"
 grep -q "^| tokens seen | 1152 (12 steps x 2 x 1 x 48) |$" "$card" || fail "card: tokens seen: $(grep 'tokens seen' "$card")"

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "engine/common.h"
+#include "engine/model.h"
 #include "util/sha256.h"
 
 extern char **environ;
@@ -161,13 +162,18 @@ static int hash_model_files(const char *dir, char hex[65]) {
         int rc = hash_into(&s, dir);
         if (rc) return rc;
     } else {
-        static const char *const files[] = {"config.json", "model.safetensors"};
-        for (size_t i = 0; i < 2; i++) {
-            if (snprintf(path, sizeof path, "%s/%s", dir, files[i]) >= (int)sizeof path)
-                return sb_error("%s: path too long", dir);
-            int rc = hash_into(&s, path);
-            if (rc) return rc;
-        }
+        /* config.json, then every weight file: model.safetensors, or the index and its shards */
+        if (snprintf(path, sizeof path, "%s/config.json", dir) >= (int)sizeof path)
+            return sb_error("%s: path too long", dir);
+        int rc = hash_into(&s, path);
+        char **files;
+        int n;
+        if (!rc) rc = sb_model_weight_files(dir, &files, &n);
+        if (rc) return rc;
+        if (n == 0) rc = sb_error("%s/model.safetensors: missing", dir);
+        for (int i = 0; i < n && !rc; i++) rc = hash_into(&s, files[i]);
+        sb_model_weight_files_free(files, n);
+        if (rc) return rc;
     }
     uint8_t d[32];
     sb_sha256_final(&s, d);
@@ -192,14 +198,21 @@ static bool hash_cache_path(const char *dir, char *out, size_t cap) {
     if (!realpath(dir, real)) return false;
     size_t off = (size_t)snprintf(key, sizeof key, "%s", real);
     struct stat st;
-    static const char *const files[] = {"", "/config.json", "/model.safetensors"};
-    for (size_t i = 0; i < 3 && off < sizeof key; i++) {
-        snprintf(path, sizeof path, "%s%s", real, files[i]);
+    char **wf = NULL;
+    int nw = 0;
+    struct stat dst;
+    if (stat(real, &dst) == 0 && S_ISDIR(dst.st_mode) && sb_model_weight_files(real, &wf, &nw)) sb_clear_error();
+    for (int i = -2; i < nw && off < sizeof key; i++) {
+        /* the path itself, config.json, then each weight file */
+        if (i == -2) snprintf(path, sizeof path, "%s", real);
+        else if (i == -1) snprintf(path, sizeof path, "%s/config.json", real);
+        else snprintf(path, sizeof path, "%s", wf[i]);
         if (stat(path, &st) != 0) continue;
-        off += (size_t)snprintf(key + off, sizeof key - off, "|%s:%llu:%llu:%lld:%lld.%09ld", files[i],
+        off += (size_t)snprintf(key + off, sizeof key - off, "|%s:%llu:%llu:%lld:%lld.%09ld", path + strlen(real),
                                 (unsigned long long)st.st_dev, (unsigned long long)st.st_ino, (long long)st.st_size,
                                 (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
     }
+    sb_model_weight_files_free(wf, nw);
     uint8_t d[32];
     char kh[65];
     sb_sha256(key, strlen(key), d);
