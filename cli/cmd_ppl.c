@@ -44,6 +44,8 @@ static void ppl_usage(FILE *f) {
             "  --threads N         BLAS/OpenMP threads\n"
             "  --max-memory SIZE   refuse runs needing more (default: MemAvailable), e.g. 512M\n"
             "  --json              one JSON object on stdout\n"
+            "  --windows N         also the perplexity of N equal consecutive parts of the stream\n"
+            "                      (JSON window_ppl, and their spread: is the curve flat?)\n"
             "  --out FILE.h5       per-token NLL with the run's configuration, written atomically;\n"
             "                      FILE.h5.lock keeps a second run off it; Ctrl-C / SIGTERM save\n"
             "                      the finished part to FILE.h5.resume and exit 130 / 143\n"
@@ -79,6 +81,7 @@ typedef struct {
     sb_eval_mode mode;
     int64_t tokens;          /* 0 = all */
     int64_t chunk;           /* 0 = engine default */
+    int64_t windows;         /* --windows N: per-part perplexities (0 = off) */
     char default_policy[64];
     double t_start;
     sb_model_config cfg;
@@ -100,6 +103,7 @@ static int ppl_option(const char *f, const char *v, void *user) {
         else return sb_usage_error("--mode: '%s' is not exact or decode", v);
     } else if (!strcmp(f, "--tokens")) return cli_parse_int(f, v, 2, INT64_MAX, &a->tokens);
     else if (!strcmp(f, "--chunk")) return cli_parse_int(f, v, 1, SB_POLICY_MAX_LEN, &a->chunk);
+    else if (!strcmp(f, "--windows")) return cli_parse_int(f, v, 1, 100000, &a->windows);
     else return CLI_OPT_UNKNOWN;
     return SB_OK;
 }
@@ -124,6 +128,24 @@ static void json_num_or_null(cJSON *o, const char *key, double v) {
     else cJSON_AddNullToObject(o, key);
 }
 
+/* window_ppl[w]: perplexity over predictions [w*S/N, (w+1)*S/N); window_spread: max/min - 1. */
+static void window_json(const ppl_cmd *a, cJSON *o) {
+    const int64_t S = a->r.scored, N = a->windows;
+    cJSON *arr = cJSON_AddArrayToObject(o, "window_ppl");
+    double lo = INFINITY, hi = 0.0;
+    for (int64_t w = 0; w < N; w++) {
+        int64_t i0 = w * S / N, i1 = (w + 1) * S / N;
+        double sum = 0.0;
+        for (int64_t i = i0; i < i1; i++) sum += a->nll[i];
+        double p = exp(sum / (double)(i1 - i0));
+        lo = p < lo ? p : lo;
+        hi = p > hi ? p : hi;
+        cJSON_AddItemToArray(arr, cJSON_CreateNumber(p));
+    }
+    cJSON_AddNumberToObject(o, "window_tokens", (double)(S / N));
+    cJSON_AddNumberToObject(o, "window_spread", hi / lo - 1.0);
+}
+
 static cJSON *ppl_json(void *self) {
     const ppl_cmd *a = self;
     const ppl_result *r = &a->r;
@@ -146,6 +168,7 @@ static cJSON *ppl_json(void *self) {
     cJSON_AddNumberToObject(o, "memory_estimate_bytes", (double)r->mem_needed);
     cJSON_AddNumberToObject(o, "threads", a->run.threads);
     cJSON_AddNumberToObject(o, "chunk", (double)(r->chunk));
+    if (a->windows > 0 && a->nll && r->scored >= a->windows) window_json(a, o);
     cli_run_json_inputs(&a->run, o, true);
     if (a->shard.ranks > 1) cli_shard_json(&a->shard, o);
     return o;

@@ -68,6 +68,16 @@ awk -v a="$a" -v b="$nll" 'BEGIN { d = a - b; exit !(d > 1e-4 || d < -1e-4) }' |
 $sb ppl --model "$tmp/m" --data "$tmp/d.ids" --tokens 100 --json >"$tmp/t.json" || fail "--tokens"
 [ "$(jget tokens_scored "$tmp/t.json")" = "99" ] || fail "--tokens 100 scored $(jget tokens_scored "$tmp/t.json")"
 [ "$(jget policy "$tmp/t.json")" = "sinks:4:60" ] || fail "default policy $(jget policy "$tmp/t.json")"
+# --windows N: N per-part perplexities whose log-mean (equal parts) is the whole stream's NLL
+$sb ppl --model "$tmp/m" --data "$tmp/d.ids" --tokens 101 --windows 4 --json >"$tmp/w.json" || fail "--windows"
+python3 - "$tmp/w.json" <<'PY' || fail "--windows: $(cat "$tmp/w.json")"
+import json, math, sys
+d = json.load(open(sys.argv[1]))
+w = d["window_ppl"]
+assert len(w) == 4 and d["window_tokens"] == 25, w
+assert abs(sum(math.log(p) for p in w) / 4 - d["mean_nll"]) < 1e-9
+assert abs(d["window_spread"] - (max(w) / min(w) - 1)) < 1e-12
+PY
 $sb ppl --model "$tmp/m" --data "$tmp/d.ids" --tokens 50 >"$tmp/human.txt" 2>&1 || fail "summary run"
 grep -q "perplexity" "$tmp/human.txt" || fail "summary lacks perplexity: $(cat "$tmp/human.txt")"
 
