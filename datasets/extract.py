@@ -17,6 +17,7 @@ lines, only the sentences that do), and the KJV book of Psalms is left out of tr
 import glob
 import gzip
 import html
+import html.parser
 import json
 import multiprocessing
 import os
@@ -313,6 +314,149 @@ def nlp_corpus_docs(pkg_dir):
     return docs
 
 
+
+# ------------------------------------------------------------------ documentation prose (HTML pages)
+
+_HTML_SKIP_TAGS = {"script", "style", "pre", "table", "nav", "head", "title", "svg", "math", "textarea",
+                   "select", "button", "form"}
+_HTML_BLOCK_TAGS = {"p", "li", "dd", "dt", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "div", "section",
+                    "br", "ul", "ol", "dl", "td", "th", "tr", "caption", "figcaption", "body", "article",
+                    "aside", "header", "footer", "hr"}
+_HTML_VOID = {"br", "hr", "img", "meta", "link", "input", "area", "base", "col", "embed", "param", "source",
+              "track", "wbr"}
+# navigation, tables of contents, code listings and footnotes of Sphinx and DocBook pages
+_HTML_SKIP_CLASS = re.compile(
+    r"\b(?:sphinxsidebar|related|footer|toc|navheader|navfooter|headerlink|highlight(?:-[\w-]+)?|literal-block"
+    r"|doctest|breadcrumbs?|navigation|toctree-wrapper|contents|index|programlisting|screen|synopsis"
+    r"|cmdsynopsis|funcsynopsis|literallayout|footnotes?)\b")
+
+
+class _HtmlProse(html.parser.HTMLParser):
+    """Text of the block elements of a page, one string per block; code, tables, navigation and
+    scripts are skipped."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack, self.skip, self.blocks, self.cur = [], 0, [], []
+
+    def _flush(self):
+        if self.cur:
+            self.blocks.append("".join(self.cur))
+            self.cur = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in _HTML_BLOCK_TAGS:
+            self._flush()
+        if tag in _HTML_VOID:
+            return
+        a = dict(attrs)
+        skip = (tag in _HTML_SKIP_TAGS or bool(_HTML_SKIP_CLASS.search(a.get("class") or ""))
+                or a.get("role") == "navigation" or a.get("id") in ("searchbox", "sidebar"))
+        self.stack.append((tag, skip))
+        self.skip += skip
+
+    def handle_endtag(self, tag):
+        if tag in _HTML_VOID:
+            return
+        for i in range(len(self.stack) - 1, -1, -1):  # pages are not always balanced
+            if self.stack[i][0] == tag:
+                self.skip -= sum(sk for _, sk in self.stack[i:])
+                del self.stack[i:]
+                break
+        if tag in _HTML_BLOCK_TAGS:
+            self._flush()
+
+    def handle_data(self, data):
+        if not self.skip:
+            self.cur.append(data)
+
+
+_ASCII_ALPHA = re.compile(r"[A-Za-z]")
+_PLAIN_WORD = re.compile(r"^[(\"'\u201c]?[A-Za-z][a-z]*(?:'[a-z]+)?[)\"'\u201d]?[,.;:!?]?[)\"'\u201d]?$")
+_PROSE_END = re.compile(r"[.!?:;)\"'\u201d]$")
+
+
+def is_prose(s, min_words=6):
+    """A paragraph of running English: enough plain words, mostly Latin letters, ends like a sentence.
+    Drops code, signatures, option lists, headings and other scripts' text."""
+    if len(s) < 30 or not _PROSE_END.search(s):
+        return False
+    toks = s.split()
+    plain = sum(1 for t in toks if _PLAIN_WORD.match(t))
+    if plain < min_words or plain < 0.6 * len(toks):
+        return False
+    return len(_ASCII_ALPHA.findall(s)) >= 0.65 * len(s)
+
+
+def html_prose(markup):
+    """[paragraph] of one HTML page: block texts with spaces collapsed, prose only."""
+    p = _HtmlProse()
+    p.feed(markup)
+    p.close()
+    p._flush()
+    out = []
+    for block in p.blocks:
+        t = _SPACES.sub(" ", _CONTROL.sub("", block).replace("\n", " ")).replace("\u00b6", "").strip()
+        if is_prose(t):
+            out.append(t)
+    return out
+
+
+_HTML_EXCLUDE = re.compile(r"(?:^|/)(?:genindex|py-modindex|modindex|search|_sources|_static|_images|_downloads"
+                           r"|_modules|translations)(?:[-./]|$)")
+
+
+def html_tree_docs(root, pattern="**/*.html"):
+    """One document per page under root (file order), index/search/translation pages left out."""
+    docs = []
+    for path in sorted(glob.glob(os.path.join(root, pattern), recursive=True)):
+        rel = os.path.relpath(path, root)
+        if _HTML_EXCLUDE.search(rel) or not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8", errors="replace") as f:
+            paras = html_prose(f.read())
+        if paras:
+            docs.append((rel, "\n".join(paras)))
+    return docs
+
+
+_FOLDOC_DATE = re.compile(r"\(\d{4}-\d\d-\d\d\)\s*$")
+
+
+def foldoc_entry(headword, text):
+    """A FOLDOC entry -> "headword: definition" paragraphs ({cross references} unbraced, dates dropped)."""
+    body = text.split("\n", 1)[1] if "\n" in text else ""
+    body = _BRACES.sub("", body)
+    paras = [_FOLDOC_DATE.sub("", p).strip() for p in reflow(body, keep_indented=False).split("\n")]
+    paras = [p for p in paras if len(p.split()) >= 4 and not p.startswith(("See ", "E-mail", "http"))]
+    if not paras:
+        return ""
+    paras[0] = "%s: %s" % (headword.strip(), paras[0])
+    return "\n".join(paras)
+
+
+_WN_SENSE = re.compile(r"^\s*(?:(n|v|adj|adv)\s+)?(?:\d+:\s+)", re.M)
+_WN_REFS = re.compile(r"\[(?:syn|ant|also):[^\]]*\]", re.S)
+
+
+def wordnet_entry(text, seen):
+    """A WordNet (dict-wn) entry -> one line per sense, "headword (n): gloss; "example"";
+    synonym and antonym lists dropped, a gloss in seen (met under another synonym) left out."""
+    headword, _, body = text.partition("\n")
+    body = _WN_REFS.sub("", body)
+    out, pos = [], "n"
+    for part in re.split(r"(?m)^\s*(?=(?:(?:n|v|adj|adv)\s+)?\d+:\s)", body):
+        m = _WN_SENSE.match(part)
+        if not m:
+            continue
+        pos = m.group(1) or pos
+        gloss = _BRACES.sub("", " ".join(part[m.end():].split()))
+        if len(gloss.split()) >= 3 and gloss not in seen:
+            seen.add(gloss)
+            out.append("%s (%s): %s" % (headword.strip(), pos, gloss))
+    return "\n".join(out)
+
+
 # ------------------------------------------------------------------ de-duplication against held-out text
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -463,6 +607,55 @@ TRAIN_SOURCES = [
 ]
 
 
+# More training sources, written to train-more.txt (train.txt, the tokenizer's text, stays as it is).
+# Documentation prose: running paragraphs of the HTML pages, code listings and tables left out.
+
+def more_html(st, pkg, root, pattern="**/*.html"):
+    docs = html_tree_docs(st.at(root), pattern)
+    return st.source(pkg, files=root), [t for _, t in docs]
+
+
+def more_foldoc(st):
+    recs = dictd_records(st.at("usr/share/dictd/foldoc.dict.dz"), st.at("usr/share/dictd/foldoc.index"))
+    entries = [e for e in (foldoc_entry(h, t) for h, t in recs) if e]
+    return st.source("dict-foldoc"), ["\n".join(entries[i:i + 100]) for i in range(0, len(entries), 100)]
+
+
+def more_wordnet(st):
+    recs = dictd_records(st.at("usr/share/dictd/wn.dict.dz"), st.at("usr/share/dictd/wn.index"))
+    seen = set()
+    entries = [e for e in (wordnet_entry(t, seen) for _, t in recs) if e]
+    return st.source("dict-wn"), ["\n".join(entries[i:i + 200]) for i in range(0, len(entries), 200)]
+
+
+def more_scofield(st):
+    return st.sword_source("sword-comm-scofield", "Scofield", "scofield.conf"), \
+        [t for _, t in sword_books(st.imp("Scofield"), True)]
+
+
+MORE_SOURCES = [
+    (more_html, ("linux-doc-6.1", "usr/share/doc/linux-doc-6.1/html")),  # the slowest first
+    (more_html, ("python3.11-doc", "usr/share/doc/python3.11/html")),
+    (more_html, ("postgresql-doc-15", "usr/share/doc/postgresql-doc-15/html")),
+    (more_html, ("python-django-doc", "usr/share/doc/python-django-doc/html")),
+    (more_html, ("git-doc", "usr/share/doc/git-doc")),
+    (more_html, ("debian-handbook", "usr/share/doc/debian-handbook/html/en-US")),
+    (more_html, ("gimp-help-en", "usr/share/gimp/2.0/help/en")),
+    (more_html, ("debian-reference-en", "usr/share/debian-reference", "*.en.html")),
+    (more_html, ("developers-reference", "usr/share/developers-reference")),
+    (more_html, ("debian-policy", "usr/share/doc/debian-policy")),
+    (more_html, ("sqlite3-doc", "usr/share/doc/sqlite3")),
+    (more_html, ("cmake-doc", "usr/share/doc/cmake-data/html")),
+    (more_html, ("apache2-doc", "usr/share/doc/apache2-doc/manual/en")),
+    (more_html, ("octave-doc", "usr/share/doc/octave/octave.html", "*.html")),
+    (more_html, ("sphinx-doc", "usr/share/doc/sphinx-doc/html")),
+    (more_html, ("gnucash-docs", "usr/share/doc/gnucash-docs", "gnucash-*-en/*.html")),
+    (more_wordnet, ()),
+    (more_foldoc, ()),
+    (more_scofield, ()),
+]
+
+
 def _run_source(args):
     fn, stage_path, extra = args
     return fn(Stage(stage_path), *extra)
@@ -480,7 +673,8 @@ def main(argv):
     # texts and their n-gram index.
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(max(1, min(len(TRAIN_SOURCES), (os.cpu_count() or 2)))) as pool:
-        pending = pool.map_async(_run_source, [(fn, st.path, extra) for fn, extra in TRAIN_SOURCES], chunksize=1)
+        jobs = TRAIN_SOURCES + MORE_SOURCES
+        pending = pool.map_async(_run_source, [(fn, st.path, extra) for fn, extra in jobs], chunksize=1)
 
         book = "\n".join(t for _, t in sword_books(st.imp("TDavid"), blocks=True)) + "\n"
         novels = austen_novels(st.at("usr/lib/R/site-library/janeaustenr/data/Rdata"))
@@ -500,6 +694,8 @@ def main(argv):
             print("%s: %.1f MB" % (path, len(text.encode("utf-8")) / 1e6))
         grams = ngram_set([book, austen])
         results = pending.get()
+    more_results = results[len(TRAIN_SOURCES):]
+    results = results[:len(TRAIN_SOURCES)]
 
     sources, kept = [], []
     for source, texts in results:
@@ -528,6 +724,49 @@ def main(argv):
                   "bytes_dropped": sum(s["bytes_dropped"] for s in sources)},
     })
     print("%s: %.1f MB in %d documents" % (path, len(train.encode("utf-8")) / 1e6, len(kept)))
+
+    # train-more.txt: the same de-duplication against the held-out texts, and every line that
+    # already appeared (in train.txt or an earlier page: manuals ship the same text twice) dropped
+    seen = set()
+    for text in kept:
+        seen.update(hash(line) for line in text.split("\n"))
+    sources, more = [], []
+    for source, texts in more_results:
+        st_ = {"documents": 0, "bytes": 0, "lines_dropped": 0, "bytes_dropped": 0, "lines_repeated": 0}
+        for text in texts:
+            text, nl, nb = drop_overlapping_lines(text, grams)
+            st_["lines_dropped"] += nl
+            st_["bytes_dropped"] += nb
+            lines = []
+            for line in text.split("\n"):
+                h = hash(line)
+                if h in seen:
+                    st_["lines_repeated"] += 1
+                    continue
+                seen.add(h)
+                lines.append(line)
+            text = "\n".join(lines)
+            if text.strip():
+                st_["documents"] += 1
+                st_["bytes"] += len(text.encode("utf-8")) + 1
+                more.append(text)
+        source.update(st_)
+        sources.append(source)
+    random.Random(SHUFFLE_SEED + 1).shuffle(more)
+    text = "".join(t + "\n" + EOT + "\n" for t in more)
+    path = os.path.join(out_dir, "train-more.txt")
+    write_text(path, text)
+    manifest.write_manifest(path, "train-more", sources, {
+        "description": "more training text (documentation prose, FOLDOC, WordNet glosses, Scofield), documents shuffled "
+                       "(seed %d); train on train.txt followed by this file" % (SHUFFLE_SEED + 1),
+        "documents": len(more),
+        "separator": EOT,
+        "dedup": {"method": "as train.txt, and lines already in train.txt or earlier in this file dropped",
+                  "lines_dropped": sum(s["lines_dropped"] for s in sources),
+                  "bytes_dropped": sum(s["bytes_dropped"] for s in sources),
+                  "lines_repeated": sum(s["lines_repeated"] for s in sources)},
+    })
+    print("%s: %.1f MB in %d documents" % (path, len(text.encode("utf-8")) / 1e6, len(more)))
     return 0
 
 

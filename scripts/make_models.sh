@@ -23,10 +23,17 @@ if [ ! -f data/tokenizer-4096/tokenizer.json ]; then
 fi
 mkdir -p data/tok
 for s in train heldout-book heldout-austen; do
-    # a token file older than its tokenizer is stale
-    if [ ! -f data/tok/$s.tok ] || [ data/tokenizer-4096/tokenizer.json -nt data/tok/$s.tok ]; then
+    # a token file older than its tokenizer or its text is stale
+    if [ ! -f data/tok/$s.tok ] || [ data/tokenizer-4096/tokenizer.json -nt data/tok/$s.tok ] ||
+        [ data/text/$s.txt -nt data/tok/$s.tok ] || { [ $s = train ] && [ data/text/train-more.txt -nt data/tok/train.tok ]; }; then
         say "tokenize $s"
-        "$bin" tokenize --model data/tokenizer-4096 --in data/text/$s.txt --out data/tok/$s.tok
+        if [ $s = train ]; then
+            # the training stream is train.txt (the tokenizer's text) followed by train-more.txt
+            "$bin" tokenize --model data/tokenizer-4096 --in <(cat data/text/train.txt data/text/train-more.txt) \
+                --out data/tok/train.tok
+        else
+            "$bin" tokenize --model data/tokenizer-4096 --in data/text/$s.txt --out data/tok/$s.tok
+        fi
     fi
 done
 mkdir -p "$out" build/models

@@ -135,6 +135,30 @@ long_line = ("Unrelated opening sentence that is fine. " * 60) + "Then one two t
 out, n, b = e.drop_overlapping_lines(long_line, grams)
 assert "Unrelated opening" in out and "one two three" not in out and "End here." in out and n == 1, (n, out[-80:])
 EOF
+check "cleaners: documentation pages, FOLDOC, WordNet" python3 - <<'EOF'
+import sys
+sys.path.insert(0, "datasets")
+import extract as e
+page = ('<html><head><title>T</title><script>var x = "not this one at all, no.";</script></head><body>'
+        '<div class="sphinxsidebar"><p>Navigation text that is long enough to be prose, but skipped.</p></div>'
+        '<h1>Heading<a class="headerlink" href="#h">\u00b6</a></h1>'
+        '<p>The <code>open()</code> function returns a file object, and it raises an error on failure.</p>'
+        '<pre>for line in f:\n    print(line)  # a code block is never text</pre>'
+        '<table><tr><td>A table cell that reads like a sentence is left out too.</td></tr></table>'
+        '<ul><li><p>A list item with a real sentence in it is kept as its own line.</p></li></ul>'
+        '<dl><dt>int foo(struct bar *b, unsigned long flags)</dt><dd>Frees &amp; releases the buffer b.</dd></dl>'
+        '<p>\u8fd9\u662f\u4e00\u4e2a\u6d4b\u8bd5\u53e5\u5b50\uff0c\u4e0d\u662f\u82f1\u6587\u3002</p></body></html>')
+got = e.html_prose(page)
+assert got == ["The open() function returns a file object, and it raises an error on failure.",
+               "A list item with a real sentence in it is kept as its own line."], got
+assert not e.is_prose("x = foo(bar, baz); y = qux(1, 2, 3);")
+f = e.foldoc_entry("spoof", "spoof\n\n   To {fake} the source address of a packet, so that it\n   seems to come from elsewhere.\n\n   (1997-03-31)\n")
+assert f == "spoof: To fake the source address of a packet, so that it seems to come from elsewhere.", repr(f)
+seen = set()
+w = e.wordnet_entry("Abnormal\n    adj 1: not normal; not typical [syn: {unnatural}]\n    2: much greater than the normal;\n       \"abnormal profits\"\n", seen)
+assert w == 'Abnormal (adj): not normal; not typical\nAbnormal (adj): much greater than the normal; "abnormal profits"', repr(w)
+assert e.wordnet_entry("unnatural\n    adj 1: not normal; not typical [syn: {abnormal}]\n", seen) == ""
+EOF
 
 # ---------------------------------------------------------------- manifests
 printf 'hello\nworld\n' >"$tmp/small.txt"
@@ -155,7 +179,7 @@ check "manifest: debian licence fields" test "$(python3 datasets/manifest.py lic
 # ---------------------------------------------------------------- make_datasets.sh idempotence
 data=$tmp/data
 mkdir -p "$data/text" "$tmp/bin"
-for n in heldout-book heldout-austen train; do
+for n in heldout-book heldout-austen train train-more; do
     printf 'text of %s\n' "$n" >"$data/text/$n.txt"
     python3 datasets/manifest.py write "$data/text/$n.txt" "$n" '[]'
 done
