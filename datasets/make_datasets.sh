@@ -48,7 +48,7 @@ up_to_date() {
     local name want have
     for name in "${outputs[@]}"; do
         [ -f "$out/$name.txt" ] && [ -f "$out/$name.manifest.json" ] || { why="$out/$name.txt or its manifest missing"; return 1; }
-        want=$(grep -m1 -o '"sha256": *"[0-9a-f]*"' "$out/$name.manifest.json" | grep -o '[0-9a-f]\{64\}') || true
+        want=$(grep -m1 -o '"sha256":[[:space:]]*"[0-9a-f]*"' "$out/$name.manifest.json" | grep -o '[0-9a-f]\{64\}') || true
         have=$(sha256sum "$out/$name.txt" | cut -d' ' -f1)
         [ -n "$want" ] && [ "$want" = "$have" ] || { why="$out/$name.txt does not match its manifest"; return 1; }
     done
