@@ -1,6 +1,7 @@
 # The CUDA kernel library (engine/cuda/*.cu), built only with `make CUDA=1`: its objects join
 # libsinkbench.a, the link gains the CUDA runtime, and `make CUDA=1 gpu-tests` builds
-# $(BUILD)/gpu/test_kernels (run with tests/gpu/run.sh kernels). Plain `make` never reads
+# $(BUILD)/gpu/test_kernels (run with tests/gpu/run.sh kernels), test_backend and
+# test_train_kernels (train/cuda/*.cu, the GPU trainer's kernels). Plain `make` never reads
 # past the ifeq, so it needs no nvcc.
 ifeq ($(CUDA),1)
 
@@ -15,8 +16,12 @@ NVFLAGS   += -Xptxas -v
 endif
 
 CUDA_SRC  := $(wildcard engine/cuda/*.cu)
-# the host side of the backend (engine/cuda/*.c) is C, built by the usual rule
-CUDA_OBJ  := $(CUDA_SRC:%.cu=$(BUILD)/%.o) $(patsubst %.c,$(BUILD)/%.o,$(wildcard engine/cuda/*.c))
+# the GPU trainer's kernels (train/cuda/*.cu); the top-level globs read train/*.c only
+TRAIN_CUDA_SRC := $(wildcard train/cuda/*.cu)
+# the host side of the backend (engine/cuda/*.c) and of the GPU trainer (train/cuda/*.c) is C,
+# built by the usual rule
+CUDA_OBJ  := $(CUDA_SRC:%.cu=$(BUILD)/%.o) $(TRAIN_CUDA_SRC:%.cu=$(BUILD)/%.o) \
+             $(patsubst %.c,$(BUILD)/%.o,$(wildcard engine/cuda/*.c)) $(patsubst %.c,$(BUILD)/%.o,$(wildcard train/cuda/*.c))
 LIB_OBJ   += $(CUDA_OBJ)
 CFLAGS    += -DSB_HAVE_CUDA=1 -I$(CUDA_HOME)/include
 LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lcublasLt -lstdc++
@@ -30,7 +35,11 @@ $(BUILD)/engine/cuda/%.o: engine/cuda/%.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -MMD -MP -c $< -o $@
 
-GPU_TEST_BIN := $(BUILD)/gpu/test_kernels $(BUILD)/gpu/test_backend
+$(BUILD)/train/cuda/%.o: train/cuda/%.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -MMD -MP -c $< -o $@
+
+GPU_TEST_BIN := $(BUILD)/gpu/test_kernels $(BUILD)/gpu/test_backend $(BUILD)/gpu/test_train_kernels $(BUILD)/gpu/test_train_gpu
 .PHONY: gpu-tests bench-gpu
 gpu-tests: $(GPU_TEST_BIN)
 
@@ -41,6 +50,16 @@ $(BUILD)/gpu/test_kernels: tests/gpu/test_kernels.cu $(filter %.o,$(CUDA_SRC:%.c
 
 # the backend against the cpu engine and the goldens (tests/gpu/run.sh backend)
 $(BUILD)/gpu/test_backend: tests/gpu/test_backend.c $(BUILD)/libsinkbench.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -o $@ $< $(BUILD)/libsinkbench.a $(LDLIBS)
+
+# the GPU trainer's kernels against the CPU trainer (tests/gpu/run.sh train)
+$(BUILD)/gpu/test_train_kernels: tests/gpu/test_train_kernels.c $(BUILD)/libsinkbench.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -o $@ $< $(BUILD)/libsinkbench.a $(LDLIBS)
+
+# the whole GPU trainer against the CPU trainer, determinism and resume (tests/gpu/run.sh train)
+$(BUILD)/gpu/test_train_gpu: tests/gpu/test_train_gpu.c $(BUILD)/libsinkbench.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -o $@ $< $(BUILD)/libsinkbench.a $(LDLIBS)
 
