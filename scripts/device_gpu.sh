@@ -3,6 +3,13 @@
 #   scripts/device_gpu.sh tests            tests/gpu/run.sh (kernels, backend)
 #   scripts/device_gpu.sh bench [SECTIONS]  bench/gpu/run_bench.sh; raw outputs packed into
 #                                          $OUT/bench_raw.tgz
+#   scripts/device_gpu.sh train NAME [SECS] [STOP]  (pack: scripts/gpu_pack.sh train; carry .gpudata)
+#                                          train configs/train_NAME.ini on the GPU for at most SECS
+#                                          seconds (default 500; SIGTERM checkpoints, a later call
+#                                          on the same machine resumes), or up to step STOP; once
+#                                          finished: bf16 shards of <= 16 MiB in $OUT/sb-NAME/ and
+#                                          the GPU evaluations (scripts/model_evals.sh) in
+#                                          $OUT/sb-NAME.tgz with the logs
 # Binaries are the ones scripts/gpu_pack.sh built (the runtime .debs unpacked into a private
 # prefix, scripts/device_env.sh). Every log goes to $OUT.
 set -uo pipefail
@@ -24,6 +31,49 @@ bench)
     SINKBENCH=.gpu/bin/sinkbench GEMM_BW=.gpu/bin/gemm_bw BENCH_RAW=$raw bench/gpu/run_bench.sh "$@" 2>&1 |
         tee "$out/bench.log"
     tar -C /tmp --exclude=random.ids -czf "$out/bench_raw.tgz" bench_raw
+    ;;
+train)
+    name=${1:?usage: device_gpu.sh train NAME [SECS] [STOP]}
+    secs=${2:-500}
+    stop=${3:-0}
+    bin=.gpu/bin/sinkbench
+    t0=$SECONDS
+    mkdir -p data/text data/tok data/tokenizer-4096
+    cp .gpu/tokenizer.json data/tokenizer-4096/tokenizer.json
+    for f in .gpudata/*.txt.xz; do
+        t=data/text/$(basename "$f" .xz)
+        [ -f "$t" ] || xz -T0 -dc "$f" >"$t"
+    done
+    # the same token streams as scripts/make_models.sh makes
+    [ -f data/tok/train.tok ] || $bin tokenize --model data/tokenizer-4096 \
+        --in <(cat data/text/train.txt data/text/train-more.txt) --out data/tok/train.tok
+    for s in heldout-book heldout-austen; do
+        [ -f data/tok/$s.tok ] || $bin tokenize --model data/tokenizer-4096 --in data/text/$s.txt --out data/tok/$s.tok
+    done
+    echo "device_gpu.sh: data ready in $((SECONDS - t0)) s" | tee -a "$out/train_$name.log"
+    work=build/models/sb-$name
+    resume=()
+    [ -f "$work/train_state.bin" ] && resume=(--resume)
+    stop_arg=()
+    [ "$stop" -gt 0 ] && stop_arg=(--stop-at "$stop")
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | sed 's/^/gpu: /' |
+        tee -a "$out/train_$name.log"
+    timeout -s TERM "$secs" $bin train --config configs/train_$name.ini --out "$work" --device cuda \
+        "${resume[@]}" "${stop_arg[@]}" 2>&1 | tee -a "$out/train_$name.log"
+    want=$(sed -n 's/^steps *= *\([0-9]*\).*/\1/p' configs/train_$name.ini)
+    if grep -q "^sinkbench train: $want steps" "$out/train_$name.log" && [ "$stop" -eq 0 ]; then
+        rm -rf "$out/sb-$name"
+        $bin convert --model "$work" --dtype bf16 --max-shard 16M --out "$out/sb-$name"
+        cp "$work/train_log.h5" "$work/train.ini" "$out/sb-$name/"
+        cp configs/train_$name.ini "$out/sb-$name/train_$name.ini"
+        cp "$out/train_$name.log" "$out/sb-$name/train_$name.log"
+        BIN=$bin DEVICE=cuda scripts/model_evals.sh "$out/sb-$name" "$out/sb-$name/eval" 2>&1 | tee -a "$out/train_$name.log"
+        # at most 8 files come back: the shards alone, everything small in one archive
+        tar -C "$out" -czf "$out/sb-$name.tgz" --exclude='model-*.safetensors' "sb-$name"
+        find "$out/sb-$name" -type f ! -name 'model-*.safetensors' -delete
+        rm -rf "$out/sb-$name/eval"
+    fi
+    echo "device_gpu.sh: train $name: $((SECONDS - t0)) s" | tee -a "$out/train_$name.log"
     ;;
 *) echo "device_gpu.sh: unknown '$what'" >&2; exit 2 ;;
 esac

@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Builds the CUDA binaries here (nvcc, no GPU needed) and packs what a GPU machine needs into
 # .gpu/ (ignored), for scripts/device_gpu.sh there: bin/sinkbench, the GPU test binaries,
-# gemm_bw, and a held-out stream of sb-base tokens; then .gpupack/gpu.txz holds .gpu/ and
-# models/sb-base, compressed (the CUDA fat binaries shrink 6x), because a lent machine takes
-# at most 64 MiB of working tree. Runtime .debs come from scripts/fetch_runtime_debs.sh
-# (.debs/). Carry .gpupack and .debs.
+# gemm_bw, the BPE-4096 tokenizer and a held-out stream of sb-base tokens; then
+# .gpupack/gpu.txz holds .gpu/ (and models/sb-base unless PACK_MODELS=0), compressed (the CUDA
+# fat binaries shrink 6x), because a lent machine takes at most 64 MiB of working tree.
+#   scripts/gpu_pack.sh          binaries + models/sb-base (tests, benchmarks)
+#   scripts/gpu_pack.sh train    binaries + the training and held-out texts, xz-compressed into
+#                                .gpudata/ (tokenized there, in seconds), for device_gpu.sh train
+# Runtime .debs come from scripts/fetch_runtime_debs.sh (.debs/). Carry .gpupack, .debs (and
+# .gpudata for training). The build has no MPI (the lent machine has no Open MPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-make -s CUDA=1 BUILD=build-cuda -j"$(nproc)" build-cuda/sinkbench gpu-tests build-cuda/bench/gemm_bw
+what=${1:-}
+make -s CUDA=1 MPI=0 BUILD=build-cuda -j"$(nproc)" build-cuda/sinkbench gpu-tests build-cuda/bench/gemm_bw
 rm -rf .gpu && mkdir -p .gpu/bin .gpu/gpu
 cp build-cuda/sinkbench .gpu/bin/sinkbench
-cp build-cuda/gpu/test_kernels build-cuda/gpu/test_backend .gpu/gpu/
+cp build-cuda/gpu/test_* .gpu/gpu/ && rm -f .gpu/gpu/*.d
 cp build-cuda/bench/gemm_bw .gpu/bin/
+cp models/sb-base/tokenizer.json .gpu/tokenizer.json
 [ -d .debs ] || scripts/fetch_runtime_debs.sh
 if [ -f data/text/heldout-book.txt ]; then
     head -c 200000 data/text/heldout-book.txt >.gpu/heldout.txt
@@ -20,6 +26,17 @@ if [ -f data/text/heldout-book.txt ]; then
 fi
 strip .gpu/bin/* .gpu/gpu/*
 git rev-parse --short HEAD >.gpu/git_rev
+git diff --quiet HEAD -- . ':!models' ':!results' || echo "-dirty" >>.gpu/git_rev
 mkdir -p .gpupack
-tar -cf - .gpu models/sb-base | xz -T"$(nproc)" -6 >.gpupack/gpu.txz
-du -sh .gpupack .debs
+if [ "$what" = train ]; then
+    mkdir -p .gpudata
+    for f in data/text/train.txt data/text/train-more.txt data/text/heldout-book.txt data/text/heldout-austen.txt; do
+        b=$(basename "$f" .txt)
+        [ .gpudata/$b.txt.xz -nt "$f" ] || xz -T"$(nproc)" -6 -c "$f" >.gpudata/$b.txt.xz
+    done
+    tar -cf - .gpu | xz -T"$(nproc)" -6 >.gpupack/gpu.txz
+    du -sh .gpupack .gpudata .debs
+else
+    tar -cf - .gpu models/sb-base | xz -T"$(nproc)" -6 >.gpupack/gpu.txz
+    du -sh .gpupack .debs
+fi
