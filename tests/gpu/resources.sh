@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Registers, shared memory and spills of every kernel in engine/cuda/*.cu (ptxas -v, sm_90),
+# Registers, shared memory and spills of every kernel in engine/cuda/*.cu and train/cuda/*.cu
+# (ptxas -v, sm_90),
 # one line per kernel; exits 1 if any kernel spills. Needs nvcc, not a GPU.
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -9,7 +10,7 @@ nvcc=${NVCC:-/usr/local/cuda/bin/nvcc}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 spills=0
-for f in engine/cuda/*.cu; do
+for f in engine/cuda/*.cu train/cuda/*.cu; do
     "$nvcc" -O3 -arch=sm_90 -std=c++17 -I. -Xptxas -v -c "$f" -o "$tmp/x.o" 2>"$tmp/log" || { cat "$tmp/log"; exit 2; }
     awk -v file="$(basename "$f")" '
         /Compiling entry function/ { match($0, /_Z[A-Za-z0-9_]+/); name = substr($0, RSTART, RLENGTH) }
