@@ -50,6 +50,26 @@ static double train_wall_seconds(const char *path) {
     return s;
 }
 
+/* The GPU the trainer reported ("train: NVIDIA H200, bf16 matmuls, ... GiB of GPU memory"), or
+ * "" for a CPU run. */
+static void train_gpu_line(const char *path, char *out, size_t cap) {
+    out[0] = '\0';
+    char *text;
+    size_t size;
+    if (!path || sb_read_file(path, &text, &size)) return;
+    const char *p = strstr(text, "\ntrain: ");
+    if (p || !strncmp(text, "train: ", 7)) {
+        p = p ? p + 8 : text + 7;
+        const char *eol = strchr(p, '\n');
+        size_t n = eol ? (size_t)(eol - p) : strlen(p);
+        const char *comma = memchr(p, ',', n);
+        const char *second = comma ? memchr(comma + 1, ',', n - (size_t)(comma + 1 - p)) : NULL;
+        if (second) n = (size_t)(second - p); /* "NVIDIA H200, bf16 matmuls" */
+        snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
+    }
+    free(text);
+}
+
 static const char *stream_name(const char *data_path) {
     const char *b = strrchr(data_path, '/');
     return b ? b + 1 : data_path;
@@ -150,7 +170,11 @@ int cmd_card(int argc, char **argv) {
               tc.grad_accum, tc.seq_len);
     if (isfinite(wall)) sb_study_buf_printf(&s, "| training time | %.1f s (%.1f min) of training steps, mean %.0f tokens/s |\n", wall, wall / 60.0, mean_tps);
     else sb_study_buf_printf(&s, "| training speed | mean %.0f tokens/s |\n", mean_tps);
-    sb_study_buf_printf(&s, "| machine | %s (`%s`), %lld cores, %d training threads |\n", cpu, host, (long long)cores, tc.threads);
+    char gpu[128];
+    train_gpu_line(train_output, gpu, sizeof gpu);
+    if (gpu[0]) sb_study_buf_printf(&s, "| machine | %s (`sinkbench train --device cuda`), host %s, %lld cores |\n", gpu, cpu,
+                                    (long long)cores);
+    else sb_study_buf_printf(&s, "| machine | %s (`%s`), %lld cores, %d training threads |\n", cpu, host, (long long)cores, tc.threads);
     sb_study_buf_printf(&s, "| trained | %s, git %s |\n", date, rev);
     sb_study_buf_printf(&s, "| final train loss | %.4f nats/token (step %lld) |\n", train_loss[ne - 1], (long long)step[ne - 1]);
     sb_study_buf_printf(&s, "| final held-out loss | %.4f nats/token (%lld tokens of `%s`) |\n\n", held_loss[ne - 1],
@@ -199,10 +223,16 @@ int cmd_card(int argc, char **argv) {
         for (int64_t hh = 0; hh < H; hh++) sb_study_buf_printf(&s, " %.3f |", last[l * H + hh]);
         sb_study_buf_printf(&s, "\n");
     }
-    sb_study_buf_printf(&s, "\n## Reproduce\n\n```\nmake models            # every default model, from scratch, on this machine's cores\n"
-                  "sinkbench train --config configs/train_<name>.ini --out DIR --threads %d\n```\n"
-                  "Training is deterministic for a given seed and thread count; other thread counts give a model "
-                  "of the same quality, not the same bits.\n", tc.threads);
+    if (gpu[0])
+        sb_study_buf_printf(&s, "\n## Reproduce\n\n```\nmake models            # every default model, from scratch (a GPU when "
+                      "the binary has CUDA)\nsinkbench train --config configs/train_<name>.ini --out DIR --device cuda\n```\n"
+                      "GPU training is deterministic on one GPU model (a resumed run is bit-identical to an unbroken "
+                      "one); another GPU or the CPU trainer gives a model of the same quality, not the same bits.\n");
+    else
+        sb_study_buf_printf(&s, "\n## Reproduce\n\n```\nmake models            # every default model, from scratch, on this machine's cores\n"
+                      "sinkbench train --config configs/train_<name>.ini --out DIR --threads %d\n```\n"
+                      "Training is deterministic for a given seed and thread count; other thread counts give a model "
+                      "of the same quality, not the same bits.\n", tc.threads);
     free(train_loss), free(held_loss), free(tps), free(step), free(share);
     rc = sb_write_file_atomic(outpath, s.s, s.n);
     sb_study_buf_free(&s);
