@@ -44,6 +44,8 @@ static void test_parse_valid(void **state) {
     expect_spec("sinks:004:0508", "sinks", 4, 508, SB_PREFIX_NONE, "sinks:4:508");
     expect_spec("sinks:4:1020:newline", "sinks", 4, 1020, SB_PREFIX_NEWLINE, "sinks:4:1020:newline");
     expect_spec("learned:1023", "learned", 1, 1023, SB_PREFIX_SINK_TOKEN, "learned:1023");
+    expect_spec("learned:4:508", "learned", 4, 508, SB_PREFIX_SINK_TOKEN, "learned:4:508");
+    expect_spec("learned:1:64", "learned", 1, 64, SB_PREFIX_SINK_TOKEN, "learned:64");
     expect_spec("recompute:256", "recompute", 0, 256, SB_PREFIX_NONE, "recompute:256");
     expect_spec("h2o:4:252:256", "h2o", 4, 256, SB_PREFIX_NONE, "h2o:4:252:256");
     expect_spec("h2o:0:0:1", "h2o", 0, 1, SB_PREFIX_NONE, "h2o:0:0:1");
@@ -58,7 +60,7 @@ static void test_parse_malformed(void **state) {
         "window: 5", "window:5 ", " window:5", "window:5x", "window:5:6", "window:1e3", "window:0x10",
         "window:99999999999999999999999", "window:2147483649", "sinks:8:0", "sinks:-1:5", "sinks:4",
         "sinks:4:", "sinks::5", "sinks:a:5", "sinks:4:5:", "sinks:4:5:newlines", "sinks:4:5:newline:x",
-        "sinks:4:5:6", "sinks:1:2:3:4:5", "learned", "learned:0", "learned:1:2", "recompute:0",
+        "sinks:4:5:6", "sinks:1:2:3:4:5", "learned", "learned:0", "learned:0:8", "learned:1:2:3", "recompute:0",
         "recompute:-1", "recompute", "stream:5", "window:5\n", "sinks:4:508\t", ":", "sinks:4:508:",
         "sinks:99999999999:5", "h2o", "h2o:4:5", "h2o:4:5:0", "h2o:a:1:2", "h2o:1:b:2", "h2o:1:2:3:4",
         "tova", "tova:0", "tova:1:2", "tova:-3", "H2O:1:2:3",

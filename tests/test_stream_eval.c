@@ -473,7 +473,7 @@ static double mean_abs_diff(const float *a, const float *b, int64_t n) {
 
 static const char *all_policies[] = {
     "dense", "window:16", "sinks:4:16", "sinks:1:16", "sinks:2:13", "sinks:2:16:newline", "learned:16",
-    "recompute:16", "sinks:3:1", "sinks:70:4",
+    "learned:3:13", "recompute:16", "sinks:3:1", "sinks:70:4",
 };
 
 /* exact == decode == reference for every policy on every architecture */
@@ -672,6 +672,10 @@ static void test_newline_is_prefix_only(void **state) {
         y[K - 1] = SINK_ID;
         eval_or_fail(&m, "sinks:1:12", (sb_eval_mode)mode, 0, y + K - 1, n + 1, b);
         compare_ff("learned vs prefixed sinks:1", a, b + 1, n - 1, 1e-6, 1e-4);
+        /* learned:K:W = sinks:K:W over [sink] + stream */
+        eval_or_fail(&m, "learned:3:10", (sb_eval_mode)mode, 0, x, n, a);
+        eval_or_fail(&m, "sinks:3:10", (sb_eval_mode)mode, 0, y + K - 1, n + 1, b);
+        compare_ff("learned:3 vs prefixed sinks:3", a, b + 1, n - 1, 1e-6, 1e-4);
         y[K - 1] = NEWLINE_ID;
     }
     free(x);
