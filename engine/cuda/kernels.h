@@ -115,6 +115,17 @@ void sbk_rope(float *x, int T, size_t row_stride, int n_heads, int head_dim, int
 void sbk_rerotate(void *k_cache, sbk_dtype dt, const float *k_raw, const int32_t *slots, int m, const float *cos_tab,
                   const float *sin_tab, int n_kv_heads, int head_dim, int rotary_dim, int style, cudaStream_t s);
 
+/* Decode mode's new token in one launch, the same results bit for bit as sbk_store_rows of the
+ * raw k to k_raw (when k_raw is not NULL), sbk_rope of q and of k, and sbk_store_rows of the
+ * rotated k and of v: qkv is one fused row, n_q heads of q, then n_kv of k, then n_kv of v
+ * (head_dim floats each); q and k rotate in place (rotary_dim even, 0: no rotation) with the
+ * table rows q_cos/q_sin and k_cos/k_sin (rotary_dim/2 floats each); row *dst_row (read on
+ * the device) of k_cache and v_cache (rows of n_kv*head_dim of dt) gets the rotated k and v,
+ * and the same row of k_raw (f32, nullable) the k before rotation. */
+void sbk_decode_qkv_store(float *qkv, int n_q, int n_kv, int head_dim, int rotary_dim, int style, const float *q_cos,
+                          const float *q_sin, const float *k_cos, const float *k_sin, void *k_cache, void *v_cache,
+                          sbk_dtype dt, float *k_raw, const int64_t *dst_row, cudaStream_t s);
+
 /* ------------------------------------------------------------ attention */
 
 /* Exact-mode band + sink attention (engine/attention.c attention_band_task; the appendix of

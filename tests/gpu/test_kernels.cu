@@ -864,6 +864,71 @@ static void test_band_graph() {
     CK(cudaStreamDestroy(s));
 }
 
+/* ------------------------------------------------------------ decode: fused RoPE + KV store */
+
+/* sbk_decode_qkv_store against the launches it replaces (sbk_store_rows of the raw k, sbk_rope
+ * of q and k, sbk_store_rows of k and v), which the cases above check against the CPU:
+ * identical bytes of the row, both caches and k_raw (poisoned alike, so stray writes show). */
+static void test_decode_qkv_store() {
+    Rng rng(77);
+    struct { int H, KV, hd, rot, style; bool raw; } cs[] = {
+        {8, 2, 64, 64, 0, true}, {4, 4, 80, 32, 1, false}, {2, 1, 256, 256, 0, true}, {4, 2, 64, 0, 0, true},
+        {32, 32, 128, 128, 0, false}};
+    for (auto c : cs)
+        for (sbk_dtype dt : {SBK_F32, SBK_BF16, SBK_F16}) {
+            char name[128];
+            snprintf(name, sizeof name, "decode qkv store %s H=%d KV=%d hd=%d rotary=%d %s%s", dt_name(dt), c.H, c.KV,
+                     c.hd, c.rot, c.style ? "interleaved" : "half", c.raw ? " k_raw" : "");
+            if (!selected(name)) continue;
+            const int qd = c.H * c.hd, kvd = c.KV * c.hd, qkvd = qd + 2 * kvd, rows = 10, half = c.rot / 2;
+            const std::vector<float> row = rng.normals((size_t)qkvd);
+            std::vector<float> tq, tqs, tk, tks;
+            rope_tables(tq, tqs, 1234, 1, c.rot > 0 ? c.rot : 2, 10000.0f);
+            rope_tables(tk, tks, 777, 1, c.rot > 0 ? c.rot : 2, 10000.0f);
+            std::vector<int64_t> dst = {7};
+            DBuf dtq, dtqs, dtk, dtks, ddst;
+            upload_vec(dtq, tq);
+            upload_vec(dtqs, tqs);
+            upload_vec(dtk, tk);
+            upload_vec(dtks, tks);
+            upload_vec(ddst, dst);
+            std::vector<unsigned char> out[2][4];
+            for (int fused = 0; fused < 2; fused++) {
+                DBuf dq, kc((size_t)rows * kvd * dsize(dt)), vc((size_t)rows * kvd * dsize(dt)), kr((size_t)rows * kvd * 4);
+                upload_vec(dq, row);
+                kc.poison();
+                vc.poison();
+                kr.poison();
+                float *q = dq.as<float>(), *k = q + qd, *v = k + kvd;
+                if (fused) {
+                    sbk_decode_qkv_store(q, c.H, c.KV, c.hd, c.rot, c.style, dtq.as<float>(), dtqs.as<float>(),
+                                         dtk.as<float>(), dtks.as<float>(), kc.p, vc.p, dt,
+                                         c.raw ? kr.as<float>() : nullptr, ddst.as<int64_t>(), 0);
+                } else {
+                    if (c.raw) sbk_store_rows(kr.p, SBK_F32, (size_t)kvd, ddst.as<int64_t>(), k, (size_t)qkvd, 1, kvd, 0);
+                    if (half > 0) {
+                        sbk_rope(q, 1, (size_t)qkvd, c.H, c.hd, c.rot, c.style, dtq.as<float>(), dtqs.as<float>(), 0, 0);
+                        sbk_rope(k, 1, (size_t)qkvd, c.KV, c.hd, c.rot, c.style, dtk.as<float>(), dtks.as<float>(), 0, 0);
+                    }
+                    sbk_store_rows(kc.p, dt, (size_t)kvd, ddst.as<int64_t>(), k, (size_t)qkvd, 1, kvd, 0);
+                    sbk_store_rows(vc.p, dt, (size_t)kvd, ddst.as<int64_t>(), v, (size_t)qkvd, 1, kvd, 0);
+                }
+                CK(cudaGetLastError());
+                CK(cudaDeviceSynchronize());
+                out[fused][0] = dq.download();
+                out[fused][1] = kc.download();
+                out[fused][2] = vc.download();
+                out[fused][3] = kr.download();
+            }
+            bool same = true;
+            for (int i = 0; i < 4; i++) same = same && out[0][i] == out[1][i];
+            /* and the row was written at all: the cache row is no longer the poison */
+            const size_t off = (size_t)dst[0] * kvd * dsize(dt);
+            const bool written = out[1][2][off] != 0xFF || out[1][2][off + 1] != 0xFF;
+            report(name, same && written, "%s", !same ? "differs from the unfused launches" : !written ? "row not written" : "identical bytes");
+        }
+}
+
 /* ------------------------------------------------------------ decode attention */
 
 struct DecCase {
@@ -1384,6 +1449,7 @@ int main(int argc, char **argv) {
     test_rope();
     test_band();
     test_band_graph();
+    test_decode_qkv_store();
     test_decode();
     test_gemv();
     test_loss();
