@@ -887,23 +887,19 @@ static int step_launch(sb_slots *c, const sb_kv_state *s, bool observe) {
         const float *msin = mcos + (size_t)c->n_slots * hrow;
         int rc = block_pre(x, cfg, a, l, 1);
         if (rc) return rc;
-        float *q = a->qkv, *k = a->qkv + x->qd, *v = a->qkv + x->qd + x->kvd;
+        float *q = a->qkv; /* then k and v: one fused row */
         const int64_t *dst = (const int64_t *)(hdr_d + 8);
-        if (slot < c->n_raw) sbk_store_rows(c->k_raw[l], SBK_F32, (size_t)x->kvd, dst, k, (size_t)x->qkvd, 1, x->kvd, x->st);
-        if (half > 0) {
-            sbk_rope(q, 1, (size_t)x->qkvd, x->H, x->hd, cfg->rotary_dim, interleaved, tq, tq + half, 0, x->st);
-            sbk_rope(k, 1, (size_t)x->qkvd, x->KV, x->hd, cfg->rotary_dim, interleaved, tk, tk + half, 0, x->st);
-        }
-        sbk_store_rows(c->k[l], x->cd, (size_t)x->kvd, dst, k, (size_t)x->qkvd, 1, x->kvd, x->st);
-        sbk_store_rows(c->v[l], x->cd, (size_t)x->kvd, dst, v, (size_t)x->qkvd, 1, x->kvd, x->st);
+        /* raw k (a moving key's), RoPE of q and k, k and v into the caches: one launch */
+        sbk_decode_qkv_store(q, x->H, x->KV, x->hd, half > 0 ? cfg->rotary_dim : 0, interleaved, tq, tq + hrow, tk,
+                             tk + hrow, c->k[l], c->v[l], x->cd, slot < c->n_raw ? c->k_raw[l] : NULL, dst, x->st);
         if (m > 0)
             sbk_rerotate(c->k[l], x->cd, c->k_raw[l], move, m, mcos, msin, x->KV, x->hd, cfg->rotary_dim, interleaved,
                          x->st);
-        sbk_decode_attention(a->att32, observe ? c->probs + (size_t)l * x->H * c->n_slots : NULL, q, c->k[l], c->v[l],
-                             slots, spos, (const int64_t *)(hdr_d + 16), (const int *)hdr_d, (int)c->n_slots, c->scratch,
-                             x->H, x->KV, x->hd, max_dist, (int)cfg->softmax, x->L[l].sink_logit, x->alibi, x->cd,
-                             x->st);
-        sbk_store_rows(a->att, x->cd, (size_t)x->qd, NULL, a->att32, (size_t)x->qd, 1, x->qd, x->st);
+        /* the output goes straight to the compute type of the output projection */
+        sbk_decode_attention_to(NULL, a->att, x->cd, observe ? c->probs + (size_t)l * x->H * c->n_slots : NULL, q,
+                                c->k[l], c->v[l], slots, spos, (const int64_t *)(hdr_d + 16), (const int *)hdr_d,
+                                (int)c->n_slots, c->scratch, x->H, x->KV, x->hd, max_dist, (int)cfg->softmax,
+                                x->L[l].sink_logit, x->alibi, x->cd, x->st);
         CL();
         rc = block_post(x, cfg, a, l, 1);
         if (rc) return rc;

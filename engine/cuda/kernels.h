@@ -43,6 +43,16 @@ size_t sbk_dtype_size(sbk_dtype dt);
  * the tensor-core attention). Returns the first CUDA error (cudaSuccess when fine). Host. */
 cudaError_t sbk_init(void);
 
+/* Kernel variants, so that a regression can be compared in one run: a mask of the legacy
+ * kernels in use, SBK_LEGACY_DECODE_ATTENTION (one thread per key, 128 keys per block) and
+ * SBK_LEGACY_GEMV (one warp per two rows). Default: none, unless the environment variable
+ * SINKBENCH_CUDA_LEGACY (read at the first call) names "attn", "gemv" or "all" (a list such
+ * as "attn,gemv" works). sbk_set_legacy overrides it; it applies to launches enqueued (or
+ * graphs captured) afterwards. Host, not thread-safe. */
+enum { SBK_LEGACY_DECODE_ATTENTION = 1, SBK_LEGACY_GEMV = 2 };
+unsigned sbk_legacy(void);
+void sbk_set_legacy(unsigned mask);
+
 /* ------------------------------------------------------------ conversion, embedding, caches */
 
 /* out[i] = in[i] converted, i < n; any type to any type (same type: a copy). out and in must
@@ -105,6 +115,17 @@ void sbk_rope(float *x, int T, size_t row_stride, int n_heads, int head_dim, int
 void sbk_rerotate(void *k_cache, sbk_dtype dt, const float *k_raw, const int32_t *slots, int m, const float *cos_tab,
                   const float *sin_tab, int n_kv_heads, int head_dim, int rotary_dim, int style, cudaStream_t s);
 
+/* Decode mode's new token in one launch, the same results bit for bit as sbk_store_rows of the
+ * raw k to k_raw (when k_raw is not NULL), sbk_rope of q and of k, and sbk_store_rows of the
+ * rotated k and of v: qkv is one fused row, n_q heads of q, then n_kv of k, then n_kv of v
+ * (head_dim floats each); q and k rotate in place (rotary_dim even, 0: no rotation) with the
+ * table rows q_cos/q_sin and k_cos/k_sin (rotary_dim/2 floats each); row *dst_row (read on
+ * the device) of k_cache and v_cache (rows of n_kv*head_dim of dt) gets the rotated k and v,
+ * and the same row of k_raw (f32, nullable) the k before rotation. */
+void sbk_decode_qkv_store(float *qkv, int n_q, int n_kv, int head_dim, int rotary_dim, int style, const float *q_cos,
+                          const float *q_sin, const float *k_cos, const float *k_sin, void *k_cache, void *v_cache,
+                          sbk_dtype dt, float *k_raw, const int64_t *dst_row, cudaStream_t s);
+
 /* ------------------------------------------------------------ attention */
 
 /* Exact-mode band + sink attention (engine/attention.c attention_band_task; the appendix of
@@ -153,16 +174,29 @@ void sbk_decode_attention(float *out, float *probs, const float *q, const void *
                           const int32_t *slots, const int64_t *pos, const int64_t *query_pos, const int *n_dev,
                           int n_max, float *scratch, int H, int KV, int hd, int64_t max_dist, int softmax_kind,
                           const float *sink_logit, const float *alibi, sbk_dtype dt, cudaStream_t s);
+/* The same, writing the output as f32 to out (nullable) and/or converted to odt (any type)
+ * to out_cvt (nullable; at least one of the two): the decode step's attention output goes
+ * straight to the compute type of the output projection. */
+void sbk_decode_attention_to(float *out, void *out_cvt, sbk_dtype odt, float *probs, const float *q, const void *k,
+                             const void *v, const int32_t *slots, const int64_t *pos, const int64_t *query_pos,
+                             const int *n_dev, int n_max, float *scratch, int H, int KV, int hd, int64_t max_dist,
+                             int softmax_kind, const float *sink_logit, const float *alibi, sbk_dtype dt,
+                             cudaStream_t s);
 
 /* ------------------------------------------------------------ one-row matmul */
 
 /* Decode mode's matrix-vector product: y[OC] = beta * y + W[OC, C] . x[C], W and x of dt
  * (SBK_BF16 or SBK_F16), fp32 accumulation and output; y = W x when beta == 0 (y may then hold
- * anything, NaN too). Each output is one warp's fixed-order sum. Runs only when
+ * anything, NaN too). Each output is a fixed-order sum (the same for every launch). Runs only when
  * sbk_gemv_ok(dt, W, x, C) (C % 8 == 0, 16-byte aligned W and x); otherwise it enqueues
  * nothing (use a GEMM). */
 int sbk_gemv_ok(sbk_dtype dt, const void *W, const void *x, int C);
 void sbk_gemv(float *y, const void *W, const void *x, sbk_dtype dt, int C, int OC, float beta, cudaStream_t s);
+/* For benchmarks and tests: the block shape of the default kernel, ru = 10 * R + U (R rows per
+ * block, U 16-byte vectors per row and batch; 22, 24, 42, 44, 46, 82), 0 for the default
+ * choice (R = 4, U = 2 at C <= 4096, else U = 4); any other value is the default. Without a
+ * call, the environment variable SINKBENCH_CUDA_GEMV (same values) at the first launch. Host. */
+void sbk_gemv_config(int ru);
 
 /* ------------------------------------------------------------ loss, sampling */
 

@@ -82,3 +82,51 @@ extern "C" void sbk_rerotate(void *k_cache, sbk_dtype dt, const float *k_raw, co
     rerotate_kernel<<<grid_for(n, ROPE_THREADS), ROPE_THREADS, 0, s>>>(k_cache, dt, k_raw, slots, m, cos_tab, sin_tab,
                                                                        kvd, head_dim, rotary_dim, style);
 }
+
+/* Decode mode's new token in one launch (kernels.h sbk_decode_qkv_store): block b is head b of
+ * the fused row, q heads [0, n_q), then k heads, then v heads (each head_dim floats). Each
+ * element is read and written by one thread only, so no barrier is needed. */
+__global__ void decode_qkv_kernel(float *qkv, int n_q, int n_kv, int head_dim, int half, int style,
+                                  const float *q_cos, const float *q_sin, const float *k_cos, const float *k_sin,
+                                  void *k_cache, void *v_cache, sbk_dtype dt, float *k_raw, const int64_t *dst_row) {
+    const int b = blockIdx.x;
+    float *hp = qkv + (size_t)b * head_dim;
+    const bool is_q = b < n_q, is_k = !is_q && b < n_q + n_kv;
+    const size_t o = (size_t)*dst_row * n_kv * head_dim + (size_t)(is_q ? 0 : is_k ? b - n_q : b - n_q - n_kv) * head_dim;
+    if (!is_q && !is_k) {
+        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) store_from_f32(v_cache, dt, o + d, hp[d]);
+        return;
+    }
+    const float *ct = is_q ? q_cos : k_cos, *st = is_q ? q_sin : k_sin;
+    for (int j = threadIdx.x; j < half; j += blockDim.x) {
+        const int ia = style == SBK_ROPE_INTERLEAVED ? 2 * j : j;
+        const int ib = style == SBK_ROPE_INTERLEAVED ? 2 * j + 1 : j + half;
+        const float a = hp[ia], bb = hp[ib], c = ct[j], s = st[j];
+        const float ya = rot_lo(a, bb, c, s), yb = rot_hi(a, bb, c, s);
+        hp[ia] = ya;
+        hp[ib] = yb;
+        if (is_k) {
+            if (k_raw) k_raw[o + ia] = a, k_raw[o + ib] = bb;
+            store_from_f32(k_cache, dt, o + ia, ya);
+            store_from_f32(k_cache, dt, o + ib, yb);
+        }
+    }
+    if (is_k)
+        for (int d = 2 * half + threadIdx.x; d < head_dim; d += blockDim.x) {
+            const float y = hp[d];
+            if (k_raw) k_raw[o + d] = y;
+            store_from_f32(k_cache, dt, o + d, y);
+        }
+}
+
+extern "C" void sbk_decode_qkv_store(float *qkv, int n_q, int n_kv, int head_dim, int rotary_dim, int style,
+                                     const float *q_cos, const float *q_sin, const float *k_cos, const float *k_sin,
+                                     void *k_cache, void *v_cache, sbk_dtype dt, float *k_raw, const int64_t *dst_row,
+                                     cudaStream_t s) {
+    if (n_q <= 0 || n_kv <= 0 || head_dim <= 0 || rotary_dim < 0 || rotary_dim > head_dim) return;
+    const int half = rotary_dim / 2;
+    int threads = 32;
+    while (threads < 128 && threads < (half > 0 ? half : head_dim)) threads *= 2;
+    decode_qkv_kernel<<<n_q + 2 * n_kv, threads, 0, s>>>(qkv, n_q, n_kv, head_dim, half, style, q_cos, q_sin, k_cos,
+                                                         k_sin, k_cache, v_cache, dt, k_raw, dst_row);
+}

@@ -4,8 +4,10 @@
  * may read set to NaN so stray reads show.
  *
  *   build/gpu/test_kernels            one line per case, then "N passed, M failed"; exit 1 on failure
- *   build/gpu/test_kernels --bench    JSON lines: bf16 band attention at the Llama-2-7B shape and
- *                                     decode attention over 4096 slots (CUDA events, median of 20)
+ *   build/gpu/test_kernels --bench    JSON lines: bf16 band attention at the Llama-2-7B shape, decode
+ *                                     attention at 2048 and 4096 slots and the one-row matmuls at the
+ *                                     7B shapes, default and legacy kernels (CUDA events, medians;
+ *                                     decode kernels timed 10 launches back to back, per launch)
  *   build/gpu/test_kernels --filter S only the cases whose name contains S
  *
  * Tolerances: ||out - ref|| / ||ref|| <= 1e-5 on the f32 paths (1e-6 where the arithmetic is
@@ -864,6 +866,71 @@ static void test_band_graph() {
     CK(cudaStreamDestroy(s));
 }
 
+/* ------------------------------------------------------------ decode: fused RoPE + KV store */
+
+/* sbk_decode_qkv_store against the launches it replaces (sbk_store_rows of the raw k, sbk_rope
+ * of q and k, sbk_store_rows of k and v), which the cases above check against the CPU:
+ * identical bytes of the row, both caches and k_raw (poisoned alike, so stray writes show). */
+static void test_decode_qkv_store() {
+    Rng rng(77);
+    struct { int H, KV, hd, rot, style; bool raw; } cs[] = {
+        {8, 2, 64, 64, 0, true}, {4, 4, 80, 32, 1, false}, {2, 1, 256, 256, 0, true}, {4, 2, 64, 0, 0, true},
+        {32, 32, 128, 128, 0, false}};
+    for (auto c : cs)
+        for (sbk_dtype dt : {SBK_F32, SBK_BF16, SBK_F16}) {
+            char name[128];
+            snprintf(name, sizeof name, "decode qkv store %s H=%d KV=%d hd=%d rotary=%d %s%s", dt_name(dt), c.H, c.KV,
+                     c.hd, c.rot, c.style ? "interleaved" : "half", c.raw ? " k_raw" : "");
+            if (!selected(name)) continue;
+            const int qd = c.H * c.hd, kvd = c.KV * c.hd, qkvd = qd + 2 * kvd, rows = 10, half = c.rot / 2;
+            const std::vector<float> row = rng.normals((size_t)qkvd);
+            std::vector<float> tq, tqs, tk, tks;
+            rope_tables(tq, tqs, 1234, 1, c.rot > 0 ? c.rot : 2, 10000.0f);
+            rope_tables(tk, tks, 777, 1, c.rot > 0 ? c.rot : 2, 10000.0f);
+            std::vector<int64_t> dst = {7};
+            DBuf dtq, dtqs, dtk, dtks, ddst;
+            upload_vec(dtq, tq);
+            upload_vec(dtqs, tqs);
+            upload_vec(dtk, tk);
+            upload_vec(dtks, tks);
+            upload_vec(ddst, dst);
+            std::vector<unsigned char> out[2][4];
+            for (int fused = 0; fused < 2; fused++) {
+                DBuf dq, kc((size_t)rows * kvd * dsize(dt)), vc((size_t)rows * kvd * dsize(dt)), kr((size_t)rows * kvd * 4);
+                upload_vec(dq, row);
+                kc.poison();
+                vc.poison();
+                kr.poison();
+                float *q = dq.as<float>(), *k = q + qd, *v = k + kvd;
+                if (fused) {
+                    sbk_decode_qkv_store(q, c.H, c.KV, c.hd, c.rot, c.style, dtq.as<float>(), dtqs.as<float>(),
+                                         dtk.as<float>(), dtks.as<float>(), kc.p, vc.p, dt,
+                                         c.raw ? kr.as<float>() : nullptr, ddst.as<int64_t>(), 0);
+                } else {
+                    if (c.raw) sbk_store_rows(kr.p, SBK_F32, (size_t)kvd, ddst.as<int64_t>(), k, (size_t)qkvd, 1, kvd, 0);
+                    if (half > 0) {
+                        sbk_rope(q, 1, (size_t)qkvd, c.H, c.hd, c.rot, c.style, dtq.as<float>(), dtqs.as<float>(), 0, 0);
+                        sbk_rope(k, 1, (size_t)qkvd, c.KV, c.hd, c.rot, c.style, dtk.as<float>(), dtks.as<float>(), 0, 0);
+                    }
+                    sbk_store_rows(kc.p, dt, (size_t)kvd, ddst.as<int64_t>(), k, (size_t)qkvd, 1, kvd, 0);
+                    sbk_store_rows(vc.p, dt, (size_t)kvd, ddst.as<int64_t>(), v, (size_t)qkvd, 1, kvd, 0);
+                }
+                CK(cudaGetLastError());
+                CK(cudaDeviceSynchronize());
+                out[fused][0] = dq.download();
+                out[fused][1] = kc.download();
+                out[fused][2] = vc.download();
+                out[fused][3] = kr.download();
+            }
+            bool same = true;
+            for (int i = 0; i < 4; i++) same = same && out[0][i] == out[1][i];
+            /* and the row was written at all: the cache row is no longer the poison */
+            const size_t off = (size_t)dst[0] * kvd * dsize(dt);
+            const bool written = out[1][2][off] != 0xFF || out[1][2][off + 1] != 0xFF;
+            report(name, same && written, "%s", !same ? "differs from the unfused launches" : !written ? "row not written" : "identical bytes");
+        }
+}
+
 /* ------------------------------------------------------------ decode attention */
 
 struct DecCase {
@@ -872,11 +939,16 @@ struct DecCase {
     int64_t max_dist;
     int softmax;
     bool alibi, probs;
+    bool ordered; /* positions ascending with i (the oldest first): whole splits fall beyond max_dist */
 };
 
-static void run_decode_case(const DecCase &c, sbk_dtype dt, uint64_t seed, bool graph) {
-    std::string name = std::string("decode ") + dt_name(dt) + " " + c.name + (graph ? " [graph, n grows]" : "");
+/* variant: 0 the default kernels, 1 the legacy ones (SBK_LEGACY_DECODE_ATTENTION), 2 the
+ * default ones writing only the bf16 output (sbk_decode_attention_to) */
+static void run_decode_case(const DecCase &c, sbk_dtype dt, uint64_t seed, bool graph, int variant = 0) {
+    std::string name = std::string("decode ") + dt_name(dt) + " " + c.name + (graph ? " [graph, n grows]" : "") +
+                       (variant == 1 ? " [legacy]" : variant == 2 ? " [out bf16]" : "");
     if (!selected(name)) return;
+    sbk_set_legacy(variant == 1 ? SBK_LEGACY_DECODE_ATTENTION : 0);
     Rng rng(seed);
     const int hd = c.hd, G = c.H / c.KV;
     const size_t kvd = (size_t)c.KV * hd;
@@ -888,7 +960,8 @@ static void run_decode_case(const DecCase &c, sbk_dtype dt, uint64_t seed, bool 
     std::vector<int32_t> slots(perm.begin(), perm.begin() + std::min(n_max, c.n_slots));
     const int64_t query_pos = 2000000 + c.n;
     std::vector<int64_t> pos(slots.size());
-    for (size_t i = 0; i < pos.size(); i++) pos[i] = query_pos - (int64_t)(rng.next() % (uint64_t)(c.n + 20));
+    for (size_t i = 0; i < pos.size(); i++)
+        pos[i] = c.ordered ? query_pos - (int64_t)(pos.size() - i) : query_pos - (int64_t)(rng.next() % (uint64_t)(c.n + 20));
     std::vector<float> k = round_vec(rng.normals((size_t)c.n_slots * kvd), dt),
                        v = round_vec(rng.normals((size_t)c.n_slots * kvd), dt), q = rng.normals((size_t)c.H * hd, 2.0f);
     std::vector<float> slopes = mpt_slopes(c.H), sl(c.H);
@@ -922,7 +995,8 @@ static void run_decode_case(const DecCase &c, sbk_dtype dt, uint64_t seed, bool 
         }
     };
 
-    DBuf dq, dk, dv, dslots, dpos, dqp, dn, dout((size_t)c.H * hd * 4), dprobs((size_t)c.H * n_max * 4 + 16),
+    DBuf dq, dk, dv, dslots, dpos, dqp, dn, dout((size_t)c.H * hd * 4), dout16((size_t)c.H * hd * 2),
+        dprobs((size_t)c.H * n_max * 4 + 16),
         dscr(sbk_decode_attention_scratch(c.H, hd, n_max) * 4);
     upload_vec(dq, q);
     upload_dt(dk, k, dt);
@@ -934,6 +1008,7 @@ static void run_decode_case(const DecCase &c, sbk_dtype dt, uint64_t seed, bool 
     std::vector<int> nv = {c.n};
     upload_vec(dn, nv);
     dout.poison();
+    dout16.poison();
     dprobs.poison();
     dscr.poison();
     DBuf dsl, dal;
@@ -943,16 +1018,32 @@ static void run_decode_case(const DecCase &c, sbk_dtype dt, uint64_t seed, bool 
     cudaStream_t s;
     CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     auto launch = [&]() {
-        sbk_decode_attention(dout.as<float>(), c.probs ? dprobs.as<float>() : nullptr, dq.as<float>(), dk.p, dv.p,
-                             dslots.as<int32_t>(), dpos.as<int64_t>(), dqp.as<int64_t>(), dn.as<int>(), n_max,
-                             dscr.as<float>(), c.H, c.KV, hd, c.max_dist, c.softmax, dsl_ptr, c.alibi ? dal_ptr : nullptr,
-                             dt, s);
+        if (variant == 2)
+            sbk_decode_attention_to(nullptr, dout16.p, SBK_BF16, c.probs ? dprobs.as<float>() : nullptr, dq.as<float>(),
+                                    dk.p, dv.p, dslots.as<int32_t>(), dpos.as<int64_t>(), dqp.as<int64_t>(), dn.as<int>(),
+                                    n_max, dscr.as<float>(), c.H, c.KV, hd, c.max_dist, c.softmax, dsl_ptr,
+                                    c.alibi ? dal_ptr : nullptr, dt, s);
+        else
+            sbk_decode_attention(dout.as<float>(), c.probs ? dprobs.as<float>() : nullptr, dq.as<float>(), dk.p, dv.p,
+                                 dslots.as<int32_t>(), dpos.as<int64_t>(), dqp.as<int64_t>(), dn.as<int>(), n_max,
+                                 dscr.as<float>(), c.H, c.KV, hd, c.max_dist, c.softmax, dsl_ptr,
+                                 c.alibi ? dal_ptr : nullptr, dt, s);
     };
     int n_check = c.n;
+    bool same_rerun = true;
     if (!graph) {
         launch();
         CK(cudaGetLastError());
         CK(cudaStreamSynchronize(s));
+        /* a second launch on the same inputs: the same bytes (fixed split and merge order) */
+        if (variant == 0 && !c.probs) {
+            const auto first = dout.download();
+            dout.poison();
+            launch();
+            CK(cudaGetLastError());
+            CK(cudaStreamSynchronize(s));
+            same_rerun = dout.download() == first;
+        }
     } else {
         /* capture once at n, run, then let the cache grow (n += 9) and replay the same graph */
         cudaGraph_t gr;
@@ -968,6 +1059,7 @@ static void run_decode_case(const DecCase &c, sbk_dtype dt, uint64_t seed, bool 
         nv[0] = n_check;
         dn.upload(nv.data(), sizeof(int));
         dout.poison();
+        dout16.poison();
         dprobs.poison();
         CK(cudaGraphLaunch(ex, s));
         CK(cudaStreamSynchronize(s));
@@ -975,13 +1067,15 @@ static void run_decode_case(const DecCase &c, sbk_dtype dt, uint64_t seed, bool 
         CK(cudaGraphDestroy(gr));
     }
     CK(cudaStreamDestroy(s));
+    sbk_set_legacy(0);
     std::vector<double> ref_out, ref_probs;
     reference(n_check, ref_out, ref_probs);
-    const double tol = dt == SBK_F32 ? 1e-5 : 1e-2;
-    Err e = compare(download_f32(dout), ref_out);
-    bool ok = err_ok(e, tol);
-    char msg[256];
-    snprintf(msg, sizeof msg, "out " ERR_FMT, ERR_ARGS(e, tol));
+    /* the bf16 output adds its rounding (2^-9 relative) */
+    const double tol = variant == 2 ? 1e-2 : dt == SBK_F32 ? 1e-5 : 1e-2;
+    Err e = compare(variant == 2 ? from_bytes(dout16.download(), SBK_BF16) : download_f32(dout), ref_out);
+    bool ok = err_ok(e, tol) && same_rerun;
+    char msg[320];
+    snprintf(msg, sizeof msg, "out " ERR_FMT "%s", ERR_ARGS(e, tol), same_rerun ? "" : "; a rerun gave other bytes");
     if (c.probs) {
         auto pr = download_f32(dprobs);
         pr.resize((size_t)c.H * n_check);
@@ -994,29 +1088,49 @@ static void run_decode_case(const DecCase &c, sbk_dtype dt, uint64_t seed, bool 
 }
 
 static void test_decode() {
+    /* the default kernel splits the keys in blocks of 64 (8 groups of 8 keys, batches of 4):
+     * n = 63, 64, 65, 127, 129, 2048 sit at or next to those boundaries */
     const DecCase cases[] = {
-        {"n=1 H=4 KV=4 hd=64", 4, 4, 64, 1, 8, NO_MAX, 0, false, true},
-        {"n=37 GQA H=8 KV=2 hd=64", 8, 2, 64, 37, 50, NO_MAX, 0, false, true},
-        {"n=4096 H=32 KV=32 hd=128", 32, 32, 128, 4096, 4100, NO_MAX, 0, false, false},
-        {"n=1000 MQA H=8 KV=1 hd=128 probs", 8, 1, 128, 1000, 1200, NO_MAX, 0, false, true},
-        {"n=300 max_dist=150 ALiBi", 8, 4, 64, 300, 400, 150, 0, true, true},
-        {"n=257 off-by-one hd=80", 4, 2, 80, 257, 300, NO_MAX, 1, false, true},
-        {"n=129 sink-logit hd=128", 4, 4, 128, 129, 200, NO_MAX, 2, false, true},
-        {"n=50 hd=8 (scalar loads)", 2, 1, 8, 50, 60, NO_MAX, 0, false, true},
-        {"n=70 hd=36 (scalar loads) sink-logit+ALiBi", 4, 2, 36, 70, 90, NO_MAX, 2, true, true},
-        {"n=0 (empty cache) off-by-one", 4, 2, 64, 0, 8, NO_MAX, 1, false, true},
-        {"n=200 hd=256", 2, 2, 256, 200, 256, NO_MAX, 0, false, true},
+        {"n=1 H=4 KV=4 hd=64", 4, 4, 64, 1, 8, NO_MAX, 0, false, true, false},
+        {"n=37 GQA H=8 KV=2 hd=64", 8, 2, 64, 37, 50, NO_MAX, 0, false, true, false},
+        {"n=4096 H=32 KV=32 hd=128", 32, 32, 128, 4096, 4100, NO_MAX, 0, false, false, false},
+        {"n=1000 MQA H=8 KV=1 hd=128 probs", 8, 1, 128, 1000, 1200, NO_MAX, 0, false, true, false},
+        {"n=300 max_dist=150 ALiBi", 8, 4, 64, 300, 400, 150, 0, true, true, false},
+        {"n=257 off-by-one hd=80", 4, 2, 80, 257, 300, NO_MAX, 1, false, true, false},
+        {"n=129 sink-logit hd=128", 4, 4, 128, 129, 200, NO_MAX, 2, false, true, false},
+        {"n=50 hd=8 (scalar loads)", 2, 1, 8, 50, 60, NO_MAX, 0, false, true, false},
+        {"n=70 hd=36 (scalar loads) sink-logit+ALiBi", 4, 2, 36, 70, 90, NO_MAX, 2, true, true, false},
+        {"n=0 (empty cache) off-by-one", 4, 2, 64, 0, 8, NO_MAX, 1, false, true, false},
+        {"n=200 hd=256", 2, 2, 256, 200, 256, NO_MAX, 0, false, true, false},
+        {"n=64 (one full split) hd=128", 4, 4, 128, 64, 80, NO_MAX, 0, false, true, false},
+        {"n=65 (one key in split 2) GQA H=8 KV=2 hd=128 sink-logit", 8, 2, 128, 65, 100, NO_MAX, 2, false, true, false},
+        {"n=63 off-by-one hd=128", 4, 4, 128, 63, 70, NO_MAX, 1, false, true, false},
+        {"n=127 GQA H=8 KV=4 hd=96 ALiBi", 8, 4, 96, 127, 140, NO_MAX, 0, true, true, false},
+        {"n=2048 H=32 KV=32 hd=128 probs (Llama-2-7B)", 32, 32, 128, 2048, 2100, NO_MAX, 0, false, true, false},
+        {"n=2048 H=32 KV=32 hd=128 (Llama-2-7B)", 32, 32, 128, 2048, 2048, NO_MAX, 0, false, false, false},
+        {"n=700 max_dist=100 ordered (whole splits masked) sink-logit", 4, 2, 128, 700, 720, 100, 2, false, true, true},
+        {"n=300 max_dist=40 ordered off-by-one ALiBi", 4, 4, 64, 300, 320, 40, 1, true, true, true},
+        {"n=90 max_dist=-1 (no key visible) sink-logit", 4, 4, 128, 90, 100, -1, 2, false, true, true},
     };
     uint64_t seed = 300;
     for (const DecCase &c : cases) {
-        run_decode_case(c, SBK_F32, seed, false);
-        run_decode_case(c, SBK_BF16, seed, false);
+        for (int variant : {0, 1}) {
+            run_decode_case(c, SBK_F32, seed, false, variant);
+            run_decode_case(c, SBK_BF16, seed, false, variant);
+        }
         seed++;
     }
     run_decode_case(cases[1], SBK_F16, 400, false);
     run_decode_case(cases[3], SBK_F16, 401, false);
+    run_decode_case(cases[12], SBK_F16, 404, false);
     run_decode_case(cases[1], SBK_F32, 402, true);
     run_decode_case(cases[4], SBK_BF16, 403, true);
+    run_decode_case(cases[15], SBK_BF16, 405, true);
+    run_decode_case(cases[16], SBK_BF16, 406, true, 1);
+    /* the converted output the decode step uses */
+    run_decode_case(cases[16], SBK_BF16, 407, false, 2);
+    run_decode_case(cases[4], SBK_BF16, 408, true, 2);
+    run_decode_case(cases[8], SBK_F16, 409, false, 2);
 }
 
 /* ------------------------------------------------------------ loss, argmax */
@@ -1139,49 +1253,100 @@ static void bench() {
                    flops / ms * 1e-9, bytes / ms * 1e-6, prop.name);
             fflush(stdout);
         }
-    for (sbk_dtype dt : {SBK_BF16, SBK_F32}) {
-        const int H = 32, KV = 32, hd = 128, n = 4096;
-        const size_t kvd = (size_t)KV * hd;
-        std::vector<int32_t> slots(n);
-        std::vector<int64_t> pos(n);
-        for (int i = 0; i < n; i++) slots[i] = i, pos[i] = i;
-        DBuf q, k, v, ds, dp, dqp, dn, out((size_t)H * hd * 4), scr(sbk_decode_attention_scratch(H, hd, n) * 4);
-        upload_vec(q, rng.normals((size_t)H * hd));
-        upload_dt(k, rng.normals((size_t)n * kvd), dt);
-        upload_dt(v, rng.normals((size_t)n * kvd), dt);
-        upload_vec(ds, slots);
-        upload_vec(dp, pos);
-        std::vector<int64_t> qp = {n - 1};
-        std::vector<int> nn = {n};
-        upload_vec(dqp, qp);
-        upload_vec(dn, nn);
-        auto launch = [&]() {
-            sbk_decode_attention(out.as<float>(), nullptr, q.as<float>(), k.p, v.p, ds.as<int32_t>(), dp.as<int64_t>(),
-                                 dqp.as<int64_t>(), dn.as<int>(), n, scr.as<float>(), H, KV, hd, NO_MAX, 0, nullptr,
-                                 nullptr, dt, 0);
-        };
-        const double ms = time_ms(launch, 5, 20);
-        const double flops = 4.0 * hd * n * H, bytes = (double)n * kvd * 2 * dsize(dt);
-        printf("{\"bench\":\"decode_attention\",\"dtype\":\"%s\",\"H\":%d,\"KV\":%d,\"hd\":%d,\"n\":%d,\"median_ms\":%.4f,"
-               "\"reps\":20,\"tflops\":%.3f,\"gbps\":%.1f,\"device\":\"%s\"}\n",
-               dt_name(dt), H, KV, hd, n, ms, flops / ms * 1e-9, bytes / ms * 1e-6, prop.name);
-        fflush(stdout);
-    }
-    /* one-row matmuls at the Llama-2-7B shapes: bytes of weights over the time */
+    /* decode attention at the Llama-2-7B shape, the StreamingLLM caches 4+2044 and 4+4092: the
+     * default and the legacy kernels, with and without the observer's probabilities. NSET
+     * caches (distinct slot ranges of one buffer) are rotated so that the 2048-key case (34 MB
+     * per layer) is not served from L2; bytes = K and V of the n keys of every head. */
+    for (int n : {2048, 4096})
+        for (sbk_dtype dt : {SBK_BF16, SBK_F32})
+            for (int variant : {0, 1})
+                for (bool with_probs : {false, true}) {
+                    if (dt == SBK_F32 && with_probs) continue;
+                    const int H = 32, KV = 32, hd = 128, NSET = 4;
+                    const size_t kvd = (size_t)KV * hd;
+                    std::vector<int32_t> slots((size_t)NSET * n);
+                    std::vector<int64_t> pos(n);
+                    for (size_t i = 0; i < slots.size(); i++) slots[i] = (int32_t)i;
+                    for (int i = 0; i < n; i++) pos[i] = i;
+                    DBuf q, k, v, ds, dp, dqp, dn, out((size_t)H * hd * 4), probs((size_t)H * n * 4),
+                        scr(sbk_decode_attention_scratch(H, hd, n) * 4);
+                    upload_vec(q, rng.normals((size_t)H * hd));
+                    upload_dt(k, rng.normals((size_t)NSET * n * kvd), dt);
+                    upload_dt(v, rng.normals((size_t)NSET * n * kvd), dt);
+                    upload_vec(ds, slots);
+                    upload_vec(dp, pos);
+                    std::vector<int64_t> qp = {n - 1};
+                    std::vector<int> nn = {n};
+                    upload_vec(dqp, qp);
+                    upload_vec(dn, nn);
+                    int set = 0;
+                    sbk_set_legacy(variant ? SBK_LEGACY_DECODE_ATTENTION : 0);
+                    auto launch = [&]() {
+                        sbk_decode_attention(out.as<float>(), with_probs ? probs.as<float>() : nullptr, q.as<float>(),
+                                             k.p, v.p, ds.as<int32_t>() + (size_t)set * n, dp.as<int64_t>(),
+                                             dqp.as<int64_t>(), dn.as<int>(), n, scr.as<float>(), H, KV, hd, NO_MAX, 0,
+                                             nullptr, nullptr, dt, 0);
+                        set = (set + 1) % NSET;
+                    };
+                    /* 10 launches back to back per timing, as in the decode step's graph */
+                    const double ms = time_ms([&]() { for (int r = 0; r < 10; r++) launch(); }, 2, 20) / 10;
+                    sbk_set_legacy(0);
+                    const double flops = 4.0 * hd * n * H, bytes = (double)n * kvd * 2 * dsize(dt);
+                    printf("{\"bench\":\"decode_attention\",\"kernel\":\"%s\",\"dtype\":\"%s\",\"H\":%d,\"KV\":%d,"
+                           "\"hd\":%d,\"n\":%d,\"probs\":%s,\"median_ms\":%.4f,\"reps\":\"20x10\",\"tflops\":%.3f,"
+                           "\"gbps\":%.1f,\"ms_per_token_32_layers\":%.3f,\"device\":\"%s\"}\n",
+                           variant ? "legacy" : "split", dt_name(dt), H, KV, hd, n, with_probs ? "true" : "false", ms,
+                           flops / ms * 1e-9, bytes / ms * 1e-6, 32 * ms, prop.name);
+                    fflush(stdout);
+                }
+    /* one-row matmuls at the Llama-2-7B shapes: bytes of weights over the time, every block
+     * shape of the default kernel and the legacy one. Enough copies of the matrix are rotated
+     * that at least 256 MB are streamed between two reads of one copy (L2: 50 MB). */
     struct { const char *name; int C, OC; } gs[] = {{"qkv", 4096, 12288}, {"o", 4096, 4096}, {"gate_up", 4096, 22016},
                                                     {"down", 11008, 4096}, {"lm_head", 4096, 32000}};
+    const int cfgs[] = {0, 22, 24, 42, 44, 46, 82, -1};
+    double tot_ms[8] = {0};
     for (auto g : gs) {
-        DBuf w((size_t)g.OC * g.C * 2), x((size_t)g.C * 2), y((size_t)g.OC * 4);
-        upload_dt(w, rng.normals((size_t)g.OC * g.C, 0.02f), SBK_BF16);
+        const size_t wbytes = (size_t)g.OC * g.C * 2;
+        const int copies = (int)std::min<size_t>(16, std::max<size_t>(1, ((size_t)256 << 20) / wbytes + 1));
+        DBuf w(wbytes * copies), x((size_t)g.C * 2), y((size_t)g.OC * 4);
+        {
+            auto h = to_bytes(rng.normals((size_t)g.OC * g.C, 0.02f), SBK_BF16);
+            for (int c = 0; c < copies; c++) CK(cudaMemcpy((char *)w.p + c * wbytes, h.data(), wbytes, cudaMemcpyHostToDevice));
+        }
         upload_dt(x, rng.normals((size_t)g.C), SBK_BF16);
-        auto launch = [&]() { sbk_gemv(y.as<float>(), w.p, x.p, SBK_BF16, g.C, g.OC, 0.0f, 0); };
-        const double ms = time_ms(launch, 5, 50);
-        printf("{\"bench\":\"gemv\",\"name\":\"%s\",\"dtype\":\"bf16\",\"C\":%d,\"OC\":%d,\"median_ms\":%.4f,"
-               "\"gbps\":%.1f,\"device\":\"%s\"}\n",
-               g.name, g.C, g.OC, ms, (double)g.OC * g.C * 2 / ms * 1e-6, prop.name);
-        fflush(stdout);
+        for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++) {
+            const int cfg = cfgs[ci];
+            sbk_set_legacy(cfg < 0 ? SBK_LEGACY_GEMV : 0);
+            sbk_gemv_config(cfg < 0 ? 0 : cfg);
+            int c = 0;
+            auto launch = [&]() {
+                sbk_gemv(y.as<float>(), (const char *)w.p + (size_t)c * wbytes, x.p, SBK_BF16, g.C, g.OC, 0.0f, 0);
+                c = (c + 1) % copies;
+            };
+            const double ms = time_ms([&]() { for (int r = 0; r < 10; r++) launch(); }, 2, 20) / 10;
+            /* per layer: qkv + o + gate_up + down; the head once */
+            tot_ms[ci] += strcmp(g.name, "lm_head") ? 32 * ms : ms;
+            char kern[16];
+            snprintf(kern, sizeof kern, "%s", cfg < 0 ? "legacy" : cfg ? std::to_string(cfg).c_str() : "default");
+            printf("{\"bench\":\"gemv\",\"kernel\":\"%s\",\"name\":\"%s\",\"dtype\":\"bf16\",\"C\":%d,\"OC\":%d,"
+                   "\"copies\":%d,\"reps\":\"20x10\",\"median_ms\":%.4f,\"gbps\":%.1f,\"device\":\"%s\"}\n",
+                   kern, g.name, g.C, g.OC, copies, ms, (double)wbytes / ms * 1e-6, prop.name);
+            fflush(stdout);
+        }
     }
-
+    sbk_set_legacy(0);
+    sbk_gemv_config(0);
+    /* the matmuls of one 7B token (32 layers + head, 13.48 GB incl. the head) per block shape */
+    for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++) {
+        const int cfg = cfgs[ci];
+        printf("{\"bench\":\"gemv_token\",\"kernel\":\"%s\",\"ms_per_token\":%.3f,\"gbps\":%.1f,\"device\":\"%s\"}\n",
+               cfg < 0 ? "legacy" : cfg ? std::to_string(cfg).c_str() : "default", tot_ms[ci],
+               (32.0 * 2 * (12288.0 * 4096 + 4096.0 * 4096 + 22016.0 * 4096 + 4096.0 * 11008) + 2 * 32000.0 * 4096) /
+                   tot_ms[ci] * 1e-6,
+               prop.name);
+    }
+    fflush(stdout);
 }
 
 
@@ -1189,20 +1354,29 @@ static void bench() {
 
 static void test_gemv() {
     Rng rng(31);
-    struct { int C, OC; } shapes[] = {{8, 1}, {16, 37}, {264, 5}, {384, 4096}, {4096, 12288}, {11008, 4096}};
+    /* every block shape of the default kernel (sbk_gemv_config) and the legacy kernel; the
+     * shapes cover rows past OC in the last block (OC % R != 0), rows shorter than one batch
+     * (C = 8), a partial last batch (C = 4104, 11008, 12296) and the 7B shapes */
+    struct { int C, OC; } shapes[] = {{8, 1},       {16, 37},     {264, 5},      {384, 4096}, {4104, 7},
+                                      {4096, 12288}, {11008, 4096}, {12296, 3}, {4096, 22016}};
+    const int cfgs[] = {0, 22, 24, 42, 44, 46, 82, -1}; /* -1: legacy */
     for (auto sh : shapes)
         for (sbk_dtype dt : {SBK_BF16, SBK_F16})
             for (float beta : {0.0f, 1.0f}) {
-                char name[96];
-                snprintf(name, sizeof name, "gemv %s C=%d OC=%d beta=%g", dt_name(dt), sh.C, sh.OC, beta);
-                if (!selected(name)) continue;
+                char base[96];
+                snprintf(base, sizeof base, "gemv %s C=%d OC=%d beta=%g", dt_name(dt), sh.C, sh.OC, beta);
+                bool any = false;
+                for (int cfg : cfgs) {
+                    std::string name = std::string(base) + (cfg < 0 ? " [legacy]" : cfg ? " [RU=" + std::to_string(cfg) + "]" : "");
+                    any = any || selected(name);
+                }
+                if (!any) continue;
                 auto w = round_vec(rng.normals((size_t)sh.OC * sh.C, 0.05f), dt);
                 auto x = round_vec(rng.normals((size_t)sh.C), dt);
                 auto y0 = rng.normals((size_t)sh.OC);
                 DBuf dw, dx, dy;
                 upload_dt(dw, w, dt);
                 upload_dt(dx, x, dt);
-                upload_vec(dy, beta != 0.0f ? y0 : std::vector<float>(sh.OC, NAN));
                 std::vector<double> ref(sh.OC);
                 for (int o = 0; o < sh.OC; o++) {
                     double a = beta != 0.0f ? (double)beta * y0[o] : 0.0;
@@ -1210,13 +1384,29 @@ static void test_gemv() {
                     ref[o] = a;
                 }
                 if (!sbk_gemv_ok(dt, dw.p, dx.p, sh.C)) {
-                    report(name, false, "sbk_gemv_ok refused an aligned call");
+                    report(base, false, "sbk_gemv_ok refused an aligned call");
                     continue;
                 }
-                sbk_gemv(dy.as<float>(), dw.p, dx.p, dt, sh.C, sh.OC, beta, 0);
-                CK(cudaGetLastError());
-                Err e = compare(download_f32(dy), ref);
-                report(name, err_ok(e, 1e-5), ERR_FMT, ERR_ARGS(e, 1e-5));
+                for (int cfg : cfgs) {
+                    std::string name = std::string(base) + (cfg < 0 ? " [legacy]" : cfg ? " [RU=" + std::to_string(cfg) + "]" : "");
+                    if (!selected(name)) continue;
+                    sbk_set_legacy(cfg < 0 ? SBK_LEGACY_GEMV : 0);
+                    sbk_gemv_config(cfg < 0 ? 0 : cfg);
+                    upload_vec(dy, beta != 0.0f ? y0 : std::vector<float>(sh.OC, NAN));
+                    sbk_gemv(dy.as<float>(), dw.p, dx.p, dt, sh.C, sh.OC, beta, 0);
+                    CK(cudaGetLastError());
+                    const auto first = dy.download();
+                    /* the same bytes again (a fixed summation order) */
+                    upload_vec(dy, beta != 0.0f ? y0 : std::vector<float>(sh.OC, NAN));
+                    sbk_gemv(dy.as<float>(), dw.p, dx.p, dt, sh.C, sh.OC, beta, 0);
+                    CK(cudaGetLastError());
+                    const bool same = dy.download() == first;
+                    Err e = compare(download_f32(dy), ref);
+                    report(name, err_ok(e, 1e-5) && same, ERR_FMT "%s", ERR_ARGS(e, 1e-5),
+                           same ? "" : "; a rerun gave other bytes");
+                }
+                sbk_set_legacy(0);
+                sbk_gemv_config(0);
             }
     /* what it refuses: f32, C not a multiple of 8, unaligned pointers */
     DBuf a(64), b(64);
@@ -1262,6 +1452,7 @@ int main(int argc, char **argv) {
     test_rope();
     test_band();
     test_band_graph();
+    test_decode_qkv_store();
     test_decode();
     test_gemv();
     test_loss();

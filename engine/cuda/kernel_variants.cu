@@ -1,0 +1,33 @@
+/* Which kernel variants run (engine/cuda/kernels.h sbk_legacy): the newer decode attention
+ * and one-row matmul by default, the legacy ones when asked for, so a regression can be
+ * compared in one run. Host code only. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/cuda/kernels.h"
+
+static int g_set = 0;
+static unsigned g_mask = 0;
+
+static unsigned from_env(void) {
+    const char *e = getenv("SINKBENCH_CUDA_LEGACY");
+    if (!e) return 0;
+    unsigned m = 0;
+    if (strstr(e, "all")) m |= SBK_LEGACY_DECODE_ATTENTION | SBK_LEGACY_GEMV;
+    if (strstr(e, "attn")) m |= SBK_LEGACY_DECODE_ATTENTION;
+    if (strstr(e, "gemv")) m |= SBK_LEGACY_GEMV;
+    return m;
+}
+
+extern "C" unsigned sbk_legacy(void) {
+    if (!g_set) {
+        g_mask = from_env();
+        g_set = 1;
+    }
+    return g_mask;
+}
+
+extern "C" void sbk_set_legacy(unsigned mask) {
+    g_mask = mask & (SBK_LEGACY_DECODE_ATTENTION | SBK_LEGACY_GEMV);
+    g_set = 1;
+}
