@@ -6,8 +6,8 @@
  * Default kernel (gemv_rows): a block of 256 threads owns R consecutive rows, i.e. R * C * 2
  * contiguous bytes, and its threads split the columns: thread t reads 16-byte vectors t,
  * t + 256, ... of each of the R rows, U vectors per row per batch, so R * U independent
- * 16-byte loads are in flight per thread (R = 4, U = 2 at C <= 4096: one batch; U = 4 above,
- * C = 11008 in two batches), weights with L1::no_allocate, x through the read-only path. The
+ * 16-byte loads are in flight per thread (R = 4, U = 2 at every shape: C = 11008 takes several
+ * batches), weights with L1::no_allocate, x through the read-only path. The
  * grid sweeps the matrix in order, as a copy does. Per-thread sums are reduced with warp
  * shuffles, then over the 8 warps in order through shared memory: a fixed order, so the
  * result does not depend on the launch.
@@ -172,10 +172,9 @@ template <typename T> void launch_gemv(float *y, const void *W, const void *x, i
     case 82: launch_rows<T, 8, 2>(y, W, x, C, OC, beta, s); return;
     default: break;
     }
-    if (C <= 8 * GR_THREADS * 2)
-        launch_rows<T, 4, 2>(y, W, x, C, OC, beta, s);
-    else
-        launch_rows<T, 4, 4>(y, W, x, C, OC, beta, s);
+    /* measured on an H200 (docs/bench/gpu/PERF_NOTES.md): R = 4, U = 2 at every 7B shape, the
+     * down projection (C = 11008) included, beat U = 4 there: 3.42 against 3.53 ms per token */
+    launch_rows<T, 4, 2>(y, W, x, C, OC, beta, s);
 }
 
 } // namespace
