@@ -605,9 +605,12 @@ static void test_swiglu(void) {
         sbt_swiglu_backward(dgg, dgu, db1, db2, ddh, dg, du, n, 0);
         SYNC();
         get(og, dgg, n * 4), get(ou, dgu, n * 4), get(b1, db1, n * 2), get(b2, db2, n * 2);
+        /* dgate carries 1 + g (1 - sigmoid(g)), which cancels near g = -1.28: there the one-ulp
+         * difference of the GPU's expf from glibc's grows (seen: 1.4e-5 over 2^20 samples) */
         double eg = rel_err(og, rg, n), eu = rel_err(ou, ru, n);
-        check(eg <= 1e-5 && eu <= 1e-5 && bf16_of(b1, og, n) && bf16_of(b2, ou, n),
-              "swiglu_backward n=%zu: dgate err %.2e, dup err %.2e (<= 1e-5), bf16 copies exact", n, eg, eu);
+        check(eg <= 1e-4 && eu <= 1e-5 && bf16_of(b1, og, n) && bf16_of(b2, ou, n),
+              "swiglu_backward n=%zu: dgate err %.2e (<= 1e-4), dup err %.2e (<= 1e-5), bf16 copies exact", n, eg,
+              eu);
         poison(dgg, n * 4), poison(dgu, n * 4);
         sbt_swiglu_backward(dgg, dgu, NULL, NULL, ddh, dg, du, n, 0);
         SYNC();
