@@ -52,7 +52,7 @@ int sb_model_weight_files(const char *dir, char ***out, int *n) {
         cnt++;
     }
     closedir(d);
-    qsort(v, (size_t)cnt, sizeof *v, cmp_str);
+    if (cnt > 1) qsort(v, (size_t)cnt, sizeof *v, cmp_str); /* v is NULL when nothing matched */
     *out = v;
     *n = cnt;
     return SB_OK;
