@@ -19,29 +19,10 @@
 
 #include "engine/backend.h"
 #include "engine/common.h"
+#include "engine/cuda/cuda_check.h"
 #include "engine/cpu/ops.h" /* alibi_slopes: host-side, as the cpu engine computes them */
 #include "engine/cuda/kernels.h"
 #include "engine/hf_rope.h"
-
-/* ------------------------------------------------------------ errors */
-
-static int cuda_fail(cudaError_t e, const char *what, const char *file, int line) {
-    cudaGetLastError(); /* a failed call also sets the sticky last error: clear it for the next check */
-    return sb_error("cuda: %s: %s (%s:%d)", what, cudaGetErrorString(e), file, line);
-}
-#define CK(call)                                                                                                     \
-    do {                                                                                                             \
-        cudaError_t e_ = (call);                                                                                     \
-        if (e_ != cudaSuccess) return cuda_fail(e_, #call, __FILE__, __LINE__);                                      \
-    } while (0)
-#define CB(call)                                                                                                     \
-    do {                                                                                                             \
-        cublasStatus_t s_ = (call);                                                                                  \
-        if (s_ != CUBLAS_STATUS_SUCCESS)                                                                             \
-            return sb_error("cublas: %s: status %d (%s:%d)", #call, (int)s_, __FILE__, __LINE__);                   \
-    } while (0)
-/* after a batch of kernel launches */
-#define CL() CK(cudaGetLastError())
 
 /* ------------------------------------------------------------ weights */
 
@@ -198,7 +179,7 @@ static int upload_weights(cuda_ctx *x, const sb_model *m) {
         cudaError_t e = cudaMemcpyAsync(x->embed, m->w.embed.data, V * C * dtype_bytes(x->embed_dt),
                                         cudaMemcpyHostToDevice, x->st);
         if (e == cudaSuccess) e = cudaStreamSynchronize(x->st);
-        if (e != cudaSuccess) rc = cuda_fail(e, "embedding upload", __FILE__, __LINE__);
+        if (e != cudaSuccess) rc = sb_cuda_fail(e, "embedding upload", __FILE__, __LINE__);
     }
     if (!rc && m->w.head.data == m->w.embed.data && x->embed_dt == x->cd) x->head = x->embed;
     else if (!rc) {
@@ -264,9 +245,9 @@ static int cuda_open(sb_backend *b, const sb_backend_opts *o) {
         snprintf(b->device_name, sizeof b->device_name, "%.95s", prop.name);
     int rc = SB_OK;
     e = cudaSetDevice(x->dev);
-    if (e != cudaSuccess) rc = cuda_fail(e, "cudaSetDevice", __FILE__, __LINE__);
+    if (e != cudaSuccess) rc = sb_cuda_fail(e, "cudaSetDevice", __FILE__, __LINE__);
     if (!rc && (e = cudaStreamCreateWithFlags(&x->st, cudaStreamNonBlocking)) != cudaSuccess)
-        rc = cuda_fail(e, "cudaStreamCreate", __FILE__, __LINE__);
+        rc = sb_cuda_fail(e, "cudaStreamCreate", __FILE__, __LINE__);
     if (!rc && cublasCreate(&x->blas) != CUBLAS_STATUS_SUCCESS) rc = sb_error("cublas: cannot create a handle");
     /* a fixed workspace, so cuBLAS allocates nothing while a graph is captured */
     if (!rc) rc = dalloc(x, &x->blas_ws, (size_t)32 << 20);
@@ -275,7 +256,7 @@ static int cuda_open(sb_backend *b, const sb_backend_opts *o) {
                 cublasSetMathMode(x->blas, x->cd == SBK_F32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH) !=
                     CUBLAS_STATUS_SUCCESS))
         rc = sb_error("cublas: cannot configure the handle");
-    if (!rc && (e = sbk_init()) != cudaSuccess) rc = cuda_fail(e, "sbk_init", __FILE__, __LINE__);
+    if (!rc && (e = sbk_init()) != cudaSuccess) rc = sb_cuda_fail(e, "sbk_init", __FILE__, __LINE__);
     if (!rc) rc = upload_weights(x, m);
     if (rc) cuda_close(b);
     return rc;
@@ -479,7 +460,7 @@ static int cuda_exact_new(sb_backend *b, sb_exact **out, int64_t K, int64_t W, i
         cudaError_t e = cudaMallocHost((void **)&s->h_tabs, 4 * (size_t)max_T * half * sizeof(float));
         if (e == cudaSuccess) e = cudaMallocHost((void **)&s->h_io, 2 * (size_t)max_T * sizeof(int32_t));
         if (e == cudaSuccess) e = cudaMallocHost((void **)&s->h_out, (size_t)max_T * x->V * sizeof(float));
-        if (e != cudaSuccess) rc = cuda_fail(e, "pinned host buffers", __FILE__, __LINE__);
+        if (e != cudaSuccess) rc = sb_cuda_fail(e, "pinned host buffers", __FILE__, __LINE__);
     }
     rc = rc ? rc : exact_zero(s);
     if (rc) {
@@ -759,7 +740,7 @@ static int cuda_slots_new(sb_backend *b, sb_slots **out, int64_t n_slots, int64_
     rc = rc ? rc : acts_alloc(x, &c->a, 1, (size_t)2 * half);
     if (!rc) {
         cudaError_t e = cudaMallocHost((void **)&c->h_logits, (size_t)x->V * sizeof(float));
-        if (e != cudaSuccess) rc = cuda_fail(e, "pinned logits", __FILE__, __LINE__);
+        if (e != cudaSuccess) rc = sb_cuda_fail(e, "pinned logits", __FILE__, __LINE__);
     }
     rc = rc ? rc : slots_resize(c, n_slots);
     if (rc) {
@@ -937,10 +918,10 @@ static int cuda_token_forward(sb_slots *c, const sb_kv_state *s, int32_t token, 
         rc = step_launch(c, s, obs != NULL);
         cudaError_t e = cudaStreamEndCapture(x->st, &g);
         if (rc) return rc;
-        if (e != cudaSuccess) return cuda_fail(e, "cudaStreamEndCapture", __FILE__, __LINE__);
+        if (e != cudaSuccess) return sb_cuda_fail(e, "cudaStreamEndCapture", __FILE__, __LINE__);
         e = cudaGraphInstantiate(&c->graph, g, 0);
         cudaGraphDestroy(g);
-        if (e != cudaSuccess) return cuda_fail(e, "cudaGraphInstantiate", __FILE__, __LINE__);
+        if (e != cudaSuccess) return sb_cuda_fail(e, "cudaGraphInstantiate", __FILE__, __LINE__);
         c->have_graph = true;
         memcpy(c->graph_key, key, sizeof key);
         CK(cudaGraphLaunch(c->graph, x->st));

@@ -21,26 +21,10 @@
 #include <string.h>
 
 #include "engine/common.h"
+#include "engine/cuda/cuda_check.h"
 #include "engine/cpu/ops.h"
 #include "train/cuda/train_kernels.h"
 #include "train/train.h"
-
-static int cuda_fail(cudaError_t e, const char *what, const char *file, int line) {
-    cudaGetLastError(); /* clear the sticky error for the next check */
-    return sb_error("cuda: %s: %s (%s:%d)", what, cudaGetErrorString(e), file, line);
-}
-#define CK(call)                                                                                                     \
-    do {                                                                                                             \
-        cudaError_t e_ = (call);                                                                                     \
-        if (e_ != cudaSuccess) return cuda_fail(e_, #call, __FILE__, __LINE__);                                      \
-    } while (0)
-#define CB(call)                                                                                                     \
-    do {                                                                                                             \
-        cublasStatus_t s_ = (call);                                                                                  \
-        if (s_ != CUBLAS_STATUS_SUCCESS)                                                                             \
-            return sb_error("cublas: %s: status %d (%s:%d)", #call, (int)s_, __FILE__, __LINE__);                   \
-    } while (0)
-#define CL() CK(cudaGetLastError())
 
 /* Offsets (in parameters) of one layer's tensors inside the parameter block. */
 typedef struct {
@@ -291,7 +275,7 @@ static int build_ptrs(sb_train_gpu *g) {
     }
     if (!rc) {
         cudaError_t e = cudaMemcpy(g->ptr_dev, host, total * sizeof(void *), cudaMemcpyHostToDevice);
-        if (e != cudaSuccess) rc = cuda_fail(e, "cudaMemcpy(pointer arrays)", __FILE__, __LINE__);
+        if (e != cudaSuccess) rc = sb_cuda_fail(e, "cudaMemcpy(pointer arrays)", __FILE__, __LINE__);
     }
     free(host);
     return rc;
@@ -482,12 +466,12 @@ int sb_train_gpu_open(sb_train_gpu **out, const sb_model *m, const uint8_t *deca
     g->es = g->f32 ? 4 : 2;
     g->np = m->n_params;
     int rc = SB_OK;
-    if ((e = cudaSetDevice(index)) != cudaSuccess) rc = cuda_fail(e, "cudaSetDevice", __FILE__, __LINE__);
+    if ((e = cudaSetDevice(index)) != cudaSuccess) rc = sb_cuda_fail(e, "cudaSetDevice", __FILE__, __LINE__);
     struct cudaDeviceProp prop;
     if (!rc && cudaGetDeviceProperties(&prop, index) == cudaSuccess) snprintf(g->name, sizeof g->name, "%.95s", prop.name);
     g->peak = peak_flops(index);
     if (!rc && (e = cudaStreamCreateWithFlags(&g->st, cudaStreamNonBlocking)) != cudaSuccess)
-        rc = cuda_fail(e, "cudaStreamCreate", __FILE__, __LINE__);
+        rc = sb_cuda_fail(e, "cudaStreamCreate", __FILE__, __LINE__);
     if (!rc && cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS) rc = sb_error("cublas: cannot create a handle");
     if (!rc) rc = dalloc(g, &g->blas_ws, (size_t)32 << 20);
     if (!rc && (cublasSetStream(g->blas, g->st) != CUBLAS_STATUS_SUCCESS ||
@@ -530,12 +514,12 @@ int sb_train_gpu_open(sb_train_gpu **out, const sb_model *m, const uint8_t *deca
             if ((e = cudaMemcpy(g->rope_cos, cs, half * 4, cudaMemcpyHostToDevice)) != cudaSuccess ||
                 (e = cudaMemcpy(g->rope_sin, cs + half, half * 4, cudaMemcpyHostToDevice)) != cudaSuccess ||
                 (e = cudaMemcpy(g->mask, decay, g->np, cudaMemcpyHostToDevice)) != cudaSuccess)
-                rc = cuda_fail(e, "cudaMemcpy", __FILE__, __LINE__);
+                rc = sb_cuda_fail(e, "cudaMemcpy", __FILE__, __LINE__);
             free(cs);
         }
     }
     if (!rc && (e = cudaMemset(g->grad, 0, g->np * sizeof(float))) != cudaSuccess)
-        rc = cuda_fail(e, "cudaMemset", __FILE__, __LINE__);
+        rc = sb_cuda_fail(e, "cudaMemset", __FILE__, __LINE__);
     if (rc) {
         sb_train_gpu_close(g);
         return rc;
@@ -805,7 +789,7 @@ int64_t sb_train_gpu_sink_share(sb_train_gpu *g, int first_query, double *sum) {
     return (int64_t)B * (T - first_query);
 fail:
     free(h);
-    cuda_fail(cudaGetLastError(), "sink share", __FILE__, __LINE__);
+    sb_cuda_fail(cudaGetLastError(), "sink share", __FILE__, __LINE__);
     return -1;
 }
 
