@@ -25,8 +25,9 @@ if [ -f data/text/heldout-book.txt ]; then
     rm .gpu/heldout.txt
 fi
 strip .gpu/bin/* .gpu/gpu/*
-git rev-parse --short HEAD >.gpu/git_rev
-git diff --quiet HEAD -- . ':!models' ':!results' || echo "-dirty" >>.gpu/git_rev
+rev=$(git rev-parse --short HEAD)
+git diff --quiet HEAD -- . ':!models' ':!results' || rev="$rev-dirty"
+echo "$rev" >.gpu/git_rev
 mkdir -p .gpupack
 if [ "$what" = train ]; then
     mkdir -p .gpudata
