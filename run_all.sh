@@ -18,7 +18,7 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 usage() {
     cat <<'EOF'
 usage: ./run_all.sh [--smoke | --quick | --full] [options]
-  (default)       quick: every experiment at reduced length, 17 min on 2 idle cores
+  (default)       quick: every experiment at reduced length, 18 min on 2 idle cores
                   (measured, dependencies and datasets in place)
   --full          whole held-out stream (3.4M tokens), 400K-token ablations and cache sweep,
                   20K-token dense and re-computation runs, latency sweeps up to cache 4096

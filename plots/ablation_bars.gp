@@ -16,6 +16,9 @@ set boxwidth 0.9
 set grid ytics mytics lc rgb "#dddddd"
 set key outside right top noenhanced title "cache policy (K+W)"
 set xtics noenhanced
+# gnuplot's default cycle has 8 colours; up to 12 policies get one of their own
+array colours[12] = ["#9400d3", "#009e73", "#56b4e9", "#e69f00", "#f0e442", "#0072b2", "#e51e10", "#000000", \
+                     "#cc79a7", "#8c564b", "#7f7f7f", "#17becf"]
 lo = 1e300; hi = 0
 do for [c = 2:nc + 1] {
     undefine STATS_records
@@ -29,6 +32,6 @@ if (ymax / ymin < 20) { step = exp(log(ymax / ymin) / 8); set ytics ymin, step f
 do for [t = 1:2] {
     if (t == 1) { set terminal pngcairo size 1000, 560 font "sans,11"; set output out.".png" }
     else { set terminal svg size 1000, 560 dynamic font "sans,11"; set output out.".svg" }
-    plot for [c = 2:nc + 1] data using c:xtic(1) title columnheader(c)
+    plot for [c = 2:nc + 1] data using c:xtic(1) title columnheader(c) lc rgb colours[(c - 2) % 12 + 1]
     unset output
 }
