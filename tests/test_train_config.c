@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,7 @@ static void test_errors_name_key_and_value(void **state) {
     expect_error("batch = 4", "batch = 4x", "optim.batch", "'4x'");
     expect_error("dim = 48", "dim = 99999999999", "model.dim", "99999999999");
     expect_error("tie_embeddings = true", "tie_embeddings = maybe", "model.tie_embeddings", "'maybe'");
+    expect_error("tie_embeddings = true", "tie_embeddings = true\ninit = xavier", "model.init", "'xavier'");
     expect_error("type = sink_logit", "type = magic", "variant.type", "'magic'");
     expect_error("seed = 7", "seed = -3", "run.seed", "'-3'");
     expect_error("log = log.h5", "log = ../x.h5", "run.log", "../x.h5");
@@ -127,7 +129,56 @@ static void test_ini_roundtrip(void **state) {
     assert_int_equal(a.grad_accum, b.grad_accum);
     assert_string_equal(a.heldout_path, b.heldout_path);
     assert_int_equal(a.eval_tokens, b.eval_tokens);
+    assert_int_equal(a.init, SB_INIT_GPT2);
     free(ini);
+    /* the init scheme survives the echo */
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", base_ini);
+    char *at = strstr(buf, "tie_embeddings = true\n");
+    memmove(at + strlen("init = pytorch\n"), at, strlen(at) + 1);
+    memcpy(at, "init = pytorch\n", strlen("init = pytorch\n"));
+    assert_int_equal(parse(&a, buf), SB_OK);
+    assert_int_equal(a.init, SB_INIT_PYTORCH);
+    ini = sb_train_config_to_ini(&a);
+    assert_non_null(strstr(ini, "init = pytorch\n"));
+    assert_int_equal(parse(&b, ini), SB_OK);
+    assert_int_equal(b.init, SB_INIT_PYTORCH);
+    free(ini);
+}
+
+/* PyTorch's defaults: embedding N(0, 1), linears U(+-1/sqrt(fan_in)), norms 1, deterministic */
+static void test_init_pytorch(void **state) {
+    (void)state;
+    sb_train_config c;
+    assert_int_equal(parse(&c, base_ini), SB_OK);
+    c.model.tie_embeddings = false;
+    sb_model m, m2;
+    assert_int_equal(sb_model_alloc(&m, &c.model), SB_OK);
+    assert_int_equal(sb_model_alloc(&m2, &c.model), SB_OK);
+    sb_train_init_weights_scheme(&m, 3, 0.02f, SB_INIT_PYTORCH);
+    sb_train_init_weights_scheme(&m2, 3, 0.02f, SB_INIT_PYTORCH);
+    assert_memory_equal(m.params, m2.params, m.n_params * sizeof(float));
+    const size_t ne = (size_t)c.model.vocab_size * c.model.dim;
+    double s2 = 0.0;
+    for (size_t i = 0; i < ne; i++) s2 += (double)m.w.tok_embed[i] * m.w.tok_embed[i];
+    double sd = sqrt(s2 / (double)ne);
+    assert_true(sd > 0.95 && sd < 1.05);
+    const sb_layer_weights *l = &m.w.layers[1];
+    const size_t nq = (size_t)c.model.n_heads * c.model.head_dim * c.model.dim;
+    float bound = 1.0f / sqrtf((float)c.model.dim), mx = 0.0f;
+    for (size_t i = 0; i < nq; i++) mx = fabsf(l->wq[i]) > mx ? fabsf(l->wq[i]) : mx;
+    assert_true(mx <= bound && mx > 0.9f * bound);
+    const size_t nd = (size_t)c.model.dim * c.model.ffn_dim;
+    float bd = 1.0f / sqrtf((float)c.model.ffn_dim), md = 0.0f;
+    for (size_t i = 0; i < nd; i++) md = fabsf(l->w_down[i]) > md ? fabsf(l->w_down[i]) : md;
+    assert_true(md <= bd && md > 0.9f * bd);
+    assert_true(l->attn_norm_w[0] == 1.0f && l->sink_logit[0] == 0.0f);
+    /* and the default scheme is untouched by the option */
+    sb_train_init_weights_scheme(&m2, 3, 0.02f, SB_INIT_GPT2);
+    sb_train_init_weights(&m, 3, 0.02f);
+    assert_memory_equal(m.params, m2.params, m.n_params * sizeof(float));
+    sb_model_free(&m);
+    sb_model_free(&m2);
 }
 
 static void test_load_missing_file(void **state) {
@@ -198,6 +249,7 @@ int main(void) {
         cmocka_unit_test(test_errors_name_key_and_value),
         cmocka_unit_test(test_consistency_errors),
         cmocka_unit_test(test_ini_roundtrip),
+        cmocka_unit_test(test_init_pytorch),
         cmocka_unit_test(test_load_missing_file),
         cmocka_unit_test(test_lr_schedule),
         cmocka_unit_test(test_tokenizer_ids),

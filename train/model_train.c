@@ -249,7 +249,13 @@ int64_t sb_train_sink_share_accumulate(const sb_train_model *tm, int first_query
     return (int64_t)B * (T - first_query);
 }
 
+const char *sb_train_init_name(sb_train_init s) { return s == SB_INIT_PYTORCH ? "pytorch" : "gpt2"; }
+
 void sb_train_init_weights(sb_model *m, uint64_t seed, float init_std) {
+    sb_train_init_weights_scheme(m, seed, init_std, SB_INIT_GPT2);
+}
+
+void sb_train_init_weights_scheme(sb_model *m, uint64_t seed, float init_std, sb_train_init scheme) {
     const sb_model_config *c = &m->cfg;
     int nt = sb_model_tensor_count(c);
     sb_tensor_ref *t = malloc_check((size_t)nt * sizeof *t);
@@ -259,7 +265,15 @@ void sb_train_init_weights(sb_model *m, uint64_t seed, float init_std) {
     for (int i = 0; i < nt; i++) {
         sb_rng r;
         sb_rng_seed_stream(&r, seed, (uint64_t)i);
-        if (t[i].ndim == 2) {
+        if (t[i].ndim == 2 && scheme == SB_INIT_PYTORCH) {
+            if (strstr(t[i].name, "embed_tokens")) {
+                sb_rng_fill_normal(&r, t[i].data, t[i].numel, 0.0f, 1.0f);
+            } else {
+                /* nn.Linear: kaiming_uniform(a = sqrt(5)) is U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
+                float bound = 1.0f / sqrtf((float)t[i].shape[1]);
+                for (size_t j = 0; j < t[i].numel; j++) t[i].data[j] = (2.0f * sb_rng_uniformf(&r) - 1.0f) * bound;
+            }
+        } else if (t[i].ndim == 2) {
             bool out_proj = strstr(t[i].name, "o_proj") || strstr(t[i].name, "down_proj");
             sb_rng_fill_normal(&r, t[i].data, t[i].numel, 0.0f, out_proj ? out_std : init_std);
         } else if (strstr(t[i].name, "sinks")) {

@@ -46,10 +46,18 @@ typedef enum {
 
 #define SB_TRAIN_PATH_MAX 1024
 
+/* Weight initialisation ([model] init). */
+typedef enum {
+    SB_INIT_GPT2,                /* N(0, init_std) matrices, out-projections / sqrt(2L) (default) */
+    SB_INIT_PYTORCH              /* PyTorch's defaults: embedding N(0, 1), every linear layer
+                                    U(-1/sqrt(fan_in), 1/sqrt(fan_in)); init_std unused */
+} sb_train_init;
+
 typedef struct {
     /* [model] vocab dim layers heads kv_heads ffn ctx rope_theta norm_eps tie_embeddings init_std */
     sb_model_config model;       /* softmax and sink_token_id follow the variant */
     float init_std;              /* std of the projection weights; out-projections / sqrt(2L) */
+    sb_train_init init;          /* [model] init = gpt2 | pytorch */
     /* [data] train heldout seq_len tokenizer */
     char train_path[SB_TRAIN_PATH_MAX];
     char heldout_path[SB_TRAIN_PATH_MAX];
@@ -141,6 +149,11 @@ int64_t sb_train_sink_share_accumulate(const sb_train_model *tm, int first_query
 /* Deterministic initialisation: N(0, init_std) for matrices (o_proj and down_proj divided by
  * sqrt(2 * layers)), 1 for norm weights, 0 for sink logits; one RNG stream per tensor. */
 void sb_train_init_weights(sb_model *m, uint64_t seed, float init_std);
+/* The same with a scheme: SB_INIT_GPT2 is sb_train_init_weights; SB_INIT_PYTORCH draws the
+ * token embedding from N(0, 1) and every other matrix [out, in] from U(-1/sqrt(in), 1/sqrt(in))
+ * (nn.Embedding and nn.Linear's defaults), norms 1, sink logits 0. */
+void sb_train_init_weights_scheme(sb_model *m, uint64_t seed, float init_std, sb_train_init scheme);
+const char *sb_train_init_name(sb_train_init s);
 
 /* ------------------------------------------------------------------ optimizer */
 

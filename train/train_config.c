@@ -161,6 +161,12 @@ static int on_key(void *user, const char *sec, const char *key, const char *val)
             p->head_dim_set = 1;
             return 1;
         }
+        if (!strcmp(key, "init")) {
+            if (!strcmp(val, "gpt2")) c->init = SB_INIT_GPT2;
+            else if (!strcmp(val, "pytorch")) c->init = SB_INIT_PYTORCH;
+            else return bad(p, sec, key, val, "expected gpt2 or pytorch");
+            return 1;
+        }
         if (!strcmp(key, "tie_embeddings")) {
             if (get_bool(val, &m->tie_embeddings)) return bad(p, sec, key, val, "expected true or false");
             return 1;
@@ -325,7 +331,7 @@ char *sb_train_config_to_ini(const sb_train_config *c) {
                      "; written by sinkbench train: the resolved configuration of this run\n"
                      "[model]\nvocab = %d\ndim = %d\nlayers = %d\nheads = %d\nkv_heads = %d\nhead_dim = %d\n"
                      "ffn = %d\nctx = %d\nrope_theta = %.9g\nnorm_eps = %.9g\ntie_embeddings = %s\n"
-                     "init_std = %.9g\n\n"
+                     "init_std = %.9g\ninit = %s\n\n"
                      "[data]\ntrain = %s\nheldout = %s\ntokenizer = %s\nseq_len = %d\n\n"
                      "[optim]\nlr = %.17g\nmin_lr = %.17g\nwarmup = %d\nsteps = %d\nbatch = %d\n"
                      "grad_accum = %d\nweight_decay = %.17g\nbeta1 = %.17g\nbeta2 = %.17g\neps = %.17g\n"
@@ -335,7 +341,7 @@ char *sb_train_config_to_ini(const sb_train_config *c) {
                      "[variant]\ntype = %s\nsink_token_id = %d\n",
                      m->vocab_size, m->dim, m->n_layers, m->n_heads, m->n_kv_heads, m->head_dim, m->ffn_dim,
                      m->max_ctx, (double)m->rope_theta, (double)m->norm_eps, m->tie_embeddings ? "true" : "false",
-                     (double)c->init_std, c->train_path, c->heldout_path, c->tokenizer_path, c->seq_len, c->lr, c->min_lr, c->warmup,
+                     (double)c->init_std, sb_train_init_name(c->init), c->train_path, c->heldout_path, c->tokenizer_path, c->seq_len, c->lr, c->min_lr, c->warmup,
                      c->steps, c->batch, c->grad_accum, c->weight_decay, c->beta1, c->beta2, c->eps, c->clip,
                      (unsigned long long)c->seed, c->threads, c->eval_interval, (long long)c->eval_tokens,
                      c->checkpoint_interval, c->log_name, sb_train_variant_name(c->variant), m->sink_token_id);

@@ -258,7 +258,7 @@ static int setup(run_ctx *r, const sb_train_config *cfg, const char *out_dir, co
             return sb_error("%s: no training state to resume (train_state.bin is missing)", out_dir);
         if (sb_train_checkpoint_load(t, r->state_path)) return SB_ERR;
     } else {
-        sb_train_init_weights(&t->model, cfg->seed, cfg->init_std);
+        sb_train_init_weights_scheme(&t->model, cfg->seed, cfg->init_std, cfg->init);
         /* the data stream has its own seed stream, apart from the per-tensor init streams */
         sb_rng_seed_stream(&t->rng, cfg->seed, UINT64_C(0xDA7A));
         t->step = 0;
