@@ -104,7 +104,9 @@ static int train_parse(void *self, int argc, char **argv) {
 static int train_run(void *self) {
     train_cmd *t = self;
     t->opt.interrupt = sb_signal_flag();
-    return sb_train_run(&t->cfg, t->run.c.out, &t->opt, &t->res) ? SB_ERR : SB_OK;
+    int rc = sb_train_run(&t->cfg, t->run.c.out, &t->opt, &t->res);
+    /* a usage error (--device on a binary without CUDA, no GPU) keeps its exit status 2 */
+    return rc == SB_ERR_USAGE ? rc : rc ? SB_ERR : SB_OK;
 }
 
 /* A run the trainer completed stands, even with a signal caught after its last step. */

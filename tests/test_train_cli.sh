@@ -70,6 +70,12 @@ expect_error 2 "unknown option '--bogus'" $SB train --bogus
 expect_error 2 "--out is required" $SB train --config "$T/tiny.ini"
 expect_error 2 "--stop-at" $SB train --config "$T/tiny.ini" --out "$T/x" --stop-at zero
 expect_error 2 "--max-memory" $SB train --config "$T/tiny.ini" --out "$T/x" --max-memory lots
+# --device: a CPU-only binary says so before writing anything; a bad device string is a usage error
+if ! grep -q cublasCreate "$SB" 2>/dev/null; then
+    expect_error 2 "without CUDA" $SB train --config "$T/tiny.ini" --out "$T/nogpu" --device cuda
+    [ ! -e "$T/nogpu" ] || fail "--device cuda on a CPU-only binary created $T/nogpu"
+fi
+expect_error 2 "--compute f16" $SB train --config "$T/tiny.ini" --out "$T/x" --compute f16
 expect_error 2 "--max-memory must be positive" $SB train --config "$T/tiny.ini" --out "$T/x" --max-memory 0
 expect_error 1 "more than the --max-memory limit of 4096 bytes" $SB train --config "$T/tiny.ini" --out "$T/x" --max-memory 4K
 expect_error 1 "$T/none.ini" $SB train --config "$T/none.ini" --out "$T/x"

@@ -241,6 +241,11 @@ static int setup(run_ctx *r, const sb_train_config *cfg, const char *out_dir, co
     t->step_loss = calloc((size_t)cfg->steps, sizeof(float));
     if (!t->adam_m || !t->adam_v || !t->step_loss) return sb_error("cannot allocate optimizer state");
     t->decay = sb_train_decay_mask(&t->model);
+    /* the device first: a missing GPU or a binary without CUDA fails before anything is written */
+    if (gpu) {
+        int rc = sb_train_gpu_open(&r->gpu, &t->model, t->decay, cfg->batch, cfg->seq_len, opt->device, opt->compute);
+        if (rc) return rc;
+    }
     t->hist.n_layers = mc->n_layers;
     t->hist.n_heads = mc->n_heads;
     r->tok = malloc_check((size_t)cfg->batch * cfg->seq_len * sizeof(int32_t));
@@ -270,8 +275,6 @@ static int setup(run_ctx *r, const sb_train_config *cfg, const char *out_dir, co
         if (rc) return SB_ERR;
     }
     if (gpu) {
-        if (sb_train_gpu_open(&r->gpu, &t->model, t->decay, cfg->batch, cfg->seq_len, opt->device, opt->compute))
-            return SB_ERR;
         if (sb_train_gpu_upload(r->gpu, t->model.params, t->adam_m, t->adam_v)) return SB_ERR;
         if (!opt->quiet)
             fprintf(stderr, "train: %s, %s matmuls, %.2f GiB of GPU memory\n", sb_train_gpu_name(r->gpu),
@@ -290,6 +293,8 @@ int sb_train_run(const sb_train_config *cfg, const char *out_dir, const sb_train
     res->last_heldout_loss = NAN;
     res->last_train_loss = NAN;
     if (sb_train_config_validate(cfg)) return SB_ERR;
+    if (opt->device && strcmp(opt->device, "cpu") != 0 && !sb_train_gpu_available())
+        return sb_usage_error("--device %s: this binary was built without CUDA (build with make CUDA=1)", opt->device);
     /* what is resident before the run: code, libraries, the caller's data */
     double rss_mb = sb_rss_mb();
     uint64_t runtime_base = rss_mb > 0 ? (uint64_t)(rss_mb * 1048576.0) : 0;
