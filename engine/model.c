@@ -599,35 +599,3 @@ void sb_model_embed_row(float *out, const sb_model *m, int32_t row) {
     const sb_weight *e = &m->w.embed;
     to_f32(out, (const unsigned char *)e->data + (size_t)row * C * dtype_bytes(e->dtype), e->dtype, C);
 }
-
-int sb_model_save(const sb_model *m, const char *dir) {
-    const sb_model_config *c = &m->cfg;
-    if (sb_model_config_validate(c)) return SB_ERR;
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return sb_error("%s: cannot create directory: %s", dir, strerror(errno));
-    int nt = sb_model_tensor_count(c);
-    sb_tensor_ref *t = malloc_check((size_t)nt * sizeof *t);
-    sb_st_write_tensor *wt = malloc_check((size_t)nt * sizeof *wt);
-    sb_weight *raw = malloc_check((size_t)nt * sizeof *raw);
-    sb_model_tensor_list(c, m, t);
-    for (int i = 0; i < nt; i++) {
-        memset(&wt[i], 0, sizeof wt[i]);
-        wt[i].name = t[i].name;
-        wt[i].data = t[i].data;
-        raw[i] = t[i].stored;
-        wt[i].ndim = t[i].ndim;
-        wt[i].shape[0] = t[i].shape[0];
-        wt[i].shape[1] = t[i].shape[1];
-    }
-    char path[4096];
-    const char *mk[] = {"format"}, *mv[] = {"pt"}; /* transformers insists on format=pt */
-    int rc = join_path(path, sizeof path, dir, "model.safetensors");
-    if (!rc) rc = sb_st_write_raw(path, wt, raw, nt, c->dtype, mk, mv, 1);
-    /* config last: a directory with a config.json always has its weights */
-    if (!rc) rc = join_path(path, sizeof path, dir, "config.json");
-    if (!rc) rc = sb_hfconfig_save(c, path);
-    free(t);
-    free(wt);
-    free(raw);
-    return rc;
-}

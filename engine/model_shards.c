@@ -1,7 +1,7 @@
-/* Sharded checkpoints in the Hugging Face layout: model-0000i-of-0000n.safetensors plus
- * model.safetensors.index.json ({"metadata": {"total_size": bytes}, "weight_map": {tensor:
- * file}}), which sb_st_set_open already reads. Written so that no shipped file exceeds a size
- * limit (the repository keeps files of at most 16 MiB). */
+/* Writing checkpoints: one model.safetensors, or shards in the Hugging Face layout
+ * (model-0000i-of-0000n.safetensors plus model.safetensors.index.json: {"metadata":
+ * {"total_size": bytes}, "weight_map": {tensor: file}}, which sb_st_set_open already reads), so
+ * that no shipped file exceeds a size limit (the repository keeps files of at most 16 MiB). */
 #include "engine/model.h"
 
 #include <cjson/cJSON.h>
@@ -86,6 +86,44 @@ static void remove_stale(const char *dir, bool keep_single, int n_shards) {
     closedir(d);
 }
 
+/* One tensor of the model as the writer takes it: fp32 values, or the stored compact ones. */
+static void fill_entry(sb_st_write_tensor *wt, sb_weight *raw, const sb_tensor_ref *t) {
+    memset(wt, 0, sizeof *wt);
+    wt->name = t->name;
+    wt->data = t->data;
+    *raw = t->stored;
+    wt->ndim = t->ndim;
+    wt->shape[0] = t->shape[0];
+    wt->shape[1] = t->shape[1];
+}
+
+static const char *const meta_keys[] = {"format"}, *const meta_values[] = {"pt"}; /* transformers insists */
+
+static int save_single(const sb_model *m, const char *dir) {
+    const sb_model_config *c = &m->cfg;
+    if (sb_model_config_validate(c)) return SB_ERR;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return sb_error("%s: cannot create directory: %s", dir, strerror(errno));
+    int nt = sb_model_tensor_count(c);
+    sb_tensor_ref *t = malloc_check((size_t)nt * sizeof *t);
+    sb_st_write_tensor *wt = malloc_check((size_t)nt * sizeof *wt);
+    sb_weight *raw = malloc_check((size_t)nt * sizeof *raw);
+    sb_model_tensor_list(c, m, t);
+    for (int i = 0; i < nt; i++) fill_entry(&wt[i], &raw[i], &t[i]);
+    char path[4096];
+    int rc = snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path
+                 ? sb_error("%s: path too long", dir) : SB_OK;
+    if (!rc) rc = sb_st_write_raw(path, wt, raw, nt, c->dtype, meta_keys, meta_values, 1);
+    /* config last: a directory with a config.json always has its weights */
+    if (!rc && snprintf(path, sizeof path, "%s/config.json", dir) >= (int)sizeof path)
+        rc = sb_error("%s: path too long", dir);
+    if (!rc) rc = sb_hfconfig_save(c, path);
+    free(t), free(wt), free(raw);
+    return rc;
+}
+
+int sb_model_save(const sb_model *m, const char *dir) { return sb_model_save_sharded(m, dir, 0); }
+
 int sb_model_save_sharded(const sb_model *m, const char *dir, uint64_t max_shard_bytes) {
     const sb_model_config *c = &m->cfg;
     size_t es = c->dtype == SB_DTYPE_F32 ? 4 : 2;
@@ -98,7 +136,7 @@ int sb_model_save_sharded(const sb_model *m, const char *dir, uint64_t max_shard
     const uint64_t base = 8 + 64 + 8;
     if (max_shard_bytes == 0 || total + base + (uint64_t)nt * 200 <= max_shard_bytes) {
         free(t);
-        int rc = sb_model_save(m, dir);
+        int rc = save_single(m, dir);
         if (!rc) remove_stale(dir, true, 0);
         return rc;
     }
@@ -129,7 +167,6 @@ int sb_model_save_sharded(const sb_model *m, const char *dir, uint64_t max_shard
     cJSON *root = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(root, "metadata");
     cJSON_AddNumberToObject(meta, "total_size", (double)total);
     cJSON *map = cJSON_AddObjectToObject(root, "weight_map");
-    const char *mk[] = {"format"}, *mv[] = {"pt"};
     char path[4096], name[64];
     int rc = SB_OK;
     for (int s = 1; s <= n_shards && !rc; s++) {
@@ -137,18 +174,12 @@ int sb_model_save_sharded(const sb_model *m, const char *dir, uint64_t max_shard
         snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", s, n_shards);
         for (int i = 0; i < nt; i++) {
             if (shard_of[i] != s) continue;
-            memset(&wt[k], 0, sizeof wt[k]);
-            wt[k].name = t[i].name;
-            wt[k].data = t[i].data;
-            raw[k] = t[i].stored;
-            wt[k].ndim = t[i].ndim;
-            wt[k].shape[0] = t[i].shape[0];
-            wt[k].shape[1] = t[i].shape[1];
+            fill_entry(&wt[k], &raw[k], &t[i]);
             cJSON_AddStringToObject(map, t[i].name, name);
             k++;
         }
         if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) rc = sb_error("%s: path too long", dir);
-        if (!rc) rc = sb_st_write_raw(path, wt, raw, k, c->dtype, mk, mv, 1);
+        if (!rc) rc = sb_st_write_raw(path, wt, raw, k, c->dtype, meta_keys, meta_values, 1);
     }
     char *json = rc ? NULL : cJSON_Print(root);
     cJSON_Delete(root);
