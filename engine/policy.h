@@ -7,6 +7,7 @@
  *   sinks:K:W          K initial tokens + W recent (StreamingLLM)
  *   sinks:K:W:newline  K newline tokens are prefixed to the stream and act as the sinks
  *   learned:W          the model's <sink> token is prefixed and kept: sinks:1:W over [sink]+stream
+ *   learned:K:W        the <sink> and the stream's first K-1 tokens: sinks:K:W over [sink]+stream
  *   recompute:W        each token is predicted by a fresh dense pass over the last W tokens
  *   h2o:K:H:W          K initial + H heavy hitters (accumulated attention, per layer) + W recent
  *   tova:C             C tokens; each step evicts the one the current query attends to least
