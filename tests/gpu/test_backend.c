@@ -5,7 +5,7 @@
  *              absolute), and GPU exact mode against GPU decode mode (1e-5 of the NLL)
  *   scored     h2o and tova (decode mode, the attention observer on the GPU) against the cpu
  *   shards     a scored range on the GPU equals the GPU's whole run
- *   learned    learned:W and sinks:4:W:newline on a random model with a <sink> token, GPU f32
+ *   learned    learned:W, learned:4:W and sinks:4:W:newline on a random model with a <sink> token, GPU f32
  *              against the cpu
  *   bf16       bf16 compute on sb-base over the held-out stream (argument: .tok or .ids, its
  *              first 20,001 tokens): mean NLL within
@@ -205,6 +205,7 @@ int main(int argc, char **argv) {
             uint32_t seed = 7;
             for (int64_t i = 0; i < k; i++) seed = seed * 1664525u + 1013904223u, r[i] = (int32_t)(seed >> 8) % 512;
             versus(&m, "learned", "learned:255", SB_COMPUTE_F32, r, k, 1e-5);
+            versus(&m, "learned, sink + 3", "learned:4:252", SB_COMPUTE_F32, r, k, 1e-5);
             versus(&m, "newline", "sinks:4:252:newline", SB_COMPUTE_F32, r, k, 1e-5);
             free(r);
             sb_model_free(&m);
