@@ -24,20 +24,7 @@
 #include "engine/model.h"
 #include "engine/policy.h"
 #include "engine/stream_eval.h"
-
-static int n_pass, n_fail;
-
-static void check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(bool ok, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s ", ok ? "PASS" : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    fflush(stdout);
-    va_end(ap);
-    ok ? n_pass++ : n_fail++;
-}
+#include "tests/gpu/gpu_check.h"
 
 static int32_t *read_ids(const char *path, int64_t *n) {
     char *data;

@@ -20,19 +20,7 @@
 #include "engine/rng.h"
 #include "train/train.h"
 #include "train/train_gpu.h"
-
-static int n_pass, n_fail;
-
-static void check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(bool ok, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s ", ok ? "ok  " : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    ok ? n_pass++ : n_fail++;
-}
+#include "tests/gpu/gpu_check.h"
 
 typedef struct {
     const char *name;

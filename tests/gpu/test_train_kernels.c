@@ -28,26 +28,13 @@
 #include "train/cuda/train_kernels.h"
 #include "train/train.h"
 #include "train/train_layers.h"
+#include "tests/gpu/gpu_check.h"
 
 /* ------------------------------------------------------------ harness */
-
-static int n_pass, n_fail;
 
 static void finish(void) {
     printf("%d passed, %d failed\n", n_pass, n_fail);
     exit(n_fail ? 1 : 0);
-}
-
-static void check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(bool ok, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s ", ok ? "PASS" : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    fflush(stdout);
-    va_end(ap);
-    ok ? n_pass++ : n_fail++;
 }
 
 #define CK(call)                                                                                              \
