@@ -45,8 +45,13 @@ train)
         [ -f "$t" ] || xz -T0 -dc "$f" >"$t"
     done
     # the same token streams as scripts/make_models.sh makes
-    [ -f data/tok/train.tok ] || $bin tokenize --model data/tokenizer-4096 \
-        --in <(cat data/text/train.txt data/text/train-more.txt) --out data/tok/train.tok
+    if grep -q '^train *= *data/tok/train-only.tok' configs/train_$name.ini; then
+        [ -f data/tok/train-only.tok ] || $bin tokenize --model data/tokenizer-4096 \
+            --in data/text/train.txt --out data/tok/train-only.tok
+    else
+        [ -f data/tok/train.tok ] || $bin tokenize --model data/tokenizer-4096 \
+            --in <(cat data/text/train.txt data/text/train-more.txt) --out data/tok/train.tok
+    fi
     for s in heldout-book heldout-austen; do
         [ -f data/tok/$s.tok ] || $bin tokenize --model data/tokenizer-4096 --in data/text/$s.txt --out data/tok/$s.tok
     done

@@ -29,17 +29,18 @@ if [ ! -f data/tokenizer-4096/tokenizer.json ]; then
     "$bin" tokenizer-train --in data/text/train.txt --vocab 4096 --out data/tokenizer-4096
 fi
 mkdir -p data/tok
-for s in train heldout-book heldout-austen; do
+for s in train train-only heldout-book heldout-austen; do
     # a token file older than its tokenizer or its text is stale
     if [ ! -f data/tok/$s.tok ] || [ data/tokenizer-4096/tokenizer.json -nt data/tok/$s.tok ] ||
-        [ data/text/$s.txt -nt data/tok/$s.tok ] || { [ $s = train ] && [ data/text/train-more.txt -nt data/tok/train.tok ]; }; then
+        [ data/text/${s%-only}.txt -nt data/tok/$s.tok ] || { [ $s = train ] && [ data/text/train-more.txt -nt data/tok/train.tok ]; }; then
         say "tokenize $s"
         if [ $s = train ]; then
             # the training stream is train.txt (the tokenizer's text) followed by train-more.txt
             "$bin" tokenize --model data/tokenizer-4096 --in <(cat data/text/train.txt data/text/train-more.txt) \
                 --out data/tok/train.tok
         else
-            "$bin" tokenize --model data/tokenizer-4096 --in data/text/$s.txt --out data/tok/$s.tok
+            # train-only.tok: train.txt alone, what the default models train on
+            "$bin" tokenize --model data/tokenizer-4096 --in data/text/${s%-only}.txt --out data/tok/$s.tok
         fi
     fi
 done
