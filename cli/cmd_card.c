@@ -182,7 +182,7 @@ int cmd_card(int argc, char **argv) {
 
     double target_seen = NAN;
     if (n_evals) {
-        sb_study_buf_printf(&s, "## Held-out streams\n\n| stream | policy | tokens | perplexity | bits per byte | machine, threads | git |\n"
+        sb_study_buf_printf(&s, "## Held-out streams\n\n| stream | policy | tokens | perplexity | bits per byte | machine (threads or compute) | git |\n"
                       "|---|---|---:|---:|---:|---|---|\n");
         for (int i = 0; i < n_evals; i++) {
             char *text;
@@ -193,8 +193,18 @@ int cmd_card(int argc, char **argv) {
             if (!j) return cli_fail("card", sb_error("%s: not JSON (expected sinkbench ppl --json output)", evals[i]));
             const char *data = jstr(j, "data");
             double bpb = jnum(j, "bpb");
-            sb_study_buf_printf(&s, "| %s | `%s` | %.0f | %.2f | %.4f | %s, %.0f | %s |\n", stream_name(data), jstr(j, "policy"),
-                      jnum(j, "tokens"), jnum(j, "ppl"), bpb, jstr(j, "cpu_model"), jnum(j, "threads"), jstr(j, "git_rev"));
+            /* bits per byte exist only for text input (a .tok stream has no byte counts) */
+            char bpb_s[32] = "n/a";
+            if (isfinite(bpb)) snprintf(bpb_s, sizeof bpb_s, "%.4f", bpb);
+            /* a GPU evaluation names its GPU, a CPU one its processor and threads */
+            const char *gpu = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "device_name"));
+            if (gpu && strncmp(jstr(j, "device"), "cuda", 4) == 0)
+                sb_study_buf_printf(&s, "| %s | `%s` | %.0f | %.2f | %s | %s (%s) | %s |\n", stream_name(data), jstr(j, "policy"),
+                                    jnum(j, "tokens"), jnum(j, "ppl"), bpb_s, gpu, jstr(j, "compute"), jstr(j, "git_rev"));
+            else
+                sb_study_buf_printf(&s, "| %s | `%s` | %.0f | %.2f | %s | %s, %.0f | %s |\n", stream_name(data), jstr(j, "policy"),
+                                    jnum(j, "tokens"), jnum(j, "ppl"), bpb_s, jstr(j, "cpu_model"), jnum(j, "threads"),
+                                    jstr(j, "git_rev"));
             if (strstr(data, target_data) && isfinite(bpb)) target_seen = bpb;
             cJSON_Delete(j);
         }

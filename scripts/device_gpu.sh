@@ -38,7 +38,7 @@ train)
     stop=${3:-0}
     bin=.gpu/bin/sinkbench
     t0=$SECONDS
-    mkdir -p data/text data/tok data/tokenizer-4096
+    mkdir -p data/text data/tok data/tokenizer-4096 build/models
     cp .gpu/tokenizer.json data/tokenizer-4096/tokenizer.json
     for f in .gpudata/*.txt.xz; do
         t=data/text/$(basename "$f" .xz)
