@@ -196,15 +196,15 @@ int cmd_card(int argc, char **argv) {
             /* bits per byte exist only for text input (a .tok stream has no byte counts) */
             char bpb_s[32] = "n/a";
             if (isfinite(bpb)) snprintf(bpb_s, sizeof bpb_s, "%.4f", bpb);
-            /* a GPU evaluation names its GPU, a CPU one its processor and threads */
+            /* a GPU evaluation names its GPU and arithmetic, a CPU one its processor and threads */
+            char machine[256];
             const char *gpu = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "device_name"));
             if (gpu && strncmp(jstr(j, "device"), "cuda", 4) == 0)
-                sb_study_buf_printf(&s, "| %s | `%s` | %.0f | %.2f | %s | %s (%s) | %s |\n", stream_name(data), jstr(j, "policy"),
-                                    jnum(j, "tokens"), jnum(j, "ppl"), bpb_s, gpu, jstr(j, "compute"), jstr(j, "git_rev"));
+                snprintf(machine, sizeof machine, "%s (%s)", gpu, jstr(j, "compute"));
             else
-                sb_study_buf_printf(&s, "| %s | `%s` | %.0f | %.2f | %s | %s, %.0f | %s |\n", stream_name(data), jstr(j, "policy"),
-                                    jnum(j, "tokens"), jnum(j, "ppl"), bpb_s, jstr(j, "cpu_model"), jnum(j, "threads"),
-                                    jstr(j, "git_rev"));
+                snprintf(machine, sizeof machine, "%s, %.0f", jstr(j, "cpu_model"), jnum(j, "threads"));
+            sb_study_buf_printf(&s, "| %s | `%s` | %.0f | %.2f | %s | %s | %s |\n", stream_name(data), jstr(j, "policy"),
+                                jnum(j, "tokens"), jnum(j, "ppl"), bpb_s, machine, jstr(j, "git_rev"));
             if (strstr(data, target_data) && isfinite(bpb)) target_seen = bpb;
             cJSON_Delete(j);
         }

@@ -39,22 +39,14 @@ train)
     bin=.gpu/bin/sinkbench
     t0=$SECONDS
     mkdir -p data/text data/tok data/tokenizer-4096 build/models
-    cp .gpu/tokenizer.json data/tokenizer-4096/tokenizer.json
+    cp -p .gpu/tokenizer.json data/tokenizer-4096/tokenizer.json
     for f in .gpudata/*.txt.xz; do
         t=data/text/$(basename "$f" .xz)
         [ -f "$t" ] || xz -T0 -dc "$f" >"$t"
     done
-    # the same token streams as scripts/make_models.sh makes
-    if grep -q '^train *= *data/tok/train-only.tok' configs/train_$name.ini; then
-        [ -f data/tok/train-only.tok ] || $bin tokenize --model data/tokenizer-4096 \
-            --in data/text/train.txt --out data/tok/train-only.tok
-    else
-        [ -f data/tok/train.tok ] || $bin tokenize --model data/tokenizer-4096 \
-            --in <(cat data/text/train.txt data/text/train-more.txt) --out data/tok/train.tok
-    fi
-    for s in heldout-book heldout-austen; do
-        [ -f data/tok/$s.tok ] || $bin tokenize --model data/tokenizer-4096 --in data/text/$s.txt --out data/tok/$s.tok
-    done
+    # the training stream the config names (data/tok/NAME.tok) and the held-out ones
+    stream=$(sed -n 's|^train *= *data/tok/\(.*\)\.tok *$|\1|p' configs/train_$name.ini)
+    scripts/make_tokens.sh $bin "$stream" heldout-book heldout-austen || exit 1
     echo "device_gpu.sh: data ready in $((SECONDS - t0)) s" | tee -a "$out/train_$name.log"
     work=build/models/sb-$name
     resume=()

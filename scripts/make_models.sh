@@ -28,22 +28,7 @@ if [ ! -f data/tokenizer-4096/tokenizer.json ]; then
     say "tokenizer"
     "$bin" tokenizer-train --in data/text/train.txt --vocab 4096 --out data/tokenizer-4096
 fi
-mkdir -p data/tok
-for s in train train-only heldout-book heldout-austen; do
-    # a token file older than its tokenizer or its text is stale
-    if [ ! -f data/tok/$s.tok ] || [ data/tokenizer-4096/tokenizer.json -nt data/tok/$s.tok ] ||
-        [ data/text/${s%-only}.txt -nt data/tok/$s.tok ] || { [ $s = train ] && [ data/text/train-more.txt -nt data/tok/train.tok ]; }; then
-        say "tokenize $s"
-        if [ $s = train ]; then
-            # the training stream is train.txt (the tokenizer's text) followed by train-more.txt
-            "$bin" tokenize --model data/tokenizer-4096 --in <(cat data/text/train.txt data/text/train-more.txt) \
-                --out data/tok/train.tok
-        else
-            # train-only.tok: train.txt alone, what the default models train on
-            "$bin" tokenize --model data/tokenizer-4096 --in data/text/${s%-only}.txt --out data/tok/$s.tok
-        fi
-    fi
-done
+scripts/make_tokens.sh "$bin" train train-only heldout-book heldout-austen
 mkdir -p "$out" build/models
 for m in $models; do
     work=build/models/sb-$m

@@ -144,6 +144,15 @@ grep -q "^| training time | $secs s " "$card" || fail "card: training time not t
 grep -q "^| weights | \`model.safetensors\`, bf16" "$card" || fail "card: weights row"
 grep -q "learned:32" "$card" || fail "card: evaluation row"
 [ "$(grep -c '^| [0-9] | ' "$card")" -eq 2 ] || fail "card: want one sink-share row per layer"
+# a GPU evaluation's row names the GPU and its arithmetic, a CPU one the processor and threads;
+# a token stream has no bits per byte (n/a, never nan)
+sed -e 's/"device":"cpu"/"device":"cuda:0"/' -e 's/"policy":"learned:32"/"policy":"learned:31"/' \
+    -e 's/{/{"device_name":"Test GPU","compute":"bf16",/' "$T/p16.json" >"$T/p16gpu.json"
+$SB card --model "$T/c16" --eval "$T/p16.json" --eval "$T/p16gpu.json" --train-output "$T/train_c.log" 2>/dev/null \
+    || fail "card with a GPU evaluation"
+grep -q '^| .* | `learned:31` | .* | Test GPU (bf16) | ' "$card" || fail "card: GPU row: $(grep 'learned:31' "$card")"
+grep -q '^| .* | `learned:32` | .* | .*, [0-9]* | ' "$card" || fail "card: CPU row: $(grep 'learned:32' "$card")"
+! grep -q '| nan |' "$card" || fail "card: nan in a row: $(grep nan "$card")"
 expect_error 1 "nowhere" $SB card --model "$T/c16/nowhere"
 rm "$T/c16/train.ini"; expect_error 1 "train.ini" $SB card --model "$T/c16"
 
