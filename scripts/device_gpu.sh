@@ -10,6 +10,10 @@
 #                                          finished: bf16 shards of <= 16 MiB in $OUT/sb-NAME/ and
 #                                          the GPU evaluations (scripts/model_evals.sh) in
 #                                          $OUT/sb-NAME.tgz with the logs
+#   scripts/device_gpu.sh curve NAME STEP... as train, stopping at each STEP to measure the
+#                                          collapse on the quick study's 64K book tokens
+#                                          (window vs the model's cache policy), one JSON
+#                                          line per step in $OUT/curve_NAME.jsonl; then train
 # Binaries are the ones scripts/gpu_pack.sh built (the runtime .debs unpacked into a private
 # prefix, scripts/device_env.sh). Every log goes to $OUT.
 set -uo pipefail
@@ -31,6 +35,26 @@ bench)
     SINKBENCH=.gpu/bin/sinkbench GEMM_BW=.gpu/bin/gemm_bw BENCH_RAW=$raw bench/gpu/run_bench.sh "$@" 2>&1 |
         tee "$out/bench.log"
     tar -C /tmp --exclude=random.ids -czf "$out/bench_raw.tgz" bench_raw
+    ;;
+curve)
+    name=${1:?usage: device_gpu.sh curve NAME STEP...}
+    shift
+    t0=$SECONDS
+    work=build/models/sb-$name
+    if grep -q '^type *= *sink_token' configs/train_$name.ini; then pols=(window:511 learned:511 learned:4:508)
+    else pols=(window:512 sinks:4:508); fi
+    for s in "$@" 0; do
+        "$0" train "$name" $((560 - (SECONDS - t0))) "$s" || exit 1
+        [ "$s" -gt 0 ] || break
+        line="{\"step\": $s"
+        for p in "${pols[@]}"; do
+            v=$(.gpu/bin/sinkbench ppl --model "$work" --data data/tok/heldout-book.tok --tokens 65536 --policy "$p" \
+                --device cuda --json | sed -n 's/.*"ppl": *\([0-9.eE+-]*\).*/\1/p')
+            line="$line, \"$p\": ${v:-null}"
+        done
+        echo "$line}" | tee -a "$out/curve_$name.jsonl"
+    done
+    echo "device_gpu.sh: curve $name: $((SECONDS - t0)) s"
     ;;
 train)
     name=${1:?usage: device_gpu.sh train NAME [SECS] [STOP]}
