@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Shrinks what a device call sends (the lent machine takes at most 64 MiB of working tree):
-#   scripts/device_tree.sh shrink    take the shipped models, test fixtures, results and docs out
+#   scripts/device_tree.sh shrink    take the shipped models, results and docs out
 #                                    of the index and ignore them, so they stay here
 #   scripts/device_tree.sh restore   put them back (always run it right after the call)
 # Nothing in the working tree changes; only .git/index and .git/info/exclude do. Between the two,
 # a plain `git commit` (anyone's, in this checkout) would delete those paths: commit nothing then.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-paths=(models tests/fixtures results docs)
+paths=(models results docs)
 mark="# device_tree.sh"
 ex=.git/info/exclude
 case "${1:-}" in

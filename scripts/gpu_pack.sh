@@ -31,7 +31,12 @@ echo "$rev" >.gpu/git_rev
 mkdir -p .gpupack
 if [ "$what" = train ]; then
     mkdir -p .gpudata
-    for f in data/text/train.txt data/text/train-more.txt data/text/heldout-book.txt data/text/heldout-austen.txt; do
+    # train-more.txt (15 MB compressed) only when a default model's config trains on it: the
+    # call's 64 MiB would not hold it beside the binaries, .debs and the other texts
+    more=()
+    grep -qs '^train *= *data/tok/train.tok' configs/train_{base,sinktok,zerosink}.ini && more=(data/text/train-more.txt)
+    rm -f .gpudata/train-more.txt.xz
+    for f in data/text/train.txt "${more[@]}" data/text/heldout-book.txt data/text/heldout-austen.txt; do
         b=$(basename "$f" .txt)
         [ .gpudata/$b.txt.xz -nt "$f" ] || xz -T"$(nproc)" -6 -c "$f" >.gpudata/$b.txt.xz
     done
