@@ -29,6 +29,9 @@ static void att_usage(FILE *f) {
     fprintf(f, "usage: sinkbench attention --model DIR --data FILE [options]\n"
                "  --data FILE       token stream: .tok, .ids, or .txt (needs DIR/tokenizer.json)\n"
                "  --tokens N        probe the first N tokens (default %d, at most %d)\n"
+               "  --sink-token on|off  for a model with a learned <sink> token (sink_token_id): on\n"
+               "                    (default) puts the <sink> at position 0, as in training, before\n"
+               "                    the first N-1 tokens of the stream; off probes the text alone\n"
                "  --threads N       BLAS/OpenMP threads\n"
                "  --device DEV      cpu (default), cuda or cuda:N\n"
                "  --max-memory SIZE refuse runs needing more (default: MemAvailable), e.g. 512M\n"
@@ -50,6 +53,8 @@ typedef struct {
 typedef struct {
     cli_run run;             /* the common options and the run's bookkeeping (cli/cli_run.h) */
     int64_t tokens;
+    bool no_sink_token;
+    bool sink_prefixed; /* position 0 is the model's <sink>, not the stream's first token */
     sb_model_config cfg;
     int32_t *ids;
     float *maps, *share;
@@ -60,6 +65,11 @@ typedef struct {
 static int att_option(const char *f, const char *v, void *user) {
     att_cmd *a = user;
     if (!strcmp(f, "--tokens")) return cli_parse_int(f, v, 2, ATT_MAX_TOKENS, &a->tokens);
+    if (!strcmp(f, "--sink-token")) {
+        if (strcmp(v, "on") && strcmp(v, "off")) return sb_usage_error("--sink-token: '%s' is not on or off", v);
+        a->no_sink_token = !strcmp(v, "off");
+        return SB_OK;
+    }
     return CLI_OPT_UNKNOWN;
 }
 
@@ -86,6 +96,7 @@ static int att_write_h5(void *self, sb_h5 *f) {
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "data", a->run.c.data);
     rc = rc ? rc : sb_h5_attr_str(f, NULL, "data_sha256", a->run.data_sha256);
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "tokens", r->n);
+    rc = rc ? rc : sb_h5_attr_i64(f, NULL, "sink_token_prefixed", a->sink_prefixed);
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "share_from", r->n > SB_PROBE_SHARE_FROM ? SB_PROBE_SHARE_FROM : 1);
     rc = rc ? rc : sb_h5_attr_i64(f, NULL, "threads", a->run.threads);
     rc = rc ? rc : sb_h5_attr_f64(f, NULL, "wall_s", r->wall_s);
@@ -97,6 +108,7 @@ static cJSON *att_json(void *self) {
     const att_result *r = &a->r;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "tokens", (double)r->n);
+    cJSON_AddBoolToObject(o, "sink_token_prefixed", a->sink_prefixed);
     cJSON_AddNumberToObject(o, "layers", (double)r->L);
     cJSON_AddNumberToObject(o, "heads", (double)r->H);
     cJSON_AddNumberToObject(o, "sink_share_mean", r->mean_share);
@@ -138,9 +150,21 @@ static int att_open(void *self) {
     att_cmd *a = self;
     att_result *r = &a->r;
     int64_t n = 0;
-    int rc = cli_load_stream(a->run.c.model_dir, a->run.c.data, a->cfg.vocab_size, a->tokens, &a->ids, &n, NULL);
+    /* a sink-token model was trained with its <sink> at position 0 of every window: without it the
+     * probe would show the text's first token, which such a model has no reason to attend to */
+    a->sink_prefixed = a->cfg.sink_token_id >= 0 && !a->no_sink_token;
+    int64_t pre = a->sink_prefixed ? 1 : 0;
+    int rc = cli_load_stream(a->run.c.model_dir, a->run.c.data, a->cfg.vocab_size, a->tokens - pre, &a->ids, &n, NULL);
     if (rc) return rc;
-    if (n < 2) return sb_error("%s: needs at least 2 tokens, has %" PRId64, a->run.c.data, n);
+    if (n + pre < 2) return sb_error("%s: needs at least 2 tokens, has %" PRId64, a->run.c.data, n);
+    if (pre) {
+        int32_t *ids = realloc(a->ids, (size_t)(n + 1) * sizeof *ids);
+        if (!ids) return sb_error("out of memory for %" PRId64 " token ids", n + 1);
+        memmove(ids + 1, ids, (size_t)n * sizeof *ids);
+        ids[0] = a->cfg.sink_token_id;
+        a->ids = ids;
+        n += 1;
+    }
     r->n = n;
     r->L = a->cfg.n_layers;
     r->H = a->cfg.n_heads;

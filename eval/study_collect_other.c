@@ -33,6 +33,10 @@ static void attention_model(sb_collect *k, int i, sb_study_table *t, sb_study_bu
     int64_t dm[SB_H5_MAX_RANK] = {0}, ds[SB_H5_MAX_RANK] = {0};
     int rc = copy_array(k, f, c->id, "maps", &maps, &r1, dm);
     rc = rc ? rc : copy_array(k, f, c->id, "sink_share", &share, &r2, ds);
+    /* a sink-token model is probed with its <sink> at position 0 (sinkbench attention) */
+    int64_t sink_first = 0;
+    if (!rc && sb_h5_attr_has(f, NULL, "sink_token_prefixed")) rc = sb_h5_attr_get_i64(f, NULL, "sink_token_prefixed", &sink_first);
+    const char *first = sink_first ? "its <sink> (position 0)" : "the first token";
     sb_h5_close(f);
     if (rc || r1 != 3 || r2 != 2 || dm[1] != dm[2]) {
         sb_study_note(k->plan, "%s: attention result has unexpected shapes (%s)", c->id, rc ? sb_last_error() : "rank");
@@ -57,7 +61,7 @@ static void attention_model(sb_collect *k, int i, sb_study_table *t, sb_study_bu
     sb_study_table_set(t, r, 2, "%lld", (long long)H);
     sb_study_table_set(t, r, 3, "%s", sb_study_buf_str(&per));
     sb_study_table_set(t, r, 4, "%.3f", mx);
-    sb_study_buf_printf(finding, "%s%s: largest head-mean share on the first token %.3f", finding->n ? "; " : "", m->label, mx);
+    sb_study_buf_printf(finding, "%s%s: largest head-mean share on %s %.3f", finding->n ? "; " : "", m->label, first, mx);
     sb_study_buf_free(&per);
 
     if (sb_collect_wants(k, "maps")) {
@@ -89,9 +93,9 @@ static void attention_model(sb_collect *k, int i, sb_study_table *t, sb_study_bu
         sb_collect_data_path(k, name, path, sizeof path);
         if (sb_study_write_text(path, sb_study_buf_str(&b)) == SB_OK) {
             snprintf(base, sizeof base, "%s_%s_share", k->cfg->name, m->name);
-            snprintf(title, sizeof title, "%s: attention on the first token per layer and head", m->label);
+            snprintf(title, sizeof title, "%s: attention on %s per layer and head", m->label, sink_first ? "the <sink>" : "the first token");
             snprintf(args, sizeof args, "%lld %lld", (long long)ds[0], (long long)H);
-            snprintf(cap, sizeof cap, "%s: share of attention that later queries put on the first token, per layer and head.", m->label);
+            snprintf(cap, sizeof cap, "%s: share of attention that later queries put on %s, per layer and head.", m->label, first);
             sb_collect_figure(k, "sink_share", path, base, title, args, cap);
         }
         sb_study_buf_free(&b);

@@ -230,6 +230,10 @@ static int build_argv(sb_study_plan *plan, sb_study_cell *cell, const sb_study_r
     if (c->command != SB_STUDY_CMD_ATTENTION) {
         push(a, n, "--policy");
         push(a, n, cell->spec);
+    } else {
+        /* named, so the key changes with what position 0 holds for a sink-token model */
+        push(a, n, "--sink-token");
+        push(a, n, "on");
     }
     if (cell->tokens > 0) {
         push(a, n, "--tokens");

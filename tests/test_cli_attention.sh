@@ -33,6 +33,27 @@ head -c 200 "$tmp/d.ids" | awk '{ for (i = 1; i <= 40 && i <= NF; i++) printf "%
 $sb attention --model "$tmp/m" --data "$tmp/short.ids" --json >"$tmp/s.json" 2>/dev/null || fail "short run"
 [ "$(jget tokens "$tmp/s.json")" = "$(wc -w <"$tmp/short.ids" | tr -d ' ')" ] || fail "short tokens: $(cat "$tmp/s.json")"
 
+# a model with a learned <sink> token is probed with the <sink> at position 0, as it was trained:
+# the same maps as the text with the <sink> written in front and --sink-token off
+$sb init --arch llama --vocab 256 --dim 64 --layers 2 --heads 4 --ffn 128 --ctx 64 --seed 4 --scale 2 \
+    --sink-token 7 --out "$tmp/k" >/dev/null || fail "init with a sink token"
+$sb attention --model "$tmp/k" --data "$tmp/d.ids" --tokens 24 --json --out "$tmp/k1.h5" >"$tmp/k1.json" 2>/dev/null ||
+    fail "sink-token run"
+[ "$(jget sink_token_prefixed "$tmp/k1.json")" = "true" ] || fail "sink not prefixed: $(cat "$tmp/k1.json")"
+[ "$(jget tokens "$tmp/k1.json")" = "24" ] || fail "sink-token tokens: $(cat "$tmp/k1.json")"
+{ printf '7 '; cat "$tmp/d.ids"; } >"$tmp/k.ids"
+$sb attention --model "$tmp/k" --data "$tmp/k.ids" --tokens 24 --sink-token off --json --out "$tmp/k2.h5" \
+    >"$tmp/k2.json" 2>/dev/null || fail "--sink-token off run"
+[ "$(jget sink_token_prefixed "$tmp/k2.json")" = "false" ] || fail "--sink-token off still prefixed"
+h5dump -d maps -d sink_share "$tmp/k1.h5" | tail -n +2 >"$tmp/k1.txt"
+h5dump -d maps -d sink_share "$tmp/k2.h5" | tail -n +2 >"$tmp/k2.txt"
+cmp -s "$tmp/k1.txt" "$tmp/k2.txt" || fail "prefixed <sink> differs from the sink written in the text"
+$sb attention --model "$tmp/k" --data "$tmp/d.ids" --tokens 24 --sink-token off --json >"$tmp/k3.json" 2>/dev/null
+[ "$(jget sink_share_mean "$tmp/k3.json")" != "$(jget sink_share_mean "$tmp/k1.json")" ] ||
+    fail "--sink-token off probes the same tokens as on"
+# a model without one ignores the option
+[ "$(jget sink_token_prefixed "$tmp/a.json")" = "false" ] || fail "a model without a sink token got one"
+
 # errors: one stderr line, usage errors exit 2, others 1, no output file
 check_err() { # want_status args...
     want=$1
@@ -45,6 +66,7 @@ check_err() { # want_status args...
 check_err 2 --data "$tmp/d.ids"
 check_err 2 --model "$tmp/m" --data "$tmp/d.ids" --tokens 1
 check_err 2 --model "$tmp/m" --data "$tmp/d.ids" --bogus 3
+check_err 2 --model "$tmp/k" --data "$tmp/d.ids" --sink-token maybe
 check_err 1 --model "$tmp/nope" --data "$tmp/d.ids"
 check_err 1 --model "$tmp/m" --data "$tmp/missing.ids" --out "$tmp/x.h5"
 echo "300 1 2" >"$tmp/bad.ids"
