@@ -46,6 +46,11 @@ curve)
     for s in "$@" 0; do
         "$0" train "$name" $((560 - (SECONDS - t0))) "$s" || exit 1
         [ "$s" -gt 0 ] || break
+        # cut by the time limit before STEP: the checkpoint stays, a later call resumes
+        if ! tail -n 3 "$out/train_$name.log" | grep -q "^sinkbench train: $s steps"; then
+            echo "device_gpu.sh: curve $name stopped before step $s (time); call again to go on"
+            break
+        fi
         line="{\"step\": $s"
         for p in "${pols[@]}"; do
             v=$(.gpu/bin/sinkbench ppl --model "$work" --data data/tok/heldout-book.tok --tokens 65536 --policy "$p" \

@@ -6,7 +6,8 @@
 #
 #   bench/gpu/run_bench.sh [sections...]   sections: ceilings exact sweep flat reference
 #                                         (default: these; `decode` adds 300-token runs at 4+2044
-#                                         and 4+4092, which the sweep already covers)
+#                                         and 4+4092, which the sweep already covers, and the same
+#                                         with programmatic dependent launch off, for comparison)
 # Knobs: SINKBENCH (bin/sinkbench), GEMM_BW (build-cuda/bench/gemm_bw), BENCH_RAW ($OUT or
 # /tmp/bench_gpu), EXACT_TOKENS (262144), TABLE2_TOKENS (400000), FLAT_TOKENS (12000),
 # SWEEP_CACHES (256 512 1024 2048 4096), SWEEP_NO_RECOMPUTE (set: streaming only), REF_CACHES
@@ -59,6 +60,9 @@ if has decode; then
     for c in 2048 4096; do
         say "decode latency, sinks:4:$((c - 4))"
         $sb latency --model "$model" --policy sinks:4:$((c - 4)) --tokens 300 "${common[@]}" >"$raw/decode_$c.json"
+        say "decode latency, sinks:4:$((c - 4)), programmatic dependent launch off"
+        SINKBENCH_CUDA_LEGACY=pdl $sb latency --model "$model" --policy sinks:4:$((c - 4)) --tokens 300 \
+            "${common[@]}" >"$raw/decode_nopdl_$c.json"
     done
 fi
 if has sweep; then

@@ -111,6 +111,16 @@ if dec:
         if r:
             acc.append(("decode at 4+%d >= 5x faster than the reference" % (c - 4), sp >= 5, "%.1fx" % sp))
     md.append("")
+    nopdl = {c: load("decode_nopdl_%d.json" % c) for c in dec}
+    if any(nopdl.values()):
+        md += ["Programmatic dependent launch (decode kernels start while the previous one finishes), same run:", "",
+               "| cache | PDL on, mean ms/token | PDL off | saved |", "|---:|---:|---:|---:|"]
+        for c, d in dec.items():
+            o = nopdl.get(c)
+            if o:
+                res["decode"][c]["no_pdl_mean_ms"] = o["mean_ms"]
+                md.append("| 4+%d | %.2f | %.2f | %.2f ms |" % (c - 4, d["mean_ms"], o["mean_ms"], o["mean_ms"] - d["mean_ms"]))
+        md.append("")
 
 rows = []
 for c in (256, 512, 1024, 2048, 4096):

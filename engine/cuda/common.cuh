@@ -107,6 +107,40 @@ static inline unsigned grid_for(size_t n, unsigned threads, unsigned max_blocks 
     return (unsigned)b;
 }
 
+/* Programmatic dependent launch (compute capability 9.0+). A decode step is ~10 small kernels
+ * per layer, each waiting for the one before: launched with launch_pdl, a kernel's blocks are
+ * scheduled while its predecessor is still running (once every block of the predecessor has
+ * called pdl_trigger) and sit in pdl_wait until it has finished and its writes are visible.
+ * Contract of a kernel launched with launch_pdl: before pdl_wait it reads nothing but
+ * constant weights and writes nothing. Results are unchanged: only the launch overlaps. */
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+/* kernel<<<grid, block, 0, s>>>(args...), with the programmatic-serialization attribute when
+ * sbk_pdl_on(); launch errors are left for cudaGetLastError, as with <<<>>>. */
+template <typename... K, typename... A>
+static inline void launch_pdl(void (*kernel)(K...), dim3 grid, dim3 block, cudaStream_t s, A... args) {
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = 0;
+    cfg.stream = s;
+    cfg.attrs = at;
+    cfg.numAttrs = sbk_pdl_on() ? 1 : 0;
+    (void)cudaLaunchKernelEx(&cfg, kernel, static_cast<K>(args)...);
+}
+
 } // namespace sbk
 
 #endif

@@ -229,6 +229,8 @@ __global__ void __launch_bounds__(SPL_THREADS, NV == 1 ? 7 : 1) /* NV 1: 7 block
     static_assert(KPG % SPL_U == 0 && KPG <= 16, "keys per group");
     __shared__ __align__(16) float s_acc[SPL_GROUPS][256];
     __shared__ float s_m[SPL_GROUPS], s_l[SPL_GROUPS];
+    pdl_trigger();
+    pdl_wait();
     const int h = (int)(blockIdx.x % (unsigned)H), split = (int)(blockIdx.x / (unsigned)H);
     const int n = *n_dev;
     const int i0 = split * SPL_CH;
@@ -287,8 +289,10 @@ __global__ void __launch_bounds__(SPL_THREADS, NV == 1 ? 7 : 1) /* NV 1: 7 block
             for (int j = 0; j < NV; j++) {
                 const int vi = gl + 16 * j;
                 if (live[u] && vi < nvec) {
-                    kr[u][j] = __ldg(kp + vi);
-                    vr[u][j] = __ldg(vp + vi);
+                    /* L2 only: read once, and the newest row was written by the previous
+                     * kernel (launch_pdl), which rules out the read-only path */
+                    kr[u][j] = __ldcg(kp + vi);
+                    vr[u][j] = __ldcg(vp + vi);
                 } else {
                     kr[u][j] = make_uint4(0u, 0u, 0u, 0u);
                     vr[u][j] = make_uint4(0u, 0u, 0u, 0u);
@@ -388,6 +392,8 @@ __global__ void __launch_bounds__(CMB_THREADS)
                    const int *n_dev, int S, int hd, int softmax_kind, const float *sink_logit) {
     constexpr int NW = CMB_THREADS / 32;
     __shared__ float red[NW][256];
+    pdl_trigger();
+    pdl_wait();
     const int h = blockIdx.x, tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
     const int n = *n_dev;
     const int used = min(S, (max(n, 0) + SPL_CH - 1) / SPL_CH);
@@ -477,11 +483,10 @@ template <typename T> void launch_legacy(const DecArgs &a, cudaStream_t s) {
 template <typename T, int NV> void launch_split_nv(const DecArgs &a, int S, cudaStream_t s) {
     float *pacc = a.scratch, *pml = a.scratch + (size_t)a.H * S * a.hd;
     const unsigned blocks = (unsigned)((size_t)S * a.H);
-    decode_split<T, NV><<<blocks, SPL_THREADS, 0, s>>>(pacc, pml, a.probs, a.q, (const T *)a.k, (const T *)a.v,
-                                                       a.slots, a.pos, a.query_pos, a.n_dev, a.H, a.KV, a.hd, S,
-                                                       a.max_dist, a.alibi);
-    decode_combine<<<a.H, CMB_THREADS, 0, s>>>(a.out, a.out_cvt, a.odt, a.probs, pacc, pml, a.n_dev, S, a.hd,
-                                               a.softmax_kind, a.sink_logit);
+    launch_pdl(decode_split<T, NV>, dim3(blocks), dim3(SPL_THREADS), s, pacc, pml, a.probs, a.q, (const T *)a.k,
+               (const T *)a.v, a.slots, a.pos, a.query_pos, a.n_dev, a.H, a.KV, a.hd, S, a.max_dist, a.alibi);
+    launch_pdl(decode_combine, dim3((unsigned)a.H), dim3(CMB_THREADS), s, a.out, a.out_cvt, a.odt, a.probs, pacc, pml,
+               a.n_dev, S, a.hd, a.softmax_kind, a.sink_logit);
 }
 
 template <typename T> void launch_decode(const DecArgs &a, cudaStream_t s) {

@@ -66,6 +66,8 @@ extern "C" void sbk_glu(void *out, sbk_dtype odt, const float *gate, const float
 }
 
 __global__ void glu_fused_kernel(void *out, sbk_dtype odt, const float *gu, size_t n, int F, int act) {
+    pdl_trigger();
+    pdl_wait();
     GRID_STRIDE(i, n) {
         const size_t t = i / (size_t)F, f = i % (size_t)F;
         const float *row = gu + t * 2 * (size_t)F;
@@ -75,5 +77,5 @@ __global__ void glu_fused_kernel(void *out, sbk_dtype odt, const float *gu, size
 extern "C" void sbk_glu_fused(void *out, sbk_dtype odt, const float *gu, int T, int F, int act, cudaStream_t s) {
     if (T <= 0 || F <= 0) return;
     size_t n = (size_t)T * F;
-    glu_fused_kernel<<<grid_for(n, EW_THREADS), EW_THREADS, 0, s>>>(out, odt, gu, n, F, act);
+    launch_pdl(glu_fused_kernel, dim3(grid_for(n, EW_THREADS)), dim3(EW_THREADS), s, out, odt, gu, n, F, act);
 }

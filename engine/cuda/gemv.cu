@@ -7,7 +7,8 @@
  * contiguous bytes, and its threads split the columns: thread t reads 16-byte vectors t,
  * t + 256, ... of each of the R rows, U vectors per row per batch, so R * U independent
  * 16-byte loads are in flight per thread (R = 4, U = 2 at every shape: C = 11008 takes several
- * batches), weights with L1::no_allocate, x through the read-only path. The
+ * batches), weights with L1::no_allocate (the first batch before the launch_pdl wait), x
+ * with coherent loads after it. The
  * grid sweeps the matrix in order, as a copy does. Per-thread sums are reduced with warp
  * shuffles, then over the 8 warps in order through shared memory: a fixed order, so the
  * result does not depend on the launch.
@@ -55,17 +56,32 @@ __global__ void __launch_bounds__(GR_THREADS) gemv_rows(float *y, const T *W, co
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.0f;
+    sbk::pdl_trigger();
+    /* the weights are constant: the first batch is requested before the wait for x (and y) */
+    uint4 wr[R][U];
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const int jc = min(tid + GR_THREADS * u, n16 - 1);
+#pragma unroll
+        for (int r = 0; r < R; r++) wr[r][u] = ld_stream(wv[r] + jc);
+    }
+    sbk::pdl_wait();
     for (int j0 = tid; j0 < n16; j0 += GR_THREADS * U) {
-        uint4 wr[R][U], xr[U];
+        uint4 xr[U];
         /* a vector past the row's end loads the last one (no branch around the loads) and
          * is then zeroed */
+        if (j0 != tid) {
 #pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int j = j0 + GR_THREADS * u, jc = min(j, n16 - 1);
+            for (int u = 0; u < U; u++) {
+                const int jc = min(j0 + GR_THREADS * u, n16 - 1);
 #pragma unroll
-            for (int r = 0; r < R; r++) wr[r][u] = ld_stream(wv[r] + jc);
-            xr[u] = __ldg(xv + jc);
+                for (int r = 0; r < R; r++) wr[r][u] = ld_stream(wv[r] + jc);
+            }
         }
+#pragma unroll
+        /* x is the previous kernel's output: a coherent load (.ca), not the read-only path,
+         * which may not be used for data written during the kernel's lifetime (launch_pdl) */
+        for (int u = 0; u < U; u++) xr[u] = __ldca(xv + min(j0 + GR_THREADS * u, n16 - 1));
 #pragma unroll
         for (int u = 0; u < U; u++)
             if (j0 + GR_THREADS * u >= n16) {
@@ -97,7 +113,7 @@ __global__ void __launch_bounds__(GR_THREADS) gemv_rows(float *y, const T *W, co
 template <typename T, int R, int U> void launch_rows(float *y, const void *W, const void *x, int C, int OC, float beta,
                                                      cudaStream_t s) {
     const unsigned blocks = (unsigned)((OC + R - 1) / R);
-    gemv_rows<T, R, U><<<blocks, GR_THREADS, 0, s>>>(y, (const T *)W, (const T *)x, C, OC, beta);
+    sbk::launch_pdl(gemv_rows<T, R, U>, dim3(blocks), dim3(GR_THREADS), s, y, (const T *)W, (const T *)x, C, OC, beta);
 }
 
 /* ---------------------------------------------------------------- legacy: warp per 2 rows */

@@ -44,14 +44,19 @@ size_t sbk_dtype_size(sbk_dtype dt);
 cudaError_t sbk_init(void);
 
 /* Kernel variants, so that a regression can be compared in one run: a mask of the legacy
- * kernels in use, SBK_LEGACY_DECODE_ATTENTION (one thread per key, 128 keys per block) and
- * SBK_LEGACY_GEMV (one warp per two rows). Default: none, unless the environment variable
- * SINKBENCH_CUDA_LEGACY (read at the first call) names "attn", "gemv" or "all" (a list such
- * as "attn,gemv" works). sbk_set_legacy overrides it; it applies to launches enqueued (or
+ * kernels in use, SBK_LEGACY_DECODE_ATTENTION (one thread per key, 128 keys per block),
+ * SBK_LEGACY_GEMV (one warp per two rows) and SBK_LEGACY_NO_PDL (decode kernels launched
+ * without programmatic dependent launch). Default: none, unless the environment variable
+ * SINKBENCH_CUDA_LEGACY (read at the first call) names "attn", "gemv", "pdl" or "all" (a list
+ * such as "attn,gemv" works). sbk_set_legacy overrides it; it applies to launches enqueued (or
  * graphs captured) afterwards. Host, not thread-safe. */
-enum { SBK_LEGACY_DECODE_ATTENTION = 1, SBK_LEGACY_GEMV = 2 };
+enum { SBK_LEGACY_DECODE_ATTENTION = 1, SBK_LEGACY_GEMV = 2, SBK_LEGACY_NO_PDL = 4 };
 unsigned sbk_legacy(void);
 void sbk_set_legacy(unsigned mask);
+/* Whether the decode kernels (one-row matmul, norm, q/k/v store, decode attention, GLU) are
+ * launched with programmatic dependent launch: on compute capability 9.0 and later (the
+ * current device, read at the first call) unless SBK_LEGACY_NO_PDL is set. Host. */
+int sbk_pdl_on(void);
 
 /* ------------------------------------------------------------ conversion, embedding, caches */
 

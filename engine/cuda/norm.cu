@@ -22,6 +22,8 @@ __global__ void __launch_bounds__(NORM_THREADS) norm_kernel(float *out_f32, void
                                                             const float *in, const float *w, const float *b,
                                                             int layer_norm, float eps, int C) {
     __shared__ double red[NORM_THREADS / 32];
+    pdl_trigger();
+    pdl_wait();
     const size_t row = (size_t)blockIdx.x * C;
     const float *x = in + row;
     float r, m = 0.0f;
@@ -59,6 +61,6 @@ __global__ void __launch_bounds__(NORM_THREADS) norm_kernel(float *out_f32, void
 extern "C" void sbk_norm(float *out_f32, void *out_half, sbk_dtype half_dt, const float *in, const float *w,
                          const float *b, int layer_norm, float eps, int T, int C, cudaStream_t s) {
     if (T <= 0 || C <= 0 || (!out_f32 && !out_half)) return;
-    norm_kernel<<<T, NORM_THREADS, 0, s>>>(out_f32, out_half, half_dt, in, w, layer_norm ? b : nullptr, layer_norm,
-                                           eps, C);
+    launch_pdl(norm_kernel, dim3((unsigned)T), dim3(NORM_THREADS), s, out_f32, out_half, half_dt, in, w,
+               layer_norm ? b : nullptr, layer_norm, eps, C);
 }

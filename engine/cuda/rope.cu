@@ -89,6 +89,8 @@ extern "C" void sbk_rerotate(void *k_cache, sbk_dtype dt, const float *k_raw, co
 __global__ void decode_qkv_kernel(float *qkv, int n_q, int n_kv, int head_dim, int half, int style,
                                   const float *q_cos, const float *q_sin, const float *k_cos, const float *k_sin,
                                   void *k_cache, void *v_cache, sbk_dtype dt, float *k_raw, const int64_t *dst_row) {
+    pdl_trigger();
+    pdl_wait();
     const int b = blockIdx.x;
     float *hp = qkv + (size_t)b * head_dim;
     const bool is_q = b < n_q, is_k = !is_q && b < n_q + n_kv;
@@ -127,6 +129,6 @@ extern "C" void sbk_decode_qkv_store(float *qkv, int n_q, int n_kv, int head_dim
     const int half = rotary_dim / 2;
     int threads = 32;
     while (threads < 128 && threads < (half > 0 ? half : head_dim)) threads *= 2;
-    decode_qkv_kernel<<<n_q + 2 * n_kv, threads, 0, s>>>(qkv, n_q, n_kv, head_dim, half, style, q_cos, q_sin, k_cos,
-                                                         k_sin, k_cache, v_cache, dt, k_raw, dst_row);
+    launch_pdl(decode_qkv_kernel, dim3((unsigned)(n_q + 2 * n_kv)), dim3((unsigned)threads), s, qkv, n_q, n_kv,
+               head_dim, half, style, q_cos, q_sin, k_cos, k_sin, k_cache, v_cache, dt, k_raw, dst_row);
 }

@@ -1415,6 +1415,72 @@ static void test_gemv() {
     report("gemv preconditions", refuse, "f32, C %% 8 != 0 and misaligned pointers refused");
 }
 
+/* ------------------------------------------------------------ programmatic dependent launch */
+
+/* A decode-like chain of the kernels launched with launch_pdl (norm, one-row matmuls, GLU; the
+ * decode attention's pair is in the decode cases above), 7B-sized so that kernels overlap:
+ * with PDL on, direct launches and a graph launched 20 times must give the bytes of the chain
+ * with PDL off. A kernel that read its input before its wait would show as a difference. */
+static void test_pdl_chain() {
+    std::string name = "pdl decode chain (norm, gemv, glu, gemv += x) x 4 layers == no pdl";
+    if (!selected(name)) return;
+    const int C = 4096, F = 11008, L = 4;
+    Rng rng(91);
+    std::vector<DBuf> wgu(L), wdn(L);
+    for (int l = 0; l < L; l++) {
+        upload_dt(wgu[l], rng.normals((size_t)2 * F * C, 0.02f), SBK_BF16);
+        upload_dt(wdn[l], rng.normals((size_t)C * F, 0.02f), SBK_BF16);
+    }
+    const auto x0 = rng.normals((size_t)C);
+    DBuf x((size_t)C * 4), xinit((size_t)C * 4), nw((size_t)C * 4), xb((size_t)C * 2), gu((size_t)2 * F * 4),
+        hb((size_t)F * 2);
+    xinit.upload(x0.data(), (size_t)C * 4);
+    upload_vec(nw, std::vector<float>(C, 1.0f));
+    cudaStream_t s;
+    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    auto chain = [&]() {
+        CK(cudaMemcpyAsync(x.p, xinit.p, (size_t)C * 4, cudaMemcpyDeviceToDevice, s));
+        for (int l = 0; l < L; l++) {
+            sbk_norm(nullptr, xb.p, SBK_BF16, x.as<float>(), nw.as<float>(), nullptr, 0, 1e-5f, 1, C, s);
+            sbk_gemv(gu.as<float>(), wgu[l].p, xb.p, SBK_BF16, C, 2 * F, 0.0f, s);
+            sbk_glu_fused(hb.p, SBK_BF16, gu.as<float>(), 1, F, 0, s);
+            sbk_gemv(x.as<float>(), wdn[l].p, hb.p, SBK_BF16, F, C, 1.0f, s);
+        }
+    };
+    sbk_set_legacy(SBK_LEGACY_NO_PDL);
+    chain();
+    CK(cudaGetLastError());
+    CK(cudaStreamSynchronize(s));
+    const auto ref = x.download();
+    sbk_set_legacy(0);
+    const bool pdl = sbk_pdl_on() != 0;
+    bool same = true;
+    for (int rep = 0; rep < 20; rep++) {
+        chain();
+        CK(cudaGetLastError());
+        CK(cudaStreamSynchronize(s));
+        same = same && x.download() == ref;
+    }
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    chain();
+    CK(cudaGetLastError());
+    CK(cudaStreamEndCapture(s, &graph));
+    CK(cudaGraphInstantiate(&exec, graph, 0));
+    bool gsame = true;
+    for (int rep = 0; rep < 20; rep++) {
+        CK(cudaGraphLaunch(exec, s));
+        CK(cudaStreamSynchronize(s));
+        gsame = gsame && x.download() == ref;
+    }
+    report(name, same && gsame, "pdl %s; direct x20 %s, graph x20 %s", pdl ? "on" : "off (device before sm_90)",
+           same ? "identical" : "DIFFER", gsame ? "identical" : "DIFFER");
+    CK(cudaGraphExecDestroy(exec));
+    CK(cudaGraphDestroy(graph));
+    CK(cudaStreamDestroy(s));
+}
+
 /* ------------------------------------------------------------ main */
 
 int main(int argc, char **argv) {
@@ -1455,6 +1521,7 @@ int main(int argc, char **argv) {
     test_decode_qkv_store();
     test_decode();
     test_gemv();
+    test_pdl_chain();
     test_loss();
     summary_and_exit(g_fail ? 1 : 0);
 }
