@@ -22,6 +22,7 @@
  * Cost: K and V are read once (n * KV * hd * 2 elements); n = 2048, 32 heads, hd = 128, bf16:
  * 33.5 MB per layer, 8-10 us at 3.5-4 TB/s; the partials are 1.6% of that. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/cuda/common.cuh"
@@ -217,23 +218,24 @@ template <> struct vec16<float> {
     }
 };
 
-/* Block (h, split): keys [split * SPL_CH, +SPL_CH) of head h. NV: 16-byte vectors per lane and
- * row (the row has hd / VE of them, lane l of a group takes l, l + 16, ...). */
-template <typename T, int NV>
-__global__ void __launch_bounds__(SPL_THREADS, NV == 1 ? 7 : 1) /* NV 1: 7 blocks per SM */
+/* Block (h, split): keys [split * CH, +CH) of head h. NV: 16-byte vectors per lane and row (the
+ * row has hd / VE of them, lane l of a group takes l, l + 16, ...); U keys per group and batch.
+ * CH = SPL_CH, U = SPL_U by default; sbk_decode_config picks CH = 128 (U = 4 or 8). */
+template <typename T, int NV, int CH, int U>
+__global__ void __launch_bounds__(SPL_THREADS, NV == 1 ? (U > 4 ? 4 : 7) : 1) /* NV 1: 7 (4) blocks per SM */
     decode_split(float *pacc, float *pml, float *probs, const float *q, const T *k, const T *v, const int32_t *slots,
                  const int64_t *pos, const int64_t *query_pos, const int *n_dev, int H, int KV, int hd, int S,
                  int64_t max_dist, const float *alibi) {
     constexpr int VE = vec16<T>::N;                 /* elements per vector */
-    constexpr int KPG = SPL_CH / SPL_GROUPS;        /* keys per group: 8 */
-    static_assert(KPG % SPL_U == 0 && KPG <= 16, "keys per group");
+    constexpr int KPG = CH / SPL_GROUPS;            /* keys per group: 8 (16) */
+    static_assert(KPG % U == 0 && KPG <= 16, "keys per group");
     __shared__ __align__(16) float s_acc[SPL_GROUPS][256];
     __shared__ float s_m[SPL_GROUPS], s_l[SPL_GROUPS];
     pdl_trigger();
     pdl_wait();
     const int h = (int)(blockIdx.x % (unsigned)H), split = (int)(blockIdx.x / (unsigned)H);
     const int n = *n_dev;
-    const int i0 = split * SPL_CH;
+    const int i0 = split * CH;
     if (i0 >= n) return; /* the whole block: before any barrier */
     const int tid = threadIdx.x, grp = tid >> 4, gl = tid & 15, hbase = tid & 16; /* hbase: the group's first lane */
     const int g = h / (H / KV);
@@ -273,12 +275,12 @@ __global__ void __launch_bounds__(SPL_THREADS, NV == 1 ? 7 : 1) /* NV 1: 7 block
         for (int e = 0; e < VE; e++) acc[j][e] = 0.0f;
 
 #pragma unroll
-    for (int t0 = 0; t0 < KPG; t0 += SPL_U) {
-        uint4 kr[SPL_U][NV], vr[SPL_U][NV];
-        int live[SPL_U];
-        float dist[SPL_U];
+    for (int t0 = 0; t0 < KPG; t0 += U) {
+        uint4 kr[U][NV], vr[U][NV];
+        int live[U];
+        float dist[U];
 #pragma unroll
-        for (int u = 0; u < SPL_U; u++) {
+        for (int u = 0; u < U; u++) {
             const int src = hbase | (t0 + u);
             const int slot = __shfl_sync(0xffffffffu, my_slot, src);
             live[u] = __shfl_sync(0xffffffffu, my_live, src);
@@ -299,9 +301,9 @@ __global__ void __launch_bounds__(SPL_THREADS, NV == 1 ? 7 : 1) /* NV 1: 7 block
                 }
             }
         }
-        float sc[SPL_U];
+        float sc[U];
 #pragma unroll
-        for (int u = 0; u < SPL_U; u++) {
+        for (int u = 0; u < U; u++) {
             float dot = 0.0f;
 #pragma unroll
             for (int j = 0; j < NV; j++) {
@@ -324,7 +326,7 @@ __global__ void __launch_bounds__(SPL_THREADS, NV == 1 ? 7 : 1) /* NV 1: 7 block
         }
         float mx = m;
 #pragma unroll
-        for (int u = 0; u < SPL_U; u++) mx = fmaxf(mx, sc[u]);
+        for (int u = 0; u < U; u++) mx = fmaxf(mx, sc[u]);
         if (mx != -INFINITY) { /* the same on every lane of the group */
             const float c = expf(m - mx); /* 0 while m is still -inf */
             l *= c;
@@ -333,7 +335,7 @@ __global__ void __launch_bounds__(SPL_THREADS, NV == 1 ? 7 : 1) /* NV 1: 7 block
 #pragma unroll
                 for (int e = 0; e < VE; e++) acc[j][e] *= c;
 #pragma unroll
-            for (int u = 0; u < SPL_U; u++) {
+            for (int u = 0; u < U; u++) {
                 const float p = sc[u] == -INFINITY ? 0.0f : expf(sc[u] - mx);
                 l += p;
 #pragma unroll
@@ -389,14 +391,14 @@ __global__ void __launch_bounds__(SPL_THREADS, NV == 1 ? 7 : 1) /* NV 1: 7 block
 /* Block h: the splits' partials of head h (fixed order), the output, the probabilities. */
 __global__ void __launch_bounds__(CMB_THREADS)
     decode_combine(float *out, void *out_cvt, sbk_dtype odt, float *probs, const float *pacc, const float *pml,
-                   const int *n_dev, int S, int hd, int softmax_kind, const float *sink_logit) {
+                   const int *n_dev, int S, int ch, int hd, int softmax_kind, const float *sink_logit) {
     constexpr int NW = CMB_THREADS / 32;
     __shared__ float red[NW][256];
     pdl_trigger();
     pdl_wait();
     const int h = blockIdx.x, tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
     const int n = *n_dev;
-    const int used = min(S, (max(n, 0) + SPL_CH - 1) / SPL_CH);
+    const int used = min(S, (max(n, 0) + ch - 1) / ch);
     const float *ml = pml + (size_t)h * S * 2;
     const bool extra = softmax_kind != SBK_SOFTMAX_STANDARD;
     const float e = softmax_kind == SBK_SOFTMAX_SINK_LOGIT ? sink_logit[h] : 0.0f;
@@ -480,13 +482,35 @@ template <typename T> void launch_legacy(const DecArgs &a, cudaStream_t s) {
                                              a.softmax_kind, a.sink_logit);
 }
 
-template <typename T, int NV> void launch_split_nv(const DecArgs &a, int S, cudaStream_t s) {
+template <typename T, int NV, int CH, int U> void launch_split_nv(const DecArgs &a, cudaStream_t s) {
+    const int S = a.n_max > 0 ? (a.n_max + CH - 1) / CH : 1;
     float *pacc = a.scratch, *pml = a.scratch + (size_t)a.H * S * a.hd;
     const unsigned blocks = (unsigned)((size_t)S * a.H);
-    launch_pdl(decode_split<T, NV>, dim3(blocks), dim3(SPL_THREADS), s, pacc, pml, a.probs, a.q, (const T *)a.k,
-               (const T *)a.v, a.slots, a.pos, a.query_pos, a.n_dev, a.H, a.KV, a.hd, S, a.max_dist, a.alibi);
+    launch_pdl(decode_split<T, NV, CH, U>, dim3(blocks), dim3(SPL_THREADS), s, pacc, pml, a.probs, a.q,
+               (const T *)a.k, (const T *)a.v, a.slots, a.pos, a.query_pos, a.n_dev, a.H, a.KV, a.hd, S, a.max_dist,
+               a.alibi);
     launch_pdl(decode_combine, dim3((unsigned)a.H), dim3(CMB_THREADS), s, a.out, a.out_cvt, a.odt, a.probs, pacc, pml,
-               a.n_dev, S, a.hd, a.softmax_kind, a.sink_logit);
+               a.n_dev, S, CH, a.hd, a.softmax_kind, a.sink_logit);
+}
+
+/* batches of 8 keys only with one vector per lane: wider rows would spill */
+template <typename T, int CH, int U> void launch_split_ch(const DecArgs &a, int nvl, cudaStream_t s) {
+    if (nvl <= 1)
+        launch_split_nv<T, 1, CH, U>(a, s);
+    else if (nvl <= 2)
+        launch_split_nv<T, 2, CH, (U > 4 ? 4 : U)>(a, s);
+    else
+        launch_split_nv<T, 4, CH, (U > 4 ? 4 : U)>(a, s);
+}
+
+int g_dec_cfg = -1; /* 0: 64 keys per split, 1: 128, 2: 128 with 8 keys per batch; -1: unread */
+
+int dec_cfg() {
+    if (g_dec_cfg < 0) {
+        const char *e = getenv("SINKBENCH_CUDA_DECODE");
+        g_dec_cfg = !e ? 0 : !strcmp(e, "128") ? 1 : !strcmp(e, "128u8") ? 2 : 0;
+    }
+    return g_dec_cfg;
 }
 
 template <typename T> void launch_decode(const DecArgs &a, cudaStream_t s) {
@@ -499,18 +523,20 @@ template <typename T> void launch_decode(const DecArgs &a, cudaStream_t s) {
         return;
     }
     const int nvl = (a.hd / VE + 15) / 16; /* vectors per lane */
-    if (nvl <= 1)
-        launch_split_nv<T, 1>(a, S, s);
-    else if (nvl <= 2)
-        launch_split_nv<T, 2>(a, S, s);
-    else
-        launch_split_nv<T, 4>(a, S, s);
+    switch (dec_cfg()) {
+    case 1: launch_split_ch<T, 128, 4>(a, nvl, s); break;
+    case 2: launch_split_ch<T, 128, 8>(a, nvl, s); break;
+    default: launch_split_ch<T, SPL_CH, SPL_U>(a, nvl, s); break;
+    }
 }
 
 } // namespace
 
+extern "C" void sbk_decode_config(int cfg) { g_dec_cfg = cfg >= 0 && cfg <= 2 ? cfg : 0; }
+
 extern "C" size_t sbk_decode_attention_scratch(int H, int hd, int n_max) {
-    /* the split kernel's S (SPL_CH keys per split) is at least the legacy one's (DEC_CH) */
+    /* the split kernel's S (SPL_CH keys per split; 128 in the other configurations) is at least
+     * the legacy one's (DEC_CH) */
     const size_t S = (size_t)(n_max > 0 ? (n_max + SPL_CH - 1) / SPL_CH : 1);
     return (size_t)H * S * ((size_t)hd + 2);
 }

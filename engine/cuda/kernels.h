@@ -165,6 +165,11 @@ void sbk_band_attention(void *out, sbk_dtype odt, size_t out_stride, const void 
 
 /* Floats of scratch sbk_decode_attention needs for H heads of hd and at most n_max keys. Host. */
 size_t sbk_decode_attention_scratch(int H, int hd, int n_max);
+/* The split kernel's shape: 0 (default) 64 keys per block in batches of 4 per group, 1: 128 keys,
+ * 2: 128 keys in batches of 8; else the environment variable SINKBENCH_CUDA_DECODE (64, 128,
+ * 128u8), read at the first launch. Same results within rounding (another merge order); for
+ * the benchmarks that pick the default. Host, not thread-safe. */
+void sbk_decode_config(int cfg);
 
 /* Decode: one query over a slot cache (engine/attention.c attention_token_forward), split
  * over keys (flash-decoding) then combined.

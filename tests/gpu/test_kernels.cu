@@ -945,10 +945,13 @@ struct DecCase {
 /* variant: 0 the default kernels, 1 the legacy ones (SBK_LEGACY_DECODE_ATTENTION), 2 the
  * default ones writing only the bf16 output (sbk_decode_attention_to) */
 static void run_decode_case(const DecCase &c, sbk_dtype dt, uint64_t seed, bool graph, int variant = 0) {
+    /* variant 0: default kernel, 1: legacy, 2: bf16 output, 3 / 4: split configurations 1 / 2 */
     std::string name = std::string("decode ") + dt_name(dt) + " " + c.name + (graph ? " [graph, n grows]" : "") +
-                       (variant == 1 ? " [legacy]" : variant == 2 ? " [out bf16]" : "");
+                       (variant == 1 ? " [legacy]" : variant == 2 ? " [out bf16]" : variant == 3 ? " [split 128]"
+                                                   : variant == 4 ? " [split 128, batches of 8]" : "");
     if (!selected(name)) return;
     sbk_set_legacy(variant == 1 ? SBK_LEGACY_DECODE_ATTENTION : 0);
+    sbk_decode_config(variant == 3 ? 1 : variant == 4 ? 2 : 0);
     Rng rng(seed);
     const int hd = c.hd, G = c.H / c.KV;
     const size_t kvd = (size_t)c.KV * hd;
@@ -1036,7 +1039,7 @@ static void run_decode_case(const DecCase &c, sbk_dtype dt, uint64_t seed, bool 
         CK(cudaGetLastError());
         CK(cudaStreamSynchronize(s));
         /* a second launch on the same inputs: the same bytes (fixed split and merge order) */
-        if (variant == 0 && !c.probs) {
+        if ((variant == 0 || variant >= 3) && !c.probs) {
             const auto first = dout.download();
             dout.poison();
             launch();
@@ -1068,6 +1071,7 @@ static void run_decode_case(const DecCase &c, sbk_dtype dt, uint64_t seed, bool 
     }
     CK(cudaStreamDestroy(s));
     sbk_set_legacy(0);
+    sbk_decode_config(0);
     std::vector<double> ref_out, ref_probs;
     reference(n_check, ref_out, ref_probs);
     /* the bf16 output adds its rounding (2^-9 relative) */
@@ -1114,7 +1118,7 @@ static void test_decode() {
     };
     uint64_t seed = 300;
     for (const DecCase &c : cases) {
-        for (int variant : {0, 1}) {
+        for (int variant : {0, 1, 3, 4}) {
             run_decode_case(c, SBK_F32, seed, false, variant);
             run_decode_case(c, SBK_BF16, seed, false, variant);
         }
@@ -1126,6 +1130,8 @@ static void test_decode() {
     run_decode_case(cases[1], SBK_F32, 402, true);
     run_decode_case(cases[4], SBK_BF16, 403, true);
     run_decode_case(cases[15], SBK_BF16, 405, true);
+    run_decode_case(cases[15], SBK_BF16, 410, true, 3);
+    run_decode_case(cases[13], SBK_BF16, 411, true, 4);
     run_decode_case(cases[16], SBK_BF16, 406, true, 1);
     /* the converted output the decode step uses */
     run_decode_case(cases[16], SBK_BF16, 407, false, 2);
@@ -1259,9 +1265,10 @@ static void bench() {
      * per layer) is not served from L2; bytes = K and V of the n keys of every head. */
     for (int n : {2048, 4096})
         for (sbk_dtype dt : {SBK_BF16, SBK_F32})
-            for (int variant : {0, 1})
+            for (int variant : {0, 1, 3, 4})
                 for (bool with_probs : {false, true}) {
                     if (dt == SBK_F32 && with_probs) continue;
+                    if (variant >= 3 && (dt == SBK_F32 || with_probs)) continue;
                     const int H = 32, KV = 32, hd = 128, NSET = 4;
                     const size_t kvd = (size_t)KV * hd;
                     std::vector<int32_t> slots((size_t)NSET * n);
@@ -1280,7 +1287,8 @@ static void bench() {
                     upload_vec(dqp, qp);
                     upload_vec(dn, nn);
                     int set = 0;
-                    sbk_set_legacy(variant ? SBK_LEGACY_DECODE_ATTENTION : 0);
+                    sbk_set_legacy(variant == 1 ? SBK_LEGACY_DECODE_ATTENTION : 0);
+                    sbk_decode_config(variant == 3 ? 1 : variant == 4 ? 2 : 0);
                     auto launch = [&]() {
                         sbk_decode_attention(out.as<float>(), with_probs ? probs.as<float>() : nullptr, q.as<float>(),
                                              k.p, v.p, ds.as<int32_t>() + (size_t)set * n, dp.as<int64_t>(),
@@ -1291,11 +1299,13 @@ static void bench() {
                     /* 10 launches back to back per timing, as in the decode step's graph */
                     const double ms = time_ms([&]() { for (int r = 0; r < 10; r++) launch(); }, 2, 20) / 10;
                     sbk_set_legacy(0);
+                    sbk_decode_config(0);
                     const double flops = 4.0 * hd * n * H, bytes = (double)n * kvd * 2 * dsize(dt);
                     printf("{\"bench\":\"decode_attention\",\"kernel\":\"%s\",\"dtype\":\"%s\",\"H\":%d,\"KV\":%d,"
                            "\"hd\":%d,\"n\":%d,\"probs\":%s,\"median_ms\":%.4f,\"reps\":\"20x10\",\"tflops\":%.3f,"
                            "\"gbps\":%.1f,\"ms_per_token_32_layers\":%.3f,\"device\":\"%s\"}\n",
-                           variant ? "legacy" : "split", dt_name(dt), H, KV, hd, n, with_probs ? "true" : "false", ms,
+                           variant == 1 ? "legacy" : variant == 3 ? "split128" : variant == 4 ? "split128u8" : "split",
+                           dt_name(dt), H, KV, hd, n, with_probs ? "true" : "false", ms,
                            flops / ms * 1e-9, bytes / ms * 1e-6, 32 * ms, prop.name);
                     fflush(stdout);
                 }
