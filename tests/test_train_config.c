@@ -13,6 +13,7 @@
 #include "engine/common.h"
 #include "tokenizer/tokenizer.h"
 #include "train/train.h"
+#include "train/trainer.h"
 #include "tests/helpers/sb_test.h"
 
 static const char base_ini[] =
@@ -64,6 +65,10 @@ static void test_variants_set_model(void **state) {
     assert_int_equal(parse(&c, buf), SB_OK);
     assert_int_equal(c.model.softmax, SB_SOFTMAX_STANDARD);
     assert_int_equal(c.model.sink_token_id, 299);
+    assert_false(c.sink_target_first);
+    strcpy(strstr(buf, "type = sink_token"), "type = sink_token\nsink_token_id = 299\nsink_target = first\n");
+    assert_int_equal(parse(&c, buf), SB_OK);
+    assert_true(c.sink_target_first);
     strcpy(strstr(buf, "type = sink_token"), "type = vanilla\nsink_token_id = 299\n");
     assert_int_equal(parse(&c, buf), SB_OK);
     assert_int_equal(c.model.sink_token_id, -1); /* only the sink_token variant has one */
@@ -98,6 +103,7 @@ static void test_errors_name_key_and_value(void **state) {
     expect_error("tie_embeddings = true", "tie_embeddings = maybe", "model.tie_embeddings", "'maybe'");
     expect_error("tie_embeddings = true", "tie_embeddings = true\ninit = xavier", "model.init", "'xavier'");
     expect_error("type = sink_logit", "type = magic", "variant.type", "'magic'");
+    expect_error("type = sink_logit", "type = sink_logit\nsink_target = all", "variant.sink_target", "'all'");
     expect_error("seed = 7", "seed = -3", "run.seed", "'-3'");
     expect_error("log = log.h5", "log = ../x.h5", "run.log", "../x.h5");
     expect_error("threads = 2", "[extra]\nfoo = 1", "[extra]", NULL);
@@ -242,8 +248,39 @@ static void test_tokenizer_ids(void **state) {
     sb_test_rmtree(dir);
 }
 
+/* Samples of each variant: inputs, and which positions predict which token. */
+static void test_make_sample(void **state) {
+    (void)state;
+    sb_train_config c;
+    sb_train_config_default(&c);
+    c.seq_len = 5;
+    const int32_t data[] = {10, 11, 12, 13, 14, 15, 16, 17};
+    int32_t tok[5], tgt[5];
+    sb_train_make_sample(&c, data, 2, tok, tgt); /* vanilla: 12..16 predicting 13..17 */
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(tok[i], 12 + i);
+        assert_int_equal(tgt[i], 13 + i);
+    }
+    c.variant = SB_VARIANT_SINK_TOKEN;
+    c.model.sink_token_id = 99;
+    sb_train_make_sample(&c, data, 2, tok, tgt); /* [<sink>, 12..15] predicting [-, 13..16] */
+    assert_int_equal(tok[0], 99);
+    assert_int_equal(tgt[0], -1);
+    for (int i = 1; i < 5; i++) {
+        assert_int_equal(tok[i], 11 + i);
+        assert_int_equal(tgt[i], 12 + i);
+    }
+    c.sink_target_first = true; /* the sink predicts the window's first token */
+    sb_train_make_sample(&c, data, 2, tok, tgt);
+    assert_int_equal(tok[0], 99);
+    assert_int_equal(tgt[0], 12);
+    assert_int_equal(tok[1], 12);
+    assert_int_equal(tgt[4], 16);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_make_sample),
         cmocka_unit_test(test_parse_full),
         cmocka_unit_test(test_variants_set_model),
         cmocka_unit_test(test_errors_name_key_and_value),

@@ -71,6 +71,7 @@ static int config_fields(const sb_trainer *t, ckpt_field *f) {
     FIELD("run.seed", (double)c->seed);
     FIELD("variant.type", c->variant);
     FIELD("variant.sink_token_id", m->sink_token_id);
+    FIELD("variant.sink_target", c->sink_target_first);
 #undef FIELD
     return n;
 }

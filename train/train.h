@@ -8,7 +8,10 @@
  *               its target is ignored, because the token after the sink is the start of an
  *               arbitrary window, and learning an unconditional first-token distribution
  *               there is not what the sink is for. A sample is [<sink>, d_0 .. d_{T-2}]
- *               predicting [-, d_1 .. d_{T-1}]: T positions, T-1 predictions;
+ *               predicting [-, d_1 .. d_{T-1}]: T positions, T-1 predictions. With
+ *               `sink_target = first` the sink position predicts d_0 as in a plain language
+ *               model over [<sink>] + text (T predictions; the sink's states then also carry
+ *               the unconditional first-token distribution);
  *   zero_sink   softmax off-by-one in every attention (SB_SOFTMAX_OFF_BY_ONE);
  *   sink_logit  a learned per-head sink logit (SB_SOFTMAX_SINK_LOGIT, weights [n_heads] per
  *               layer, initialised to 0).
@@ -81,8 +84,9 @@ typedef struct {
     int64_t eval_tokens;         /* held-out tokens per evaluation */
     int checkpoint_interval;     /* steps between checkpoints; 0 = only at the end */
     char log_name[256];          /* HDF5 log file inside the output directory */
-    /* [variant] type sink_token_id */
+    /* [variant] type sink_token_id sink_target */
     sb_train_variant variant;
+    bool sink_target_first;      /* sink_token: the sink position predicts the first text token */
 } sb_train_config;
 
 /* Defaults: a small Llama (vocab 4096, dim 384, 6 layers, 6 heads, ffn 1024, ctx 512),

@@ -215,6 +215,11 @@ static int on_key(void *user, const char *sec, const char *key, const char *val)
             return 1;
         }
         INT_KEY("sink_token_id", m->sink_token_id, -1, INT32_MAX)
+        if (!strcmp(key, "sink_target")) {
+            if (strcmp(val, "none") && strcmp(val, "first")) return bad(p, sec, key, val, "expected none or first");
+            c->sink_target_first = !strcmp(val, "first");
+            return 1;
+        }
     } else {
         if (!p->failed) sb_error("%s: unknown section [%s] (key %s)", p->name, sec, key);
         p->failed = 1;
@@ -338,13 +343,14 @@ char *sb_train_config_to_ini(const sb_train_config *c) {
                      "clip = %.17g\n\n"
                      "[run]\nseed = %llu\nthreads = %d\neval_interval = %d\neval_tokens = %lld\n"
                      "checkpoint_interval = %d\nlog = %s\n\n"
-                     "[variant]\ntype = %s\nsink_token_id = %d\n",
+                     "[variant]\ntype = %s\nsink_token_id = %d\nsink_target = %s\n",
                      m->vocab_size, m->dim, m->n_layers, m->n_heads, m->n_kv_heads, m->head_dim, m->ffn_dim,
                      m->max_ctx, (double)m->rope_theta, (double)m->norm_eps, m->tie_embeddings ? "true" : "false",
                      (double)c->init_std, sb_train_init_name(c->init), c->train_path, c->heldout_path, c->tokenizer_path, c->seq_len, c->lr, c->min_lr, c->warmup,
                      c->steps, c->batch, c->grad_accum, c->weight_decay, c->beta1, c->beta2, c->eps, c->clip,
                      (unsigned long long)c->seed, c->threads, c->eval_interval, (long long)c->eval_tokens,
-                     c->checkpoint_interval, c->log_name, sb_train_variant_name(c->variant), m->sink_token_id);
+                     c->checkpoint_interval, c->log_name, sb_train_variant_name(c->variant), m->sink_token_id,
+                     c->sink_target_first ? "first" : "none");
     if (n < 0 || (size_t)n >= cap) {
         free(s);
         sb_error("config too long to write");

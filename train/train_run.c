@@ -52,11 +52,12 @@ static int64_t sample_span(const sb_train_config *c) {
 }
 
 /* Sample b of a batch from data starting at `start`. */
-static void make_sample(const sb_train_config *c, const int32_t *data, int64_t start, int32_t *tok, int32_t *tgt) {
+void sb_train_make_sample(const sb_train_config *c, const int32_t *data, int64_t start, int32_t *tok, int32_t *tgt) {
     int T = c->seq_len;
     if (c->variant == SB_VARIANT_SINK_TOKEN) {
         tok[0] = c->model.sink_token_id;
-        tgt[0] = -1; /* the sink position predicts nothing */
+        /* the sink position predicts nothing, or the window's first token (sink_target) */
+        tgt[0] = c->sink_target_first ? data[start] : -1;
         for (int i = 1; i < T; i++) {
             tok[i] = data[start + i - 1];
             tgt[i] = data[start + i];
@@ -96,7 +97,7 @@ static int evaluate(run_ctx *r, double *loss, double *sink) {
     for (int64_t w0 = 0; w0 < nw; w0 += c->batch) {
         int B = (int)(nw - w0 < c->batch ? nw - w0 : c->batch);
         for (int b = 0; b < B; b++)
-            make_sample(c, r->held, (w0 + b) * stride, r->tok + (size_t)b * c->seq_len,
+            sb_train_make_sample(c, r->held, (w0 + b) * stride, r->tok + (size_t)b * c->seq_len,
                         r->tgt + (size_t)b * c->seq_len);
         float l;
         int nv;
@@ -337,7 +338,7 @@ int sb_train_run(const sb_train_config *cfg, const char *out_dir, const sb_train
         for (int micro = 0; micro < cfg->grad_accum; micro++) {
             for (int b = 0; b < B; b++) {
                 int64_t start = (int64_t)sb_rng_below(&t->rng, (uint64_t)(r.n_train - span + 1));
-                make_sample(cfg, r.train, start, r.tok + (size_t)b * T, r.tgt + (size_t)b * T);
+                sb_train_make_sample(cfg, r.train, start, r.tok + (size_t)b * T, r.tgt + (size_t)b * T);
             }
             float l;
             int nv;

@@ -49,4 +49,9 @@ int sb_train_checkpoint_load(sb_trainer *t, const char *path);
 /* Rewrite the HDF5 log (atomically) from t's history. */
 int sb_train_log_write(const sb_trainer *t, const char *path);
 
+/* One training sample of c->seq_len positions from data[start ..]: input ids tok and target
+ * ids tgt (-1 = no prediction), by the variant ([<sink>] first for sink_token, whose own
+ * target is -1 or, with sink_target = first, data[start]). */
+void sb_train_make_sample(const sb_train_config *c, const int32_t *data, int64_t start, int32_t *tok, int32_t *tgt);
+
 #endif
