@@ -33,17 +33,8 @@ mkdir -p "$work" "$(dirname "$out")"
 trap 'rm -rf "$work"' EXIT
 [ -x "$sb" ] || { echo "table2_timing: $sb not found (run make)" >&2; exit 1; }
 
-# name | real layers | cache of Table 2 (K+W) | vocab | init flags of one layer's shape
-# (from each model's config.json on the Hugging Face hub)
-shape() {
-    case $1 in
-    llama2-7b) echo "32|4096|32000|--dim 4096 --heads 32 --ffn 11008 --ctx 4096" ;;
-    falcon-7b) echo "32|2048|65024|--dim 4544 --heads 71 --kv-heads 1 --ffn 18176 --ctx 2048 --norm layer --norm-bias --norm-eps 1e-5 --mlp gelu --act gelu --parallel --shared-norm --tie" ;;
-    pythia-12b) echo "36|2048|50688|--dim 5120 --heads 40 --ffn 20480 --ctx 2048 --norm layer --norm-bias --norm-eps 1e-5 --rotary-frac 0.25 --parallel --mlp gelu --act gelu --mlp-bias --qkv-bias --out-bias" ;;
-    mpt-7b) echo "32|2048|50432|--dim 4096 --heads 32 --ffn 16384 --ctx 2048 --norm layer --norm-eps 1e-5 --pos alibi --alibi-bias-max 8 --mlp gelu --act gelu --tie" ;;
-    *) echo "table2_timing: unknown model '$1'" >&2; exit 2 ;;
-    esac
-}
+source bench/table2_shapes.sh
+shape() { table2_shape "$1" || exit 2; }
 jget() { sed -n "s/.*\"$1\":\(\"[^\"]*\"\|[^,}]*\).*/\1/p" "$2" | tr -d '"'; }
 
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
