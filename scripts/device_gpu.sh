@@ -20,7 +20,15 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 what=${1:?usage: device_gpu.sh tests|bench [sections]}
 shift
-[ -d .gpu ] || tar -xJf .gpupack/gpu.txz
+# a pack differing from the one unpacked last (a warm machine keeps .gpu) is unpacked again
+sum=$(sha256sum .gpupack/gpu.txz 2>/dev/null | cut -c1-64)
+if [ ! -d .gpu ] || [ "$sum" != "$(cat .gpu/.pack_sha256 2>/dev/null)" ]; then
+    rm -rf .gpu && tar -xJf .gpupack/gpu.txz && echo "$sum" >.gpu/.pack_sha256
+fi
+# the runtime libraries: unpacked from .debs once per machine (scripts/device_env.sh), so a
+# later call on the same warm machine may leave .debs behind (room for models/sb-base)
+[ -d .debs ] || [ -d "${SB_PREFIX:-/tmp/sbprefix}/usr" ] ||
+    { echo "device_gpu.sh: no .debs carried and none unpacked on this machine yet" >&2; exit 2; }
 source scripts/device_env.sh
 export LD_LIBRARY_PATH="${LD_LIBRARY_PATH}:/usr/local/cuda/lib64"
 export SINKBENCH_GIT_REV=$(cat .gpu/git_rev 2>/dev/null || echo unknown)

@@ -44,7 +44,9 @@ if [ "$what" = train ]; then
     du -sh .gpupack .gpudata .debs
 else
     # the 29.3M sb-base (58.6 MB bf16, hardly compressible) plus .debs exceed a call's 64 MiB
-    # carry: PACK_MODELS=0 leaves it out (test_backend then reports its sb-base check failed)
+    # carry: PACK_MODELS=0 leaves it out (test_backend then reports its sb-base check failed);
+    # or send this pack without .debs in a second call on a machine still warm from a call
+    # that carried them (device_gpu.sh keeps their unpacked libraries)
     models=(models/sb-base)
     [ "${PACK_MODELS:-1}" = 0 ] && models=()
     tar -cf - .gpu "${models[@]}" | xz -T"$(nproc)" -6 >.gpupack/gpu.txz
