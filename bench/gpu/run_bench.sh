@@ -7,10 +7,12 @@
 #   bench/gpu/run_bench.sh [sections...]   sections: ceilings exact sweep flat reference
 #                                         (default: these; `decode` adds 300-token runs at 4+2044
 #                                         and 4+4092, which the sweep already covers, and the same
-#                                         with programmatic dependent launch off, for comparison)
+#                                         with programmatic dependent launch off and with the other
+#                                         decode-attention split shapes, for comparison)
 # Knobs: SINKBENCH (bin/sinkbench), GEMM_BW (build-cuda/bench/gemm_bw), BENCH_RAW ($OUT or
 # /tmp/bench_gpu), EXACT_TOKENS (262144), TABLE2_TOKENS (400000), FLAT_TOKENS (12000),
-# SWEEP_CACHES (256 512 1024 2048 4096), SWEEP_NO_RECOMPUTE (set: streaming only), REF_CACHES
+# SWEEP_CACHES (256 512 1024 2048 4096), SWEEP_NO_RECOMPUTE (set: streaming only), EXACT_CHUNKS
+# (4096 8192: exact mode again with these --chunk values, beside the default 2048), REF_CACHES
 # (256,512,1024,2048,4096: the reference's caches).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -51,6 +53,11 @@ if has exact; then
     say "exact mode, sinks:4:2044, $exact_n tokens"
     $sb ppl --model "$model" --data "$ids" --tokens $((exact_n + 1)) --policy sinks:4:2044 "${common[@]}" \
         >"$raw/exact_4_2044.json"
+    for ch in ${EXACT_CHUNKS-4096 8192}; do
+        say "exact mode, sinks:4:2044, --chunk $ch"
+        $sb ppl --model "$model" --data "$ids" --tokens $((exact_n + 1)) --policy sinks:4:2044 --chunk "$ch" \
+            "${common[@]}" >"$raw/exact_4_2044_c$ch.json" || say "--chunk $ch failed"
+    done
     say "exact mode, one Table 2 cell: sinks:4:4092, $table2_n tokens"
     $sb ppl --model "$model" --data "$ids" --tokens $((table2_n + 1)) --policy sinks:4:4092 "${common[@]}" \
         >"$raw/table2_cell.json"
@@ -63,6 +70,11 @@ if has decode; then
         say "decode latency, sinks:4:$((c - 4)), programmatic dependent launch off"
         SINKBENCH_CUDA_LEGACY=pdl $sb latency --model "$model" --policy sinks:4:$((c - 4)) --tokens 300 \
             "${common[@]}" >"$raw/decode_nopdl_$c.json"
+        for v in 128 128u8; do
+            say "decode latency, sinks:4:$((c - 4)), decode attention split shape $v"
+            SINKBENCH_CUDA_DECODE=$v $sb latency --model "$model" --policy sinks:4:$((c - 4)) --tokens 300 \
+                "${common[@]}" >"$raw/decode_split${v}_$c.json"
+        done
     done
 fi
 if has sweep; then

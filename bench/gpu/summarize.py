@@ -65,6 +65,16 @@ if ex:
                                                                 fl / 1e12, g, 100 * fl / 1e12 / g))
     acc.append(("exact-mode FLOP/s >= 50% of cuBLAS GEMM at the model's shapes", fl / 1e12 >= 0.5 * g,
                 "%.0f of %.0f TFLOP/s" % (fl / 1e12, g)))
+    import glob
+    for f in sorted(glob.glob(os.path.join(raw, "exact_4_2044_c*.json")),
+                    key=lambda f: int(f.rsplit("_c", 1)[1].split(".")[0])):
+        e = load(os.path.basename(f))
+        if not e:
+            continue
+        fc = flops_per_token(4 + 2044 + 1) * e["tokens_per_s"]
+        res.setdefault("exact_chunks", {})[e.get("chunk")] = {"tokens_per_s": e["tokens_per_s"], "achieved_tflop_s": fc / 1e12}
+        md.append("| %d, `--chunk %s` | %.0f | %.1f s | %.0f | %.0f | %.1f%% |" % (
+            e["tokens_scored"], e.get("chunk"), e["tokens_per_s"], e["wall_s"], fc / 1e12, g, 100 * fc / 1e12 / g))
     if 2048 in ref_stream:
         x = ex["tokens_per_s"] / ref_stream[2048]["tokens_per_s"]
         res["exact"]["vs_reference"] = x
@@ -111,15 +121,22 @@ if dec:
         if r:
             acc.append(("decode at 4+%d >= 5x faster than the reference" % (c - 4), sp >= 5, "%.1fx" % sp))
     md.append("")
-    nopdl = {c: load("decode_nopdl_%d.json" % c) for c in dec}
-    if any(nopdl.values()):
-        md += ["Programmatic dependent launch (decode kernels start while the previous one finishes), same run:", "",
-               "| cache | PDL on, mean ms/token | PDL off | saved |", "|---:|---:|---:|---:|"]
+    variants = [("no_pdl", "decode_nopdl_%d.json", "PDL off"), ("split128", "decode_split128_%d.json", "split 128 keys"),
+                ("split128u8", "decode_split128u8_%d.json", "split 128 keys, batches of 8")]
+    got = {k: {c: load(f % c) for c in dec} for k, f, _ in variants}
+    if any(v for g in got.values() for v in g.values()):
+        md += ["The same decode runs with one thing changed (`SINKBENCH_CUDA_LEGACY=pdl`: programmatic dependent "
+               "launch off; `SINKBENCH_CUDA_DECODE`: the decode attention's split shape), same run, mean ms/token:", "",
+               "| cache | default | " + " | ".join(t for _, _, t in variants) + " |",
+               "|---:|---:|" + "---:|" * len(variants)]
         for c, d in dec.items():
-            o = nopdl.get(c)
-            if o:
-                res["decode"][c]["no_pdl_mean_ms"] = o["mean_ms"]
-                md.append("| 4+%d | %.2f | %.2f | %.2f ms |" % (c - 4, d["mean_ms"], o["mean_ms"], o["mean_ms"] - d["mean_ms"]))
+            cells = []
+            for k, _, _ in variants:
+                o = got[k].get(c)
+                if o:
+                    res["decode"][c][k + "_mean_ms"] = o["mean_ms"]
+                cells.append("%.2f" % o["mean_ms"] if o else "-")
+            md.append("| 4+%d | %.2f | %s |" % (c - 4, d["mean_ms"], " | ".join(cells)))
         md.append("")
 
 rows = []
