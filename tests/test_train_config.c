@@ -106,6 +106,12 @@ static void test_errors_name_key_and_value(void **state) {
     expect_error("type = sink_logit", "type = sink_logit\nsink_target = all", "variant.sink_target", "'all'");
     expect_error("seed = 7", "seed = -3", "run.seed", "'-3'");
     expect_error("log = log.h5", "log = ../x.h5", "run.log", "../x.h5");
+    /* the resolved train.ini must read back: libinih splits lines longer than 200 bytes */
+    char line[300];
+    snprintf(line, sizeof line, "train = %0190d", 7);
+    expect_error("train = a.tok", line, "data.train", "180 bytes");
+    snprintf(line, sizeof line, "log = %0190d", 7);
+    expect_error("log = log.h5", line, "run.log", "180 bytes");
     expect_error("threads = 2", "[extra]\nfoo = 1", "[extra]", NULL);
     expect_error("threads = 2", "this is not ini", "line", NULL);
 }

@@ -127,9 +127,14 @@ static int get_bool(const char *s, bool *out) {
         field = v_;                                                                                      \
         return 1;                                                                                        \
     }
+/* libinih reads lines of at most 200 bytes (its INI_MAX_LINE) and splits longer ones, so the
+ * resolved train.ini line "tokenizer = <path>" must stay below that to read back */
+#define INI_PATH_MAX 180
+
 #define STR_KEY(k, buf)                                                                                  \
     if (!strcmp(key, k)) {                                                                               \
-        if (strlen(val) >= sizeof(buf)) return bad(p, sec, key, val, "too long");                        \
+        if (strlen(val) >= sizeof(buf) || strlen(val) > INI_PATH_MAX)                                    \
+            return bad(p, sec, key, val, "longer than 180 bytes (INI lines are at most 200)");           \
         /* train.ini must read back the same: INI takes " ;" or " #" for a comment */                     \
         if (strpbrk(val, ";#")) return bad(p, sec, key, val, "a path with ';' or '#' is not supported");  \
         snprintf(buf, sizeof(buf), "%s", val);                                                           \
@@ -203,8 +208,8 @@ static int on_key(void *user, const char *sec, const char *key, const char *val)
         INT_KEY("eval_tokens", c->eval_tokens, 0, INT64_C(1) << 40)
         INT_KEY("checkpoint_interval", c->checkpoint_interval, 0, INT32_MAX)
         if (!strcmp(key, "log")) {
-            if (!val[0] || strpbrk(val, "/;#") || strlen(val) >= sizeof c->log_name)
-                return bad(p, sec, key, val, "expected a file name (no '/') for the HDF5 log");
+            if (!val[0] || strpbrk(val, "/;#") || strlen(val) >= sizeof c->log_name || strlen(val) > INI_PATH_MAX)
+                return bad(p, sec, key, val, "expected a file name (no '/', at most 180 bytes) for the HDF5 log");
             snprintf(c->log_name, sizeof c->log_name, "%s", val);
             return 1;
         }
